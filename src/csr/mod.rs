@@ -1,0 +1,661 @@
+//! The CSR API seam: what the manager asks of a CSR client, the errors it can get back, and how
+//! those errors map to "is the server healthy?".
+//!
+//! [`CsrClient`] has two calls, as client-go's `csr` package: create a request, then wait for
+//! its certificate. The manager builds one client per rotation attempt through the config's
+//! factory, so a client may hold the credentials of the certificate current at that moment.
+//! Waits are cancellable through [`Cancel`]: the manager cancels when it stops, when the template
+//! changes, and when its own (clock-driven) wait timeout fires.
+
+pub mod api;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+/// A key usage the CSR API knows (`certificates.k8s.io/v1` `KeyUsage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum KeyUsage {
+    /// `signing`
+    Signing,
+    /// `digital signature`
+    DigitalSignature,
+    /// `content commitment`
+    ContentCommitment,
+    /// `key encipherment`
+    KeyEncipherment,
+    /// `key agreement`
+    KeyAgreement,
+    /// `data encipherment`
+    DataEncipherment,
+    /// `cert sign`
+    CertSign,
+    /// `crl sign`
+    CrlSign,
+    /// `encipher only`
+    EncipherOnly,
+    /// `decipher only`
+    DecipherOnly,
+    /// `any`
+    Any,
+    /// `server auth`
+    ServerAuth,
+    /// `client auth`
+    ClientAuth,
+    /// `code signing`
+    CodeSigning,
+    /// `email protection`
+    EmailProtection,
+    /// `s/mime`
+    SMime,
+    /// `ipsec end system`
+    IpsecEndSystem,
+    /// `ipsec tunnel`
+    IpsecTunnel,
+    /// `ipsec user`
+    IpsecUser,
+    /// `timestamping`
+    Timestamping,
+    /// `ocsp signing`
+    OcspSigning,
+    /// `microsoft sgc`
+    MicrosoftSgc,
+    /// `netscape sgc`
+    NetscapeSgc,
+}
+
+impl KeyUsage {
+    /// Every usage, in the API's order.
+    pub const ALL: [KeyUsage; 23] = [
+        KeyUsage::Signing,
+        KeyUsage::DigitalSignature,
+        KeyUsage::ContentCommitment,
+        KeyUsage::KeyEncipherment,
+        KeyUsage::KeyAgreement,
+        KeyUsage::DataEncipherment,
+        KeyUsage::CertSign,
+        KeyUsage::CrlSign,
+        KeyUsage::EncipherOnly,
+        KeyUsage::DecipherOnly,
+        KeyUsage::Any,
+        KeyUsage::ServerAuth,
+        KeyUsage::ClientAuth,
+        KeyUsage::CodeSigning,
+        KeyUsage::EmailProtection,
+        KeyUsage::SMime,
+        KeyUsage::IpsecEndSystem,
+        KeyUsage::IpsecTunnel,
+        KeyUsage::IpsecUser,
+        KeyUsage::Timestamping,
+        KeyUsage::OcspSigning,
+        KeyUsage::MicrosoftSgc,
+        KeyUsage::NetscapeSgc,
+    ];
+
+    /// The API's string for this usage (`"digital signature"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeyUsage::Signing => "signing",
+            KeyUsage::DigitalSignature => "digital signature",
+            KeyUsage::ContentCommitment => "content commitment",
+            KeyUsage::KeyEncipherment => "key encipherment",
+            KeyUsage::KeyAgreement => "key agreement",
+            KeyUsage::DataEncipherment => "data encipherment",
+            KeyUsage::CertSign => "cert sign",
+            KeyUsage::CrlSign => "crl sign",
+            KeyUsage::EncipherOnly => "encipher only",
+            KeyUsage::DecipherOnly => "decipher only",
+            KeyUsage::Any => "any",
+            KeyUsage::ServerAuth => "server auth",
+            KeyUsage::ClientAuth => "client auth",
+            KeyUsage::CodeSigning => "code signing",
+            KeyUsage::EmailProtection => "email protection",
+            KeyUsage::SMime => "s/mime",
+            KeyUsage::IpsecEndSystem => "ipsec end system",
+            KeyUsage::IpsecTunnel => "ipsec tunnel",
+            KeyUsage::IpsecUser => "ipsec user",
+            KeyUsage::Timestamping => "timestamping",
+            KeyUsage::OcspSigning => "ocsp signing",
+            KeyUsage::MicrosoftSgc => "microsoft sgc",
+            KeyUsage::NetscapeSgc => "netscape sgc",
+        }
+    }
+}
+
+impl fmt::Display for KeyUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an unknown usage string.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key usage {0:?}")]
+pub struct UnknownKeyUsage(pub String);
+
+impl FromStr for KeyUsage {
+    type Err = UnknownKeyUsage;
+
+    fn from_str(s: &str) -> Result<KeyUsage, UnknownKeyUsage> {
+        KeyUsage::ALL
+            .into_iter()
+            .find(|u| u.as_str() == s)
+            .ok_or_else(|| UnknownKeyUsage(s.to_owned()))
+    }
+}
+
+/// The API version a CSR was created with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApiVersion {
+    /// `certificates.k8s.io/v1`
+    V1,
+    /// `certificates.k8s.io/v1beta1`
+    V1beta1,
+}
+
+impl ApiVersion {
+    /// `certificates.k8s.io/v1` or `…/v1beta1`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ApiVersion::V1 => api::API_VERSION_V1,
+            ApiVersion::V1beta1 => api::API_VERSION_V1BETA1,
+        }
+    }
+}
+
+/// What to request: one CSR.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsrRequest {
+    /// A fixed object name, or `None` for `generateName: csr-` (the manager's default).
+    pub name: Option<String>,
+    /// The PEM `CERTIFICATE REQUEST`.
+    pub csr_pem: String,
+    /// Signer name (`kubernetes.io/kubelet-serving`, …); empty means none (v1beta1 only).
+    pub signer_name: String,
+    /// Requested usages.
+    pub usages: Vec<KeyUsage>,
+    /// Requested lifetime (`spec.expirationSeconds`), or `None` to leave it to the signer.
+    pub expiration: Option<Duration>,
+    /// The requesting key's DER `SubjectPublicKeyInfo`, to check an existing object before
+    /// adopting it.
+    pub public_key_der: Vec<u8>,
+}
+
+/// A created CSR object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsrRef {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`; the wait checks every event against it.
+    pub uid: String,
+    /// Which API version it lives under.
+    pub api_version: ApiVersion,
+}
+
+/// Talks to a CSR API: creates requests and waits for their certificates (client-go
+/// `csr.RequestCertificate` and `csr.WaitForCertificate`).
+pub trait CsrClient: Send {
+    /// Creates the CSR object and returns its name and uid.
+    ///
+    /// # Errors
+    /// Any [`CsrError`]; the manager maps it to health with
+    /// [`CsrError::server_healthy_after_create`].
+    fn create(&self, request: &CsrRequest) -> Result<CsrRef, CsrError>;
+
+    /// Waits until the CSR is approved and issued and returns the PEM chain (leaf first).
+    /// Ends early on Denied/Failed conditions, deletion or a uid change. Returns
+    /// [`CsrError::Cancelled`] within 100 ms of `cancel` firing and [`CsrError::Timeout`] after
+    /// `timeout` of its own waiting.
+    ///
+    /// # Errors
+    /// Any [`CsrError`].
+    fn wait_for_certificate(
+        &self,
+        csr: &CsrRef,
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<Vec<u8>, CsrError>;
+}
+
+/// An error answer of the Kubernetes API (a `Status` body or a bare HTTP code).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// `Status.reason`, or the code's standard reason when the body was not a Status.
+    pub reason: String,
+    /// `Status.message`, or a description of the unexpected body.
+    pub message: String,
+    /// True when the body was a `Status` object; false for any other body (client-go then adds
+    /// the cause `UnexpectedServerResponse`, which makes the server count as unhealthy).
+    pub is_status: bool,
+    /// The server's `Retry-After` (header or `details.retryAfterSeconds`), if any.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn is_reason(&self, reason: &str, code: u16) -> bool {
+        // apimachinery: match on the reason, or on the code when the reason is unknown.
+        self.reason == reason || (self.reason_is_unknown() && self.code == code)
+    }
+
+    fn reason_is_unknown(&self) -> bool {
+        self.reason.is_empty() || self.reason == "Unknown"
+    }
+
+    /// 401 Unauthorized.
+    pub fn is_unauthorized(&self) -> bool {
+        self.is_reason("Unauthorized", 401)
+    }
+
+    /// 403 Forbidden.
+    pub fn is_forbidden(&self) -> bool {
+        self.is_reason("Forbidden", 403)
+    }
+
+    /// 404 NotFound.
+    pub fn is_not_found(&self) -> bool {
+        self.is_reason("NotFound", 404)
+    }
+
+    /// 409 AlreadyExists (reason only, as apimachinery).
+    pub fn is_already_exists(&self) -> bool {
+        self.reason == "AlreadyExists"
+    }
+
+    /// 410 Expired / Gone.
+    pub fn is_expired(&self) -> bool {
+        self.reason == "Expired" || self.reason == "Gone" || self.code == 410
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (HTTP {}, {})", self.message, self.code, self.reason)
+    }
+}
+
+/// Errors from a [`CsrClient`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsrError {
+    /// The API answered with an error.
+    #[error("cannot {op} certificate signing request at {path}: {error}")]
+    Api {
+        /// `create`, `retrieve`, `list` or `watch`.
+        op: &'static str,
+        /// The request path.
+        path: String,
+        /// The answer.
+        error: ApiError,
+    },
+    /// The request did not get an answer (connection refused, TLS failure, reset, …).
+    #[error("cannot {op} certificate signing request: {message}")]
+    Transport {
+        /// `create`, `retrieve`, `list` or `watch`.
+        op: &'static str,
+        /// What failed, with the URL.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// No certificate came within the wait timeout.
+    #[error(
+        "timed out waiting for certificate signing request {name:?} after {}; is an approver running for this signer?",
+        crate::pki::fmt_duration(*waited)
+    )]
+    Timeout {
+        /// CSR name.
+        name: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The wait was cancelled (stop or template change).
+    #[error("waiting for certificate signing request {name:?} was cancelled")]
+    Cancelled {
+        /// CSR name.
+        name: String,
+    },
+    /// The CSR was denied.
+    #[error("certificate signing request {name:?} is denied, reason: {reason}, message: {message}")]
+    Denied {
+        /// CSR name.
+        name: String,
+        /// Condition reason.
+        reason: String,
+        /// Condition message.
+        message: String,
+    },
+    /// The signer failed the CSR.
+    #[error("certificate signing request {name:?} failed, reason: {reason}, message: {message}")]
+    Failed {
+        /// CSR name.
+        name: String,
+        /// Condition reason.
+        reason: String,
+        /// Condition message.
+        message: String,
+    },
+    /// The CSR object was deleted while waiting.
+    #[error("csr {name:?} was deleted")]
+    Deleted {
+        /// CSR name.
+        name: String,
+    },
+    /// An object with the CSR's name but another uid appeared.
+    #[error("csr {name:?} changed UIDs (expected {expected}, got {got})")]
+    UidChanged {
+        /// CSR name.
+        name: String,
+        /// The uid from create.
+        expected: String,
+        /// The uid seen.
+        got: String,
+    },
+    /// The API answered with something that is not what the protocol allows.
+    #[error("invalid response to {op} certificate signing request: {message}")]
+    InvalidResponse {
+        /// `create`, `retrieve`, `list` or `watch`.
+        op: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A CSR with the requested name exists and cannot be adopted.
+    #[error("retrieved csr is not compatible: {message}")]
+    Incompatible {
+        /// CSR name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl CsrError {
+    /// Whether the server counts as healthy after this error from a create call (client-go
+    /// `updateServerError`): Unauthorized → healthy (a TLS-terminating proxy may say it); a
+    /// non-`Status` body → unhealthy; NotFound or Forbidden → healthy; anything else,
+    /// including transport errors → unhealthy.
+    pub fn server_healthy_after_create(&self) -> bool {
+        match self {
+            CsrError::Api { error, .. } => {
+                if error.is_unauthorized() {
+                    true
+                } else if !error.is_status {
+                    false
+                } else {
+                    error.is_not_found() || error.is_forbidden()
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After`, if the error carries one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CsrError::Api { error, .. } => error.retry_after,
+            _ => None,
+        }
+    }
+
+    /// True when a retry may succeed: transport errors, timeouts, 429, 5xx, cancelled waits.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CsrError::Transport { .. } | CsrError::Timeout { .. } | CsrError::Cancelled { .. } => {
+                true
+            }
+            CsrError::Api { error, .. } => error.code == 429 || error.code >= 500,
+            _ => false,
+        }
+    }
+
+    /// The API error, when the server answered with one.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            CsrError::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Why a [`Cancel`] fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The manager is stopping.
+    Stopped,
+    /// The template changed; the request is outdated.
+    TemplateChanged,
+    /// The manager's wait timeout passed.
+    TimedOut,
+}
+
+/// A cancellation signal for one CSR wait, shared between the manager and the client.
+///
+/// Cancelling is idempotent and the first reason wins. A client can poll
+/// [`is_cancelled`](Cancel::is_cancelled), `select!` on [`receiver`](Cancel::receiver) (it
+/// disconnects when cancelled), or register an [`on_cancel`](Cancel::on_cancel) callback — for
+/// example to shut down a blocked HTTP agent.
+#[derive(Clone, Default)]
+pub struct Cancel {
+    inner: Arc<CancelInner>,
+}
+
+struct CancelInner {
+    /// Lock discipline: held to read or change the state; callbacks run after it is released.
+    state: Mutex<CancelState>,
+    rx: Receiver<()>,
+}
+
+struct CancelState {
+    reason: Option<CancelReason>,
+    callbacks: Vec<Box<dyn FnOnce() + Send>>,
+    /// Dropped on cancel, which disconnects `rx`.
+    tx: Option<Sender<()>>,
+}
+
+impl Default for CancelInner {
+    fn default() -> CancelInner {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        CancelInner {
+            state: Mutex::new(CancelState {
+                reason: None,
+                callbacks: Vec::new(),
+                tx: Some(tx),
+            }),
+            rx,
+        }
+    }
+}
+
+impl fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancel")
+            .field("reason", &self.reason())
+            .finish()
+    }
+}
+
+impl Cancel {
+    /// A signal that has not fired.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Fires the signal (first reason wins) and runs the registered callbacks once.
+    pub fn cancel(&self, reason: CancelReason) {
+        let callbacks = {
+            let mut state = self.inner.state.lock();
+            if state.reason.is_some() {
+                return;
+            }
+            state.reason = Some(reason);
+            state.tx = None;
+            std::mem::take(&mut state.callbacks)
+        };
+        for cb in callbacks {
+            cb();
+        }
+    }
+
+    /// Whether it has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.state.lock().reason.is_some()
+    }
+
+    /// Why it fired, if it has.
+    pub fn reason(&self) -> Option<CancelReason> {
+        self.inner.state.lock().reason
+    }
+
+    /// A channel that never receives a message and disconnects when the signal fires, for use
+    /// in `select!`.
+    pub fn receiver(&self) -> Receiver<()> {
+        self.inner.rx.clone()
+    }
+
+    /// Runs `f` when the signal fires, or at once (on this thread) if it already has.
+    pub fn on_cancel(&self, f: impl FnOnce() + Send + 'static) {
+        {
+            let mut state = self.inner.state.lock();
+            if state.reason.is_none() {
+                state.callbacks.push(Box::new(f));
+                return;
+            }
+        }
+        f();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn key_usage_strings_round_trip() {
+        for u in KeyUsage::ALL {
+            assert_eq!(u.as_str().parse::<KeyUsage>(), Ok(u));
+        }
+        assert!("digital-signature".parse::<KeyUsage>().is_err());
+    }
+
+    fn api(code: u16, reason: &str, is_status: bool) -> CsrError {
+        CsrError::Api {
+            op: "create",
+            path: "/apis/certificates.k8s.io/v1/certificatesigningrequests".into(),
+            error: ApiError {
+                code,
+                reason: reason.into(),
+                message: "m".into(),
+                is_status,
+                retry_after: None,
+            },
+        }
+    }
+
+    #[test]
+    fn health_after_create_matches_client_go() {
+        let cases: [(&str, CsrError, bool); 9] = [
+            (
+                "Unauthorized error on create",
+                api(401, "Unauthorized", true),
+                true,
+            ),
+            (
+                "Generic unauthorized error on create",
+                api(401, "Unauthorized", false),
+                true,
+            ),
+            (
+                "Generic not found error on create",
+                api(404, "NotFound", false),
+                false,
+            ),
+            (
+                "Not found error on create",
+                api(404, "NotFound", true),
+                true,
+            ),
+            (
+                "Forbidden error on create",
+                api(403, "Forbidden", true),
+                true,
+            ),
+            (
+                "Generic forbidden error on create",
+                api(403, "Forbidden", false),
+                false,
+            ),
+            (
+                "Internal error on create",
+                api(500, "InternalError", true),
+                false,
+            ),
+            (
+                "Transport error on create",
+                CsrError::Transport {
+                    op: "create",
+                    message: "connection refused".into(),
+                    source: None,
+                },
+                false,
+            ),
+            ("Unknown reason with code 404", api(404, "", true), true),
+        ];
+        for (name, err, healthy) in cases {
+            assert_eq!(err.server_healthy_after_create(), healthy, "{name}");
+        }
+    }
+
+    #[test]
+    fn cancel_fires_once_and_disconnects_the_receiver() {
+        let c = Cancel::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        c.on_cancel(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        let rx = c.receiver();
+        assert!(rx.try_recv().is_err());
+        assert!(!rx.is_empty() || !c.is_cancelled());
+        c.cancel(CancelReason::TemplateChanged);
+        c.cancel(CancelReason::Stopped);
+        assert_eq!(c.reason(), Some(CancelReason::TemplateChanged));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(matches!(rx.recv(), Err(crossbeam_channel::RecvError)));
+        let h = hits.clone();
+        c.on_cancel(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "late callback runs at once");
+    }
+
+    #[test]
+    fn error_display_is_lower_case_and_names_the_object() {
+        let e = CsrError::Denied {
+            name: "csr-abc".into(),
+            reason: "NotAllowed".into(),
+            message: "no".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            r#"certificate signing request "csr-abc" is denied, reason: NotAllowed, message: no"#
+        );
+        let e = CsrError::Timeout {
+            name: "csr-abc".into(),
+            waited: Duration::from_secs(900),
+        };
+        assert!(
+            e.to_string().starts_with(
+                r#"timed out waiting for certificate signing request "csr-abc" after 15m0s"#
+            ),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! certrotate keeps a TLS certificate fresh through the Kubernetes CSR API
+//! (`certificates.k8s.io/v1`), the way client-go's certificate manager does it for the kubelet,
+//! with plain OS threads and blocking I/O instead of an async runtime.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod csr;
+mod error;
+pub mod metrics;
+pub mod pki;
+pub mod schedule;
+pub mod store;
+pub mod template;
+
+pub use clock::{Clock, SystemClock, Timer};
+pub use csr::{Cancel, CancelReason, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage};
+pub use error::Error;
+pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
+pub use store::{MemoryStore, Store, StoreError};
+pub use template::CsrTemplate;
+
+/// Helpers for tests of programs that use certrotate (feature `test-util`).
+#[cfg(feature = "test-util")]
+pub mod testing {
+    pub use crate::clock::fake::FakeClock;
+}

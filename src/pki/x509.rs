@@ -1,0 +1,295 @@
+//! Issuing X.509 v3 certificates: the signer side, used by the embedded server's CA and by
+//! test helpers.
+//!
+//! Subject, issuer and SANs are taken as raw DER so that a signer can copy a CSR's subject byte
+//! for byte (every organization included), as kube-controller-manager's signer does. Usages map
+//! to KeyUsage/ExtKeyUsage as Kubernetes' `keyUsagesFromStrings`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use yasna::Tag;
+use yasna::models::ObjectIdentifier;
+
+use super::Signer;
+use super::der::OID_SAN;
+use crate::csr::KeyUsage;
+use crate::error::Error;
+
+const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
+const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
+const OID_EXT_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
+const OID_SUBJECT_KEY_ID: &[u64] = &[2, 5, 29, 14];
+const OID_AUTHORITY_KEY_ID: &[u64] = &[2, 5, 29, 35];
+
+/// KeyUsage bit positions (RFC 5280 §4.2.1.3).
+const KU_DIGITAL_SIGNATURE: u16 = 1 << 0;
+const KU_CONTENT_COMMITMENT: u16 = 1 << 1;
+const KU_KEY_ENCIPHERMENT: u16 = 1 << 2;
+const KU_DATA_ENCIPHERMENT: u16 = 1 << 3;
+const KU_KEY_AGREEMENT: u16 = 1 << 4;
+/// keyCertSign.
+pub(crate) const KU_CERT_SIGN: u16 = 1 << 5;
+const KU_CRL_SIGN: u16 = 1 << 6;
+const KU_ENCIPHER_ONLY: u16 = 1 << 7;
+const KU_DECIPHER_ONLY: u16 = 1 << 8;
+
+/// What goes into one certificate.
+#[derive(Clone, Debug)]
+pub(crate) struct CertSpec<'a> {
+    /// Serial number, big-endian, positive.
+    pub serial: &'a [u8],
+    /// DER Name of the issuer (the CA's subject; the subject itself when self-signed).
+    pub issuer_der: &'a [u8],
+    /// DER Name of the subject.
+    pub subject_der: &'a [u8],
+    /// DER SubjectPublicKeyInfo of the subject's key.
+    pub spki_der: &'a [u8],
+    /// Start of validity (truncated to the second).
+    pub not_before: SystemTime,
+    /// End of validity (truncated to the second).
+    pub not_after: SystemTime,
+    /// Whether the certificate is a CA.
+    pub is_ca: bool,
+    /// KeyUsage bits (see the `KU_*` constants), 0 for none.
+    pub key_usage: u16,
+    /// ExtKeyUsage OIDs.
+    pub ext_key_usages: Vec<&'static [u64]>,
+    /// DER `GeneralNames` for the SAN extension, if any.
+    pub san_der: Option<&'a [u8]>,
+    /// Subject key identifier to write, if any.
+    pub subject_key_id: Option<&'a [u8]>,
+    /// Authority key identifier to write, if any.
+    pub authority_key_id: Option<&'a [u8]>,
+}
+
+/// Maps CSR API usages to KeyUsage bits and ExtKeyUsage OIDs (Kubernetes
+/// `keyUsagesFromStrings`).
+pub(crate) fn usage_extensions(usages: &[KeyUsage]) -> (u16, Vec<&'static [u64]>) {
+    let mut ku = 0u16;
+    let mut eku: Vec<&'static [u64]> = Vec::new();
+    for u in usages {
+        let oid: Option<&'static [u64]> = match u {
+            KeyUsage::Signing | KeyUsage::DigitalSignature => {
+                ku |= KU_DIGITAL_SIGNATURE;
+                None
+            }
+            KeyUsage::ContentCommitment => {
+                ku |= KU_CONTENT_COMMITMENT;
+                None
+            }
+            KeyUsage::KeyEncipherment => {
+                ku |= KU_KEY_ENCIPHERMENT;
+                None
+            }
+            KeyUsage::KeyAgreement => {
+                ku |= KU_KEY_AGREEMENT;
+                None
+            }
+            KeyUsage::DataEncipherment => {
+                ku |= KU_DATA_ENCIPHERMENT;
+                None
+            }
+            KeyUsage::CertSign => {
+                ku |= KU_CERT_SIGN;
+                None
+            }
+            KeyUsage::CrlSign => {
+                ku |= KU_CRL_SIGN;
+                None
+            }
+            KeyUsage::EncipherOnly => {
+                ku |= KU_ENCIPHER_ONLY;
+                None
+            }
+            KeyUsage::DecipherOnly => {
+                ku |= KU_DECIPHER_ONLY;
+                None
+            }
+            KeyUsage::Any => Some(&[2, 5, 29, 37, 0]),
+            KeyUsage::ServerAuth => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 1]),
+            KeyUsage::ClientAuth => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 2]),
+            KeyUsage::CodeSigning => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 3]),
+            KeyUsage::EmailProtection | KeyUsage::SMime => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 4]),
+            KeyUsage::IpsecEndSystem => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 5]),
+            KeyUsage::IpsecTunnel => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 6]),
+            KeyUsage::IpsecUser => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 7]),
+            KeyUsage::Timestamping => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 8]),
+            KeyUsage::OcspSigning => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 9]),
+            KeyUsage::MicrosoftSgc => Some(&[1, 3, 6, 1, 4, 1, 311, 10, 3, 3]),
+            KeyUsage::NetscapeSgc => Some(&[2, 16, 840, 1, 113730, 4, 1]),
+        };
+        if let Some(oid) = oid.filter(|o| !eku.contains(o)) {
+            eku.push(oid);
+        }
+    }
+    (ku, eku)
+}
+
+/// Encodes and signs one certificate; returns its DER.
+///
+/// # Errors
+/// [`Error::KeyGeneration`] when signing fails.
+pub(crate) fn build_certificate(spec: &CertSpec<'_>, signer: &Signer) -> Result<Vec<u8>, Error> {
+    let tbs = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_tagged(Tag::context(0), |w| w.write_u8(2));
+            w.next()
+                .write_bigint_bytes(&positive_integer(spec.serial), true);
+            w.next().write_der(signer.algorithm_der());
+            w.next().write_der(spec.issuer_der);
+            w.next().write_sequence(|w| {
+                w.next().write_der(&encode_time(spec.not_before));
+                w.next().write_der(&encode_time(spec.not_after));
+            });
+            w.next().write_der(spec.subject_der);
+            w.next().write_der(spec.spki_der);
+            w.next().write_tagged(Tag::context(3), |w| {
+                w.write_sequence(|w| write_extensions(w, spec))
+            });
+        })
+    });
+    signer.sign_der(&tbs)
+}
+
+fn write_extensions(w: &mut yasna::DERWriterSeq<'_>, spec: &CertSpec<'_>) {
+    let ext = |w: &mut yasna::DERWriterSeq<'_>, oid: &[u64], critical: bool, value: Vec<u8>| {
+        w.next().write_sequence(|w| {
+            w.next().write_oid(&ObjectIdentifier::from_slice(oid));
+            if critical {
+                w.next().write_bool(true);
+            }
+            w.next().write_bytes(&value);
+        });
+    };
+    if spec.key_usage != 0 {
+        let bits = spec.key_usage;
+        let len = 16 - bits.leading_zeros() as usize;
+        // BIT STRING bit 0 is the most significant bit of the first byte.
+        let mut bytes = [0u8; 2];
+        for i in 0..len {
+            if bits & (1 << i) != 0 {
+                bytes[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        let value = yasna::construct_der(|w| w.write_bitvec_bytes(&bytes[..len.div_ceil(8)], len));
+        ext(w, OID_KEY_USAGE, true, value);
+    }
+    if !spec.ext_key_usages.is_empty() {
+        let value = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                for oid in &spec.ext_key_usages {
+                    w.next().write_oid(&ObjectIdentifier::from_slice(oid));
+                }
+            })
+        });
+        ext(w, OID_EXT_KEY_USAGE, false, value);
+    }
+    let value = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            if spec.is_ca {
+                w.next().write_bool(true);
+            }
+        })
+    });
+    ext(w, OID_BASIC_CONSTRAINTS, true, value);
+    if let Some(id) = spec.subject_key_id {
+        ext(
+            w,
+            OID_SUBJECT_KEY_ID,
+            false,
+            yasna::construct_der(|w| w.write_bytes(id)),
+        );
+    }
+    if let Some(id) = spec.authority_key_id {
+        let value = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next()
+                    .write_tagged_implicit(Tag::context(0), |w| w.write_bytes(id));
+            })
+        });
+        ext(w, OID_AUTHORITY_KEY_ID, false, value);
+    }
+    if let Some(san) = spec.san_der {
+        ext(w, OID_SAN, false, san.to_vec());
+    }
+}
+
+fn positive_integer(magnitude: &[u8]) -> Vec<u8> {
+    let start = magnitude
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(magnitude.len());
+    let m = &magnitude[start..];
+    let mut out = Vec::with_capacity(m.len() + 1);
+    if m.first().is_none_or(|b| b & 0x80 != 0) {
+        out.push(0);
+    }
+    out.extend_from_slice(m);
+    out
+}
+
+/// RFC 5280 Time: UTCTime for years 1950–2049, GeneralizedTime otherwise; whole seconds.
+fn encode_time(t: SystemTime) -> Vec<u8> {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64) - i64::from(e.duration().subsec_nanos() > 0),
+    };
+    let (y, mo, d) = super::civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let (tag, text) = if (1950..2050).contains(&y) {
+        (
+            0x17u8,
+            format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100),
+        )
+    } else {
+        (0x18u8, format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z"))
+    };
+    let mut out = vec![tag, text.len() as u8];
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// Truncates a time to whole seconds (X.509 resolution).
+pub(crate) fn truncate_to_second(t: SystemTime) -> SystemTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_switch_to_generalized_in_2050() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_024_160);
+        assert_eq!(&encode_time(t)[2..], b"261130073600Z");
+        assert_eq!(encode_time(t)[0], 0x17);
+        let t = UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100-01-01
+        assert_eq!(&encode_time(t)[2..], b"21000101000000Z");
+        assert_eq!(encode_time(t)[0], 0x18);
+    }
+
+    #[test]
+    fn serials_are_positive_integers() {
+        assert_eq!(positive_integer(&[0x80]), vec![0, 0x80]);
+        assert_eq!(positive_integer(&[0, 0, 0x7f]), vec![0x7f]);
+        assert_eq!(positive_integer(&[]), vec![0]);
+    }
+
+    #[test]
+    fn usages_map_to_ku_and_eku_without_duplicates() {
+        let (ku, eku) = usage_extensions(&[
+            KeyUsage::DigitalSignature,
+            KeyUsage::Signing,
+            KeyUsage::KeyEncipherment,
+            KeyUsage::ServerAuth,
+            KeyUsage::EmailProtection,
+            KeyUsage::SMime,
+        ]);
+        assert_eq!(ku, KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT);
+        assert_eq!(eku.len(), 2);
+    }
+}

@@ -1,0 +1,77 @@
+//! Where certificate/key pairs live between restarts.
+//!
+//! [`Store`] is the seam between the manager and persistence. [`MemoryStore`] keeps the pair in memory (tests, or programs that persist
+//! elsewhere). A store validates what it is given (the chain parses, the key matches the leaf)
+//! and never replaces a good pair with a bad one. Stores do not look at expiry: the manager
+//! decides what an expired pair means.
+
+mod memory;
+
+use std::path::PathBuf;
+
+pub use memory::MemoryStore;
+
+use crate::pki::Certificate;
+
+/// Persistence for the current certificate/key pair (client-go `certificate.Store`).
+pub trait Store: Send + Sync {
+    /// The stored pair. `Ok(None)` when there is none (client-go's `NoCertKeyError`).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a pair is present but cannot be used (empty, unparsable,
+    /// key not matching), so that it is never confused with "no pair"; [`StoreError::Io`] for
+    /// other failures.
+    fn current(&self) -> Result<Option<Certificate>, StoreError>;
+
+    /// Validates and stores a new pair (PEM chain, leaf first; PEM key) and returns it parsed.
+    /// On error the previous pair is untouched.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidPair`] for input that does not parse or whose key does not match;
+    /// [`StoreError::Io`] when writing fails.
+    fn update(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, StoreError>;
+}
+
+/// Errors from a [`Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A stored pair exists but cannot be used.
+    #[error("stored certificate at {} is corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The file (or the store's name for non-file stores).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A pair given to `update` is not usable; nothing was written.
+    #[error("refusing to store invalid certificate/key pair: {0}")]
+    InvalidPair(#[source] Box<crate::Error>),
+    /// An I/O operation failed.
+    #[error("cannot {op} {}", path.display())]
+    Io {
+        /// What was being done: "read", "write", "rename", "link", "create directory", …
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's directory is in a state it will not repair by itself.
+    #[error("certificate store at {}: {reason}", path.display())]
+    BadState {
+        /// The offending path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// True for I/O errors that may pass (disk full, interrupted); false for corrupt data and
+    /// invalid input.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Io { .. })
+    }
+}
