@@ -18,7 +18,7 @@ pub use clock::{Clock, SystemClock, Timer};
 pub use csr::{Cancel, CancelReason, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage};
 pub use error::Error;
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{FileStore, MemoryStore, Store, StoreError};
 pub use template::CsrTemplate;
 
 /// Helpers for tests of programs that use certrotate (feature `test-util`).
