@@ -21,7 +21,10 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// (cert PEM, key PEM) of a fixture pair.
 fn pair(name: &str) -> (Vec<u8>, Vec<u8>) {
-    (fixture(&format!("{name}.crt")), fixture(&format!("{name}.key")))
+    (
+        fixture(&format!("{name}.crt")),
+        fixture(&format!("{name}.key")),
+    )
 }
 
 /// A combined pair file as client-go's tests write it: cert, newline, key.
@@ -72,10 +75,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 fn is_symlink(path: &Path) -> bool {
-    fs::symlink_metadata(path)
-        .unwrap()
-        .file_type()
-        .is_symlink()
+    fs::symlink_metadata(path).unwrap().file_type().is_symlink()
 }
 
 fn same_key(a: &Certificate, b: &Certificate) -> bool {
@@ -143,7 +143,10 @@ fn load_file() {
 fn update_over_explicit_files() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = pair("store");
-    let (cert_file, key_file) = (dir.path().join("kubelet.crt"), dir.path().join("kubelet.key"));
+    let (cert_file, key_file) = (
+        dir.path().join("kubelet.crt"),
+        dir.path().join("kubelet.key"),
+    );
     fs::write(&cert_file, &cert).unwrap();
     fs::write(&key_file, &key).unwrap();
     let s = FileStore::builder("kubelet-server", dir.path(), dir.path())
@@ -155,7 +158,11 @@ fn update_over_explicit_files() {
     assert_eq!(got, loaded("store"));
     assert_eq!(s.current().unwrap(), Some(got));
     assert!(is_symlink(&dir.path().join("kubelet-server-current.pem")));
-    assert_eq!(fs::read(&cert_file).unwrap(), cert, "explicit files are never written");
+    assert_eq!(
+        fs::read(&cert_file).unwrap(),
+        cert,
+        "explicit files are never written"
+    );
 }
 
 #[test]
@@ -222,7 +229,10 @@ fn current_pair_file() {
 fn current_cert_key_files() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = pair("store");
-    let (cf, kf) = (dir.path().join("kubelet.crt"), dir.path().join("kubelet.key"));
+    let (cf, kf) = (
+        dir.path().join("kubelet.crt"),
+        dir.path().join("kubelet.key"),
+    );
     fs::write(&cf, cert).unwrap();
     fs::write(&kf, key).unwrap();
     let s = FileStore::builder("kubelet-server", dir.path(), dir.path())
@@ -239,7 +249,10 @@ fn current_cert_key_files() {
 fn current_two_certs() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = pair("two-certs");
-    let (cf, kf) = (dir.path().join("kubelet.crt"), dir.path().join("kubelet.key"));
+    let (cf, kf) = (
+        dir.path().join("kubelet.crt"),
+        dir.path().join("kubelet.key"),
+    );
     fs::write(&cf, cert).unwrap();
     fs::write(&kf, key).unwrap();
     let s = FileStore::builder("kubelet-server", dir.path(), dir.path())
@@ -456,8 +469,8 @@ fn c6a_regular_file_current_is_loaded_then_backed_up_and_replaced() {
     assert_eq!(fs::read(&backup).unwrap(), copied);
     assert_eq!(mode(&backup), 0o600);
     assert!(
-        logs.iter().any(|(l, m)| *l == log::Level::Warn
-            && m.contains(&backup.display().to_string())),
+        logs.iter()
+            .any(|(l, m)| *l == log::Level::Warn && m.contains(&backup.display().to_string())),
         "{logs:?}"
     );
     assert!(is_symlink(&current));
@@ -519,7 +532,11 @@ fn c6c_leftover_updated_link_is_promoted() {
         let s = store(dir.path(), &clock());
         assert!(fs::symlink_metadata(&updated).is_err(), "{current_state}");
         assert_eq!(fs::read_link(&current).unwrap(), file, "{current_state}");
-        assert_eq!(s.current().unwrap(), Some(loaded("store")), "{current_state}");
+        assert_eq!(
+            s.current().unwrap(),
+            Some(loaded("store")),
+            "{current_state}"
+        );
     }
 }
 
@@ -599,7 +616,11 @@ fn c7_empty_or_corrupt_current_target_is_corrupt_not_absent() {
         );
         assert!(!err.is_transient(), "{case}");
         assert!(err.to_string().contains("corrupt"), "{case}: {err}");
-        assert_eq!(&fs::read(&file).unwrap(), bytes, "{case}: the bad file stays");
+        assert_eq!(
+            &fs::read(&file).unwrap(),
+            bytes,
+            "{case}: the bad file stays"
+        );
     }
 }
 
@@ -616,7 +637,10 @@ fn c7_corrupt_explicit_files_are_corrupt() {
         .build()
         .unwrap();
     let err = s.current().unwrap_err();
-    assert!(matches!(&err, StoreError::Corrupt { path, .. } if *path == cf), "{err}");
+    assert!(
+        matches!(&err, StoreError::Corrupt { path, .. } if *path == cf),
+        "{err}"
+    );
     assert!(err.to_string().contains("tls.key"), "{err}");
     fs::write(&kf, b"").unwrap();
     let err = s.current().unwrap_err();
@@ -661,7 +685,11 @@ fn c8_pair_files_0600_created_dirs_0755_existing_dirs_unchanged() {
     fs::create_dir(&private).unwrap();
     fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
     store(&private, &clock()).update(&c, &k).unwrap();
-    assert_eq!(mode(&private), 0o700, "an existing directory keeps its mode");
+    assert_eq!(
+        mode(&private),
+        0o700,
+        "an existing directory keeps its mode"
+    );
 }
 
 // ---- retention ----
@@ -751,8 +779,8 @@ fn retention_default_is_five_and_zero_keeps_all() {
     for (retention, updates, kept) in [(None, 8, 5), (Some(0), 7, 7), (Some(1), 3, 1)] {
         let dir = tempfile::tempdir().unwrap();
         let clock = clock();
-        let mut b = FileStore::builder("kubelet", dir.path(), dir.path())
-            .clock(Arc::new(clock.clone()));
+        let mut b =
+            FileStore::builder("kubelet", dir.path(), dir.path()).clock(Arc::new(clock.clone()));
         if let Some(n) = retention {
             b = b.retention(n);
         }
@@ -806,8 +834,13 @@ fn no_key_material_in_logs() {
 #[test]
 fn invalid_prefix_is_refused() {
     for prefix in ["", "a/b", ".hidden"] {
-        let err = FileStore::builder(prefix, "/tmp", "/tmp").build().unwrap_err();
-        assert!(matches!(err, StoreError::InvalidConfig(_)), "{prefix:?}: {err}");
+        let err = FileStore::builder(prefix, "/tmp", "/tmp")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidConfig(_)),
+            "{prefix:?}: {err}"
+        );
     }
 }
 

@@ -73,7 +73,10 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn pair_pem(name: &str) -> (Vec<u8>, Vec<u8>) {
-    (fixture(&format!("{name}.crt")), fixture(&format!("{name}.key")))
+    (
+        fixture(&format!("{name}.crt")),
+        fixture(&format!("{name}.key")),
+    )
 }
 
 fn pair(name: &str) -> Certificate {
@@ -296,8 +299,8 @@ fn child_umask() -> i32 {
     let (a, ak) = pair_pem("store");
     let (b, bk) = pair_pem("bootstrap");
     let run = || -> Result<(), certrotate::StoreError> {
-        let nested = FileStore::builder("kubelet", root.join("new/a/b"), root.join("new/a/b"))
-            .build()?;
+        let nested =
+            FileStore::builder("kubelet", root.join("new/a/b"), root.join("new/a/b")).build()?;
         nested.update(&a, &ak)?;
         nested.update(&b, &bk)?;
         let existing = root.join("existing");
@@ -330,7 +333,11 @@ fn umask_000_pair_and_backup_files_0600_created_dirs_0755() {
     let status = child_command("umask").env(DIR_ENV, r).status().unwrap();
     assert_success(status, "umask");
 
-    assert_eq!(mode(&r.join("probe")), 0o666, "the child did not run under umask 000");
+    assert_eq!(
+        mode(&r.join("probe")),
+        0o666,
+        "the child did not run under umask 000"
+    );
     for d in ["new", "new/a", "new/a/b"] {
         assert_eq!(mode(&r.join(d)), 0o755, "{d}");
     }
@@ -347,14 +354,29 @@ fn umask_000_pair_and_backup_files_0600_created_dirs_0755() {
     let backups: Vec<_> = fs::read_dir(&existing)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("kubelet-backup-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("kubelet-backup-")
+        })
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert_eq!(mode(&backups[0]), 0o600);
     assert_eq!(fs::read(&backups[0]).unwrap(), copied);
-    assert!(fs::symlink_metadata(&current).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&current)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(mode(&current), 0o600, "the link's target");
-    assert_eq!(mode(&existing), 0o750, "an existing directory keeps its mode");
+    assert_eq!(
+        mode(&existing),
+        0o750,
+        "an existing directory keeps its mode"
+    );
 }
 
 // ---- relative directory ----
@@ -410,7 +432,10 @@ fn relative_directory_link_resolves_from_another_working_directory() {
         let via_link = Certificate::from_pair_pem(&fs::read(&link).unwrap()).unwrap();
         assert!(same_pair(&via_link, &pair("bootstrap")));
         let fresh = FileStore::builder("kubelet", &dir, &dir).build().unwrap();
-        assert!(same_pair(&fresh.current().unwrap().unwrap(), &pair("bootstrap")));
+        assert!(same_pair(
+            &fresh.current().unwrap().unwrap(),
+            &pair("bootstrap")
+        ));
     }
 }
 

@@ -1,85 +1,7 @@
 //! [`FileStore`]: the kubelet's on-disk certificate layout, written crash-safely.
 //!
-//! # Layout (compatible with client-go's `certificate.NewFileStore`)
-//!
-//! For a pair name prefix such as `kubelet-client` and a certificate directory `D`:
-//!
-//! | path | what it is |
-//! |---|---|
-//! | `D/kubelet-client-current.pem` | symlink (absolute target) to the pair in use |
-//! | `D/kubelet-client-2026-11-30-07-36-00.pem` | one stored pair: the `CERTIFICATE` blocks, leaf first, then the key block; 0600 |
-//! | `D/kubelet-client-2026-11-30-07-36-00.1.pem` | a second pair stored in the same second (certrotate only: client-go would truncate and rewrite the first) |
-//! | `D/kubelet-client-updated.pem` | the new link while it is being swapped in; exists only during an update or after a crash in one |
-//! | `D/kubelet-client-backup-<timestamp>.pem` | a regular-file `current` that was moved aside (certrotate only) |
-//! | `D/.kubelet-client-XXXXXX.pem.tmp` | a pair being written; leftovers of a crash are removed by the next update |
-//!
-//! Timestamps are UTC, from the store's [`Clock`]. Because the link target is absolute, the
-//! link resolves from any working directory, also when the store was given a relative one.
-//!
-//! # Lookup
-//!
-//! [`current`](Store::current) tries, in order, as client-go does: `D/<prefix>-current.pem`;
-//! the explicit cert and key files ([`FileStoreBuilder::cert_and_key_files`]);
-//! `D/<prefix>.crt` with `<key dir>/<prefix>.key`. A candidate whose files do not exist is
-//! skipped (a dangling `current` link counts as not existing, as client-go's `os.Stat` check);
-//! when none exists the answer is `Ok(None)`. A candidate that exists but is empty, unparsable,
-//! or whose key does not match its leaf is [`StoreError::Corrupt`], never `Ok(None)`: a broken
-//! pair is not silently skipped in favour of an older one. Expiry is not looked at.
-//!
-//! # The update protocol
-//!
-//! [`update`](Store::update) never leaves a moment without a loadable `current`, and a crash at
-//! any instant leaves `current` on the old pair or on the new one:
-//!
-//! 1. Build the file's bytes (the chain's `CERTIFICATE` blocks, then the first key block of the
-//!    key PEM, re-encoded under its own label) and parse *those bytes* back: chain, key, key ↔
-//!    leaf match. Bad input is [`StoreError::InvalidPair`] and nothing on disk is touched, not
-//!    even the directory. (client-go creates the file first and validates after writing.)
-//! 2. Create the certificate directory (0755, as the kubelet) if it is missing.
-//! 3. Write a temporary file in that directory, set it to exactly 0600 (the umask can only
-//!    remove bits from a creation mode, so the mode is set explicitly), `fsync` it, and rename
-//!    it to the timestamped name *without replacing* anything there (`RENAME_NOREPLACE`): an
-//!    existing pair, in particular the one `current` points to, is never truncated or
-//!    overwritten. A name that is taken gets the next `.N` suffix. `fsync` the directory.
-//! 4. If `current` is a regular file (an operator copied it there), copy it to
-//!    `<prefix>-backup-<timestamp>.pem` (0600, `fsync`ed) and log a warning; the swap below then
-//!    replaces it. client-go refuses to rotate at all in that state.
-//! 5. Swap the link: remove a stale `-updated.pem` link, create `-updated.pem` → the absolute
-//!    path of the new file, and `rename` it over `-current.pem`. `rename` replaces the old link
-//!    in one step (client-go removes `current` first, leaving a window without one). `fsync` the
-//!    directory; only then does `update` return `Ok`.
-//! 6. Prune (see below). Pruning failures are logged, not returned: the pair is stored.
-//!
-//! On construction, a `-updated.pem` symlink with no resolvable `current` (a crash inside
-//! client-go's non-atomic swap) is promoted to `current`, as client-go does. A `-updated.pem`
-//! that is *not* a symlink is refused with [`StoreError::BadState`] naming it: neither store
-//! writes such a file, so a person must look.
-//!
-//! # Retention
-//!
-//! After each update the store keeps the newest N pairs by the timestamp in their names
-//! (default [`DEFAULT_RETENTION`]) plus whatever `current` points to, and deletes older files
-//! whose names match exactly `<prefix>-YYYY-MM-DD-HH-MM-SS.pem` or
-//! `<prefix>-YYYY-MM-DD-HH-MM-SS.N.pem`, and leftover temporary files of this prefix. Nothing
-//! else in the directory is touched: not other prefixes, not backups, not `<prefix>.crt`.
-//! N = 0 keeps every pair, as client-go (which never prunes) does.
-//!
-//! # Concurrency
-//!
-//! `current` takes no lock: every change it can observe is one atomic `rename`. Updates through
-//! one `FileStore` are serialised by a mutex. One writer per directory and prefix: two stores
-//! (or processes) updating the same prefix each stay atomic, but one may prune the other's
-//! temporary file and fail that update.
-//!
-//! # Logging
-//!
-//! Paths, serial numbers and repairs are logged (repairs at `warn`); certificate and key bytes
-//! never are.
-//!
-//! # Platform behavior
-//!
-//! Unix only (symlinks, modes, directory `fsync`). `fsync` of a directory is how a rename is
-//! made durable on Linux file systems.
+//! Owns the file layout and the write protocol; parsing and key checks are left to
+//! [`crate::pki`]. Everything is documented on [`FileStore`], the public face of this module.
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, Permissions};
@@ -113,10 +35,102 @@ const STAMP_LEN: usize = 19;
 /// A [`Store`] in the kubelet's on-disk layout: `<prefix>-current.pem` links to the newest
 /// `<prefix>-<UTC timestamp>.pem`, which holds the chain and the key. Mirrors client-go's
 /// `certificate.NewFileStore(prefix, certDir, keyDir, certFile, keyFile)`, with a crash-safe
-/// update, repair of broken layouts people really have, and pruning of old pairs. See the
-/// [module documentation](self) for the layout, the update protocol and the broken states.
+/// update, repair of broken layouts people really have, and pruning of old pairs.
 ///
-/// Build one with [`FileStore::builder`].
+/// Build one with [`FileStore::builder`]:
+///
+/// ```no_run
+/// use certrotate::{FileStore, Store};
+///
+/// let pki = "/var/lib/kubelet/pki";
+/// let store = FileStore::builder("kubelet-client", pki, pki).build()?;
+/// match store.current()? {
+///     Some(cert) => println!("stored certificate {}", cert.serial_hex()),
+///     None => println!("no certificate yet: bootstrap"),
+/// }
+/// # Ok::<(), certrotate::StoreError>(())
+/// ```
+///
+/// # Layout (compatible with client-go's `certificate.NewFileStore`)
+///
+/// For a pair name prefix such as `kubelet-client` and a certificate directory `D`:
+///
+/// | path | what it is |
+/// |---|---|
+/// | `D/kubelet-client-current.pem` | symlink (absolute target) to the pair in use |
+/// | `D/kubelet-client-2026-11-30-07-36-00.pem` | one stored pair: the `CERTIFICATE` blocks, leaf first, then the key block; 0600 |
+/// | `D/kubelet-client-2026-11-30-07-36-00.1.pem` | a second pair stored in the same second (certrotate only: client-go would truncate and rewrite the first) |
+/// | `D/kubelet-client-updated.pem` | the new link while it is being swapped in; exists only during an update or after a crash in one |
+/// | `D/kubelet-client-backup-<timestamp>.pem` | a regular-file `current` that was moved aside (certrotate only) |
+/// | `D/.kubelet-client-XXXXXX.pem.tmp` | a pair being written; leftovers of a crash are removed by the next update |
+///
+/// Timestamps are UTC, from the store's [`Clock`]. Because the link target is absolute, the
+/// link resolves from any working directory, also when the store was given a relative one.
+///
+/// # Lookup
+///
+/// [`current`](Store::current) tries, in order, as client-go does: `D/<prefix>-current.pem`;
+/// the explicit cert and key files ([`FileStoreBuilder::cert_and_key_files`]);
+/// `D/<prefix>.crt` with `<key dir>/<prefix>.key`. A candidate whose files do not exist is
+/// skipped (a dangling `current` link counts as not existing, as client-go's `os.Stat` check);
+/// when none exists the answer is `Ok(None)`. A candidate that exists but is empty, unparsable,
+/// or whose key does not match its leaf is [`StoreError::Corrupt`], never `Ok(None)`: a broken
+/// pair is not silently skipped in favour of an older one. Expiry is not looked at.
+///
+/// # The update protocol
+///
+/// [`update`](Store::update) never leaves a moment without a loadable `current`, and a crash at
+/// any instant leaves `current` on the old pair or on the new one:
+///
+/// 1. Build the file's bytes (the chain's `CERTIFICATE` blocks, then the first key block of the
+///    key PEM, re-encoded under its own label) and parse *those bytes* back: chain, key, key ↔
+///    leaf match. Bad input is [`StoreError::InvalidPair`] and nothing on disk is touched, not
+///    even the directory. (client-go creates the file first and validates after writing.)
+/// 2. Create the certificate directory (0755, as the kubelet) if it is missing.
+/// 3. Write a temporary file in that directory, set it to exactly 0600 (the umask can only
+///    remove bits from a creation mode, so the mode is set explicitly), `fsync` it, and rename
+///    it to the timestamped name *without replacing* anything there (`RENAME_NOREPLACE`): an
+///    existing pair, in particular the one `current` points to, is never truncated or
+///    overwritten. A name that is taken gets the next `.N` suffix. `fsync` the directory.
+/// 4. If `current` is a regular file (an operator copied it there), copy it to
+///    `<prefix>-backup-<timestamp>.pem` (0600, `fsync`ed) and log a warning; the swap below then
+///    replaces it. client-go refuses to rotate at all in that state.
+/// 5. Swap the link: remove a stale `-updated.pem` link, create `-updated.pem` → the absolute
+///    path of the new file, and `rename` it over `-current.pem`. `rename` replaces the old link
+///    in one step (client-go removes `current` first, leaving a window without one). `fsync` the
+///    directory; only then does `update` return `Ok`.
+/// 6. Prune (see below). Pruning failures are logged, not returned: the pair is stored.
+///
+/// On construction, a `-updated.pem` symlink with no resolvable `current` (a crash inside
+/// client-go's non-atomic swap) is promoted to `current`, as client-go does. A `-updated.pem`
+/// that is *not* a symlink is refused with [`StoreError::BadState`] naming it: neither store
+/// writes such a file, so a person must look.
+///
+/// # Retention
+///
+/// After each update the store keeps the newest N pairs by the timestamp in their names
+/// (default [`DEFAULT_RETENTION`]) plus whatever `current` points to, and deletes older files
+/// whose names match exactly `<prefix>-YYYY-MM-DD-HH-MM-SS.pem` or
+/// `<prefix>-YYYY-MM-DD-HH-MM-SS.N.pem`, and leftover temporary files of this prefix. Nothing
+/// else in the directory is touched: not other prefixes, not backups, not `<prefix>.crt`.
+/// N = 0 keeps every pair, as client-go (which never prunes) does.
+///
+/// # Concurrency
+///
+/// `current` takes no lock: every change it can observe is one atomic `rename`. Updates through
+/// one `FileStore` are serialised by a mutex. One writer per directory and prefix: two stores
+/// (or processes) updating the same prefix each stay atomic, but one may prune the other's
+/// temporary file and fail that update.
+///
+/// # Logging
+///
+/// Paths, serial numbers and repairs are logged (repairs at `warn`); certificate and key bytes
+/// never are.
+///
+/// # Platform behavior
+///
+/// Unix only (symlinks, modes, directory `fsync`). `fsync` of a directory is how a rename is
+/// made durable on Linux file systems.
 #[derive(Debug)]
 pub struct FileStore {
     prefix: String,
@@ -390,7 +404,8 @@ impl FileStore {
         if is_blank(&cert_pem) || is_blank(&key_pem) {
             return Err(corrupt("the certificate or key file is empty".into()));
         }
-        let loaded = Certificate::from_pem(&cert_pem, &key_pem).map_err(|e| corrupt(e.to_string()))?;
+        let loaded =
+            Certificate::from_pem(&cert_pem, &key_pem).map_err(|e| corrupt(e.to_string()))?;
         log::debug!(
             "loaded certificate {} from {} and {}",
             loaded.serial_hex(),
@@ -412,8 +427,8 @@ impl FileStoreBuilder {
         key_file: impl Into<PathBuf>,
     ) -> FileStoreBuilder {
         let (cert, key) = (cert_file.into(), key_file.into());
-        self.explicit = (!cert.as_os_str().is_empty() && !key.as_os_str().is_empty())
-            .then_some((cert, key));
+        self.explicit =
+            (!cert.as_os_str().is_empty() && !key.as_os_str().is_empty()).then_some((cert, key));
         self
     }
 
@@ -466,7 +481,7 @@ impl FileStoreBuilder {
 }
 
 impl Store for FileStore {
-    /// Loads the pair in use; see the lookup order in the [module documentation](self).
+    /// Loads the pair in use; see "Lookup" on [`FileStore`].
     /// Reads files on every call; it does not cache.
     fn current(&self) -> Result<Option<Certificate>, StoreError> {
         let current = self.current_path();
@@ -523,7 +538,8 @@ impl Store for FileStore {
     }
 
     /// Stores the pair as `<prefix>-<UTC timestamp>.pem` and points `<prefix>-current.pem` at
-    /// it, by the crash-safe protocol of the [module documentation](self); returns the pair as
+    /// it, by the protocol in "The update protocol" on
+    /// [`FileStore`]; returns the pair as
     /// parsed from the exact bytes written.
     fn update(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, StoreError> {
         let invalid = |e: Error| StoreError::InvalidPair(Box::new(e));
@@ -649,7 +665,9 @@ fn not_a_symlink(path: PathBuf) -> StoreError {
 /// `YYYY-MM-DD-HH-MM-SS` in UTC, as the kubelet names pair files.
 fn timestamp(t: SystemTime) -> String {
     // fmt_time gives `YYYY-MM-DD'T'HH:MM:SS'Z'`.
-    pki::fmt_time(t).trim_end_matches('Z').replace(['T', ':'], "-")
+    pki::fmt_time(t)
+        .trim_end_matches('Z')
+        .replace(['T', ':'], "-")
 }
 
 /// `<stamp>.pem` for n = 0 (the kubelet's name), `<stamp>.<n>.pem` after.
@@ -785,7 +803,10 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_796_024_160);
         assert_eq!(timestamp(t), "2026-11-30-07-36-00");
         assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01-00-00-00");
-        assert_eq!(numbered("2026-11-30-07-36-00", 0), "2026-11-30-07-36-00.pem");
+        assert_eq!(
+            numbered("2026-11-30-07-36-00", 0),
+            "2026-11-30-07-36-00.pem"
+        );
         assert_eq!(
             numbered("2026-11-30-07-36-00", 12),
             "2026-11-30-07-36-00.12.pem"
