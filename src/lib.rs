@@ -27,5 +27,5 @@ pub use manager::{
     TemplateFn, UsagesFn,
 };
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{FileStore, MemoryStore, Store, StoreError};
 pub use template::CsrTemplate;
