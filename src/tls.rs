@@ -15,6 +15,7 @@
 //! [`CertificateManager::subscribe`], and drop (or `shutdown()`) the old one:
 //!
 //! ```no_run
+//! # use certrotate::Manager;
 //! # fn agent_for(_: &certrotate::Certificate) -> ureq::Agent { unimplemented!() }
 //! # let manager: certrotate::CertificateManager = unimplemented!();
 //! let rotations = manager.subscribe();
