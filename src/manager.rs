@@ -19,12 +19,13 @@
 //!   that a rotation happened; only then does it reload through an `arc-swap` slot.
 //! - The certificate is published in a few identical copies, one per reader slot, so that
 //!   readers on different threads do not bounce one reference count between cores.
-//! - Expiry is checked on every call against a coarse clock ([`Clock::now_coarse`],
-//!   `CLOCK_REALTIME_COARSE` on Linux, biased so it is never earlier than the precise time): a
-//!   certificate is hidden the moment the coarse clock passes its NotAfter — at worst one clock
-//!   tick early, never late — whether or not the rotation thread is running. Relying on the
-//!   rotation thread to withdraw an expired certificate would be cheaper still, but a late or
-//!   suspended thread would then serve an expired one.
+//! - Expiry is checked on every call with [`is_past`](crate::clock::is_past): a coarse clock
+//!   read ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, a few nanoseconds) while
+//!   NotAfter is more than 10 s away, the precise clock closer to it. The answer is exact —
+//!   a certificate is hidden from its NotAfter on, never later and never earlier — whether or
+//!   not the rotation thread is running. Relying on the rotation thread to withdraw an expired
+//!   certificate would be cheaper still, but a late or suspended thread would then serve an
+//!   expired one.
 //!
 //! The price: a thread that called `current()` keeps a handle on the certificate it last saw
 //! until it calls again or exits.
@@ -564,7 +565,7 @@ impl Shared {
             }
         }
         let cert = cache.cert.as_ref()?;
-        if self.config.clock.now_coarse() > cache.not_after {
+        if crate::clock::is_past(&*self.config.clock, cache.not_after) {
             return None;
         }
         Some(cert.clone())

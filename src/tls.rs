@@ -97,7 +97,7 @@ impl CertResolver {
     fn get(&self) -> Option<Arc<CertifiedKey>> {
         let guard = self.current.load();
         let entry = guard.as_ref()?;
-        if self.clock.now_coarse() > entry.not_after {
+        if crate::clock::is_past(&*self.clock, entry.not_after) {
             return None;
         }
         Some(entry.key.clone())
