@@ -85,6 +85,7 @@
 pub mod clock;
 pub mod csr;
 mod error;
+pub mod kubelet;
 mod manager;
 pub mod metrics;
 pub mod pki;
