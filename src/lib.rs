@@ -11,6 +11,8 @@ mod error;
 pub mod metrics;
 pub mod pki;
 pub mod schedule;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod template;
 
