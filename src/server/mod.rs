@@ -39,7 +39,8 @@
 //! # Time
 //! Object timestamps and certificate validity come from the builder's [`Clock`]; a
 //! [`FakeClock`](crate::testing::FakeClock) gives deterministic NotBefore/NotAfter. Client
-//! certificates are checked against the same clock. The server never waits on the clock: watch
+//! certificates are checked against the same clock, per request: one that is expired (or not
+//! from the CA) gets `401 Unauthorized`, as from kube-apiserver, not a failed handshake. The server never waits on the clock: watch
 //! timeouts, bookmarks and injected delays are network behaviour and use real time, so a test's
 //! `FakeClock::waiters()` counts only its own code's timers.
 //!
@@ -52,6 +53,7 @@ mod auth;
 mod faults;
 mod http;
 mod kubeconfig;
+mod protobuf;
 mod rest;
 mod signer;
 mod state;
@@ -68,6 +70,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use rand::RngExt;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 
 pub use auth::{
@@ -163,6 +167,8 @@ pub(crate) struct Shared {
     pub faults: Faults,
     pub work: Sender<Work>,
     pub addr: SocketAddr,
+    /// Checks client certificates against the CA at the clock's now (the x509 authenticator).
+    pub client_ca: Arc<dyn ClientCertVerifier>,
 }
 
 impl Shared {
@@ -489,7 +495,8 @@ impl CsrApiServerBuilder {
             addr: self.addr,
             source,
         })?;
-        let tls = Arc::new(tls_config(&ca, addr, &self.serving_names, self.clock.clone())?);
+        let (client_ca, handshake) = client_verifiers(&ca)?;
+        let tls = Arc::new(tls_config(&ca, addr, &self.serving_names, handshake)?);
         let (work_tx, work_rx) = crossbeam_channel::unbounded();
         let faults = Faults::default();
         for (c, f, n) in self.faults {
@@ -519,6 +526,7 @@ impl CsrApiServerBuilder {
             faults,
             work: work_tx,
             addr,
+            client_ca,
         });
         let conns = Arc::new(Mutex::new(Connections::default()));
         let worker = {
@@ -560,23 +568,85 @@ impl CsrApiServerBuilder {
     }
 }
 
-/// rustls's clock, read from the server's [`Clock`], so client certificates are checked at the
-/// same time the signer issues them.
+/// The client-certificate verifier of the handshake. Like kube-apiserver (Go's
+/// `RequestClientCert` plus the x509 authenticator), the handshake only checks that the client
+/// holds the key of the certificate it presents; whether the certificate chains to the CA and is
+/// valid at the clock's now is decided per request, and a certificate that fails is answered
+/// `401 Unauthorized` rather than by a broken handshake. A client with an expired certificate thus
+/// sees the apiserver's 401, which client-go's health logic relies on.
 #[derive(Debug)]
-struct ClockTime(Arc<dyn Clock>);
+struct RequestClientCert {
+    inner: Arc<dyn ClientCertVerifier>,
+}
 
-impl rustls::time_provider::TimeProvider for ClockTime {
-    fn current_time(&self) -> Option<UnixTime> {
-        let d = self.0.now().duration_since(UNIX_EPOCH).ok()?;
-        Some(UnixTime::since_unix_epoch(d))
+impl ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
     }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The CA verifier used per request, and the handshake verifier around it.
+fn client_verifiers(
+    ca: &CertificateAuthority,
+) -> Result<(Arc<dyn ClientCertVerifier>, Arc<dyn ClientCertVerifier>), ServerError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.cert_der().to_vec()))
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let strict = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let lenient: Arc<dyn ClientCertVerifier> = Arc::new(RequestClientCert {
+        inner: strict.clone(),
+    });
+    Ok((strict, lenient))
 }
 
 fn tls_config(
     ca: &CertificateAuthority,
     addr: SocketAddr,
     extra_names: &[String],
-    clock: Arc<dyn Clock>,
+    verifier: Arc<dyn ClientCertVerifier>,
 ) -> Result<ServerConfig, ServerError> {
     let mut t = CsrTemplate::new("certrotate-server")
         .with_dns_name("localhost")
@@ -602,16 +672,7 @@ fn tls_config(
             info.not_after,
         )
         .map_err(ServerError::Pki)?;
-    let provider = crypto_provider();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca.cert_der().to_vec()))
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let mut cfg = ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
+    let mut cfg = ServerConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
@@ -632,8 +693,9 @@ fn tls_config(
 #[derive(Default)]
 struct Connections {
     next_id: u64,
-    /// id → a clone of the socket (to shut it down) and the thread.
-    open: BTreeMap<u64, (TcpStream, Option<JoinHandle<()>>)>,
+    /// id → a clone of the socket (to shut it down; dropped when the thread ends, so the peer
+    /// sees the close at once) and the thread.
+    open: BTreeMap<u64, (Option<TcpStream>, Option<JoinHandle<()>>)>,
     /// Threads that have finished and wait to be joined.
     done: Vec<u64>,
 }
@@ -688,11 +750,15 @@ fn accept_loop(
             .name(format!("csr-api-conn-{id}"))
             .spawn(move || {
                 serve_connection(&sh, tcp, tc);
-                cs.lock().done.push(id);
+                let mut c = cs.lock();
+                if let Some(sock) = c.open.get_mut(&id).and_then(|(s, _)| s.take()) {
+                    let _ = sock.shutdown(Shutdown::Both);
+                }
+                c.done.push(id);
             });
         match spawned {
             Ok(h) => {
-                c.open.insert(id, (clone, Some(h)));
+                c.open.insert(id, (Some(clone), Some(h)));
             }
             Err(e) => log::warn!("csr api server: cannot start a connection thread: {e}"),
         }
@@ -713,7 +779,7 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, tls: Arc<ServerConfig>) {
             return;
         }
     }
-    let peer = peer_user(&stream.conn);
+    let peer = peer_user(shared, &stream.conn);
     let mut conn = http::Conn::new(stream);
     loop {
         let req = match conn.read_request() {
@@ -745,9 +811,22 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, tls: Arc<ServerConfig>) {
     }
 }
 
-/// The x509 authenticator: a verified client certificate's CN is the user, its O the groups.
-fn peer_user(conn: &ServerConnection) -> Option<Result<UserInfo, ()>> {
-    let leaf = conn.peer_certificates()?.first()?;
+/// The x509 authenticator: a client certificate that chains to the CA and is valid at the
+/// clock's now authenticates its CN as the user and its O as the groups; one that does not is
+/// `Some(Err(()))` (401).
+fn peer_user(shared: &Shared, conn: &ServerConnection) -> Option<Result<UserInfo, ()>> {
+    let certs = conn.peer_certificates()?;
+    let (leaf, intermediates) = certs.split_first()?;
+    let now = shared
+        .clock
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .map(UnixTime::since_unix_epoch)
+        .unwrap_or(UnixTime::since_unix_epoch(Duration::ZERO));
+    if let Err(e) = shared.client_ca.verify_client_cert(leaf, intermediates, now) {
+        log::debug!("csr api server: client certificate rejected: {e}");
+        return Some(Err(()));
+    }
     let Ok(info) = crate::pki::CertInfo::from_der(leaf) else {
         return Some(Err(()));
     };
@@ -1041,7 +1120,9 @@ impl CsrApiServer {
             c.open
                 .values_mut()
                 .filter_map(|(sock, h)| {
-                    let _ = sock.shutdown(Shutdown::Both);
+                    if let Some(s) = sock {
+                        let _ = s.shutdown(Shutdown::Both);
+                    }
                     h.take()
                 })
                 .collect()

@@ -772,12 +772,33 @@ fn decode_continue(token: &str) -> Option<String> {
     v.get("start")?.as_str().map(str::to_owned)
 }
 
+/// Decodes a request body: JSON (the default), or Kubernetes protobuf as typed client-go
+/// clients send it; any other content type is 415.
 fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest, Status> {
-    let obj: CertificateSigningRequest = serde_json::from_slice(&req.body).map_err(|e| {
+    let content_type = req
+        .header("content-type")
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let unrecognized = |e: String| {
         bad_request(format!(
             "the object provided is unrecognized (must be of type {KIND_CSR}): {e}"
         ))
-    })?;
+    };
+    let obj: CertificateSigningRequest = match content_type.as_str() {
+        "" | "application/json" => {
+            serde_json::from_slice(&req.body).map_err(|e| unrecognized(e.to_string()))?
+        }
+        super::protobuf::CONTENT_TYPE => {
+            super::protobuf::decode_csr(&req.body).map_err(unrecognized)?
+        }
+        other => {
+            return Err(Status::failure(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other:?})"),
+            ));
+        }
+    };
     if let Some(k) = obj.kind.as_deref().filter(|k| *k != KIND_CSR) {
         return Err(bad_request(format!(
             "the object provided is unrecognized (must be of type {KIND_CSR}): kind {k:?}"
