@@ -185,7 +185,16 @@ impl Watch {
         match self.reader.read_line(&mut line) {
             Ok(0) => None,
             Ok(_) => Some(line),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                None
+            }
             Err(e) => panic!("watch read failed: {e}"),
         }
     }
