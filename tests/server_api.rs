@@ -75,7 +75,13 @@ fn create_validation_rejects_each_rule_with_a_422_status() {
         ),
         (
             "repeated usage",
-            body(Some("a"), &good, client, &["client auth", "client auth"], None),
+            body(
+                Some("a"),
+                &good,
+                client,
+                &["client auth", "client auth"],
+                None,
+            ),
             "spec.usages[1]",
             "Duplicate value: \"client auth\"",
         ),
@@ -99,7 +105,13 @@ fn create_validation_rejects_each_rule_with_a_422_status() {
         ),
         (
             "legacy signer",
-            body(Some("a"), &good, "kubernetes.io/legacy-unknown", &ok_usages, None),
+            body(
+                Some("a"),
+                &good,
+                "kubernetes.io/legacy-unknown",
+                &ok_usages,
+                None,
+            ),
             "spec.signerName",
             "the legacy signerName is not allowed via this API version",
         ),
@@ -127,12 +139,20 @@ fn create_validation_rejects_each_rule_with_a_422_status() {
                 .any(|c| c["field"] == field && c["message"].as_str().unwrap().contains(text)),
             "{case}: no cause {field} {text:?} in {causes:?}"
         );
-        assert_eq!(r.body["details"]["kind"], "CertificateSigningRequest", "{case}");
+        assert_eq!(
+            r.body["details"]["kind"], "CertificateSigningRequest",
+            "{case}"
+        );
     }
     // Several errors at once: all of them, aggregated in brackets.
     let r = c.post(CSRS, &body(Some("a"), &good, "", &[], Some(1)));
     assert_eq!(r.body["details"]["causes"].as_array().unwrap().len(), 3);
-    assert!(r.body["message"].as_str().unwrap().contains("is invalid: [spec.usages"));
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("is invalid: [spec.usages")
+    );
     // No name and no generateName.
     let mut b = body(Some("a"), &good, client, &ok_usages, None);
     b["metadata"] = json!({});
@@ -173,13 +193,20 @@ fn create_with_generate_name_sets_server_fields() {
     let n = name(&obj);
     assert!(n.starts_with("csr-") && n.len() == 9, "{n}");
     assert!(
-        n[4..].chars().all(|ch| "bcdfghjklmnpqrstvwxz2456789".contains(ch)),
+        n[4..]
+            .chars()
+            .all(|ch| "bcdfghjklmnpqrstvwxz2456789".contains(ch)),
         "{n}"
     );
     assert_eq!(obj["apiVersion"], "certificates.k8s.io/v1");
     assert_eq!(obj["kind"], "CertificateSigningRequest");
     assert_eq!(obj["metadata"]["uid"].as_str().unwrap().len(), 36);
-    assert!(obj["metadata"]["creationTimestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
     assert!(rv(&obj).parse::<u64>().unwrap() > 0);
     assert_eq!(obj["spec"]["username"], "alice");
     assert_eq!(
@@ -284,10 +311,16 @@ fn watch_replays_from_a_resource_version_with_field_selector() {
     // Without a resource version: the current state as ADDED, then changes.
     let mut w = c.watch("timeoutSeconds=5");
     let ev = w.next().unwrap();
-    assert_eq!((ev["type"].as_str(), name(&ev["object"]).as_str()), (Some("ADDED"), "b"));
+    assert_eq!(
+        (ev["type"].as_str(), name(&ev["object"]).as_str()),
+        (Some("ADDED"), "b")
+    );
     c.create(&client_body(Some("c"), "z").0);
     let ev = w.next().unwrap();
-    assert_eq!((ev["type"].as_str(), name(&ev["object"]).as_str()), (Some("ADDED"), "c"));
+    assert_eq!(
+        (ev["type"].as_str(), name(&ev["object"]).as_str()),
+        (Some("ADDED"), "c")
+    );
 }
 
 #[test]
@@ -389,7 +422,9 @@ fn approval_through_the_api_leads_to_signing_seen_by_watchers() {
     assert_eq!(r.code, 403, "{}", r.text);
     assert_eq!(
         r.body["message"],
-        format!("certificatesigningrequests.certificates.k8s.io \"{n}\" is forbidden: User \"alice\" cannot update resource \"certificatesigningrequests/approval\" in API group \"certificates.k8s.io\" at the cluster scope")
+        format!(
+            "certificatesigningrequests.certificates.k8s.io \"{n}\" is forbidden: User \"alice\" cannot update resource \"certificatesigningrequests/approval\" in API group \"certificates.k8s.io\" at the cluster scope"
+        )
     );
     // kubectl certificate approve: PUT /approval with the condition appended.
     let r = admin.put(&format!("{CSRS}/{n}/approval"), &approval);
@@ -404,12 +439,20 @@ fn approval_through_the_api_leads_to_signing_seen_by_watchers() {
     let cert = Certificate::from_pem(pem.as_bytes(), k.to_pem().as_bytes()).unwrap();
     assert_eq!(cert.common_name(), "alice");
     assert_eq!(cert.organizations(), ["team"]);
-    assert_eq!(parse_chain_pem(pem.as_bytes()).unwrap().len(), 1, "one PEM block");
+    assert_eq!(
+        parse_chain_pem(pem.as_bytes()).unwrap().len(),
+        1,
+        "one PEM block"
+    );
     // It chains to the CA the server publishes.
     let roots = {
         let mut r = rustls::RootCertStore::empty();
-        r.add(parse_chain_pem(server.ca_pem().as_bytes()).unwrap().remove(0))
-            .unwrap();
+        r.add(
+            parse_chain_pem(server.ca_pem().as_bytes())
+                .unwrap()
+                .remove(0),
+        )
+        .unwrap();
         r
     };
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -426,7 +469,10 @@ fn approval_through_the_api_leads_to_signing_seen_by_watchers() {
     st["status"]["certificate"] = json!(STANDARD.encode(server.ca_pem()));
     let r = admin.put(&format!("{CSRS}/{n}/status"), &st);
     assert_eq!(r.code, 422, "{}", r.text);
-    assert!(r.text.contains("updates may not modify existing certificate content"));
+    assert!(
+        r.text
+            .contains("updates may not modify existing certificate content")
+    );
 }
 
 #[test]
@@ -440,7 +486,10 @@ fn denied_and_failed_conditions_reach_watchers() {
     let ev = w.next().unwrap();
     assert_eq!(ev["type"], "MODIFIED");
     let cond = &ev["object"]["status"]["conditions"][0];
-    assert_eq!((cond["type"].as_str(), cond["reason"].as_str()), (Some("Denied"), Some("NoThanks")));
+    assert_eq!(
+        (cond["type"].as_str(), cond["reason"].as_str()),
+        (Some("Denied"), Some("NoThanks"))
+    );
     assert_eq!(cond["status"], "True");
     // A denied CSR cannot be approved, by the handle or through /approval.
     assert!(server.approve("d").is_err());
@@ -451,13 +500,21 @@ fn denied_and_failed_conditions_reach_watchers() {
         .push(json!({"type": "Approved", "status": "True"}));
     let r = c.put(&format!("{CSRS}/d/approval"), &a);
     assert_eq!(r.code, 422);
-    assert!(r.text.contains("Approved and Denied conditions are mutually exclusive"));
+    assert!(
+        r.text
+            .contains("Approved and Denied conditions are mutually exclusive")
+    );
     // Approved/Denied may not be added through /status.
     let mut s = f.clone();
     s["status"] = json!({"conditions": [{"type": "Approved", "status": "True"}]});
     let r = c.put(&format!("{CSRS}/f/status"), &s);
     assert_eq!(r.code, 422);
-    assert!(r.text.contains("updates may not add a condition of type \\\"Approved\\\""), "{}", r.text);
+    assert!(
+        r.text
+            .contains("updates may not add a condition of type \\\"Approved\\\""),
+        "{}",
+        r.text
+    );
     // A signer marks it failed through /status.
     s["status"] = json!({"conditions": [{"type": "Failed", "status": "True", "reason": "SignerDown", "message": "m"}]});
     let r = c.put(&format!("{CSRS}/f/status"), &s);
@@ -469,7 +526,10 @@ fn denied_and_failed_conditions_reach_watchers() {
     s["metadata"]["resourceVersion"] = json!(null);
     let r = c.put(&format!("{CSRS}/f/status"), &s);
     assert_eq!(r.code, 422);
-    assert!(r.text.contains("updates may not remove a condition of type"));
+    assert!(
+        r.text
+            .contains("updates may not remove a condition of type")
+    );
     // The handle's fail() does the same as a signer would.
     let g = c.create(&client_body(Some("g"), "z").0);
     server.fail("g", "Broken").unwrap();
@@ -499,8 +559,15 @@ fn signer_validation_failure_marks_kubelet_csrs_failed() {
     let conds = ev["object"]["status"]["conditions"].as_array().unwrap();
     let failed = conds.iter().find(|c| c["type"] == "Failed").unwrap();
     assert_eq!(failed["reason"], "SignerValidationFailure");
-    assert_eq!(failed["message"], "subject organization is not system:nodes");
-    assert!(conds.iter().any(|c| c["type"] == "Approved" && c["reason"] == "AutoApproved"));
+    assert_eq!(
+        failed["message"],
+        "subject organization is not system:nodes"
+    );
+    assert!(
+        conds
+            .iter()
+            .any(|c| c["type"] == "Approved" && c["reason"] == "AutoApproved")
+    );
     assert!(certificate(&ev["object"]).is_none());
 }
 
@@ -515,19 +582,32 @@ fn authentication_by_cert_token_bootstrap_token_or_nothing() {
     let by_cert = Client::with_cert(&server, "system:node:n1", &["system:nodes"]);
     let obj = by_cert.create(&client_body(None, "x").0);
     assert_eq!(obj["spec"]["username"], "system:node:n1");
-    assert_eq!(obj["spec"]["groups"], json!(["system:nodes", "system:authenticated"]));
+    assert_eq!(
+        obj["spec"]["groups"],
+        json!(["system:nodes", "system:authenticated"])
+    );
 
     let by_token = Client::with_token(&server, "s3cr3t");
     let obj = by_token.create(&client_body(None, "x").0);
     assert_eq!(obj["spec"]["username"], "bob");
     assert_eq!(obj["spec"]["uid"], "u-1");
-    assert_eq!(obj["spec"]["groups"], json!(["devs", "system:authenticated"]));
+    assert_eq!(
+        obj["spec"]["groups"],
+        json!(["devs", "system:authenticated"])
+    );
     // bob reads his own CSR but not the node's.
     assert_eq!(by_token.get(&format!("{CSRS}/{}", name(&obj))).code, 200);
-    let r = by_token.get(&format!("{CSRS}?fieldSelector=metadata.name%3D{}", name(&obj)));
+    let r = by_token.get(&format!(
+        "{CSRS}?fieldSelector=metadata.name%3D{}",
+        name(&obj)
+    ));
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     let all = by_token.get(CSRS);
-    assert_eq!(all.body["items"].as_array().unwrap().len(), 1, "lists show own CSRs only");
+    assert_eq!(
+        all.body["items"].as_array().unwrap().len(),
+        1,
+        "lists show own CSRs only"
+    );
     let node_csr = server
         .csrs()
         .into_iter()
@@ -548,7 +628,10 @@ fn authentication_by_cert_token_bootstrap_token_or_nothing() {
     for (who, client) in [
         ("nobody", Client::anonymous(&server)),
         ("wrong token", Client::with_token(&server, "nope")),
-        ("wrong bootstrap secret", Client::with_token(&server, "abcdef.0123456789abcdeX")),
+        (
+            "wrong bootstrap secret",
+            Client::with_token(&server, "abcdef.0123456789abcdeX"),
+        ),
     ] {
         let r = client.get(CSRS);
         assert_eq!(r.code, 401, "{who}");
@@ -612,18 +695,30 @@ fn v1beta1_is_404_by_default_and_served_when_switched_on() {
     let r = c.post(beta, &b);
     assert_eq!(r.code, 201, "{}", r.text);
     assert_eq!(r.body["apiVersion"], "certificates.k8s.io/v1beta1");
-    assert_eq!(r.body["spec"]["signerName"], "kubernetes.io/kube-apiserver-client-kubelet");
+    assert_eq!(
+        r.body["spec"]["signerName"],
+        "kubernetes.io/kube-apiserver-client-kubelet"
+    );
     let mut b2 = b.clone();
     b2["spec"].as_object_mut().unwrap().remove("usages");
     let r = c.post(beta, &b2);
     assert_eq!(r.code, 201, "{}", r.text);
-    assert_eq!(r.body["spec"]["usages"], json!(["digital signature", "key encipherment"]));
+    assert_eq!(
+        r.body["spec"]["usages"],
+        json!(["digital signature", "key encipherment"])
+    );
     assert_eq!(r.body["spec"]["signerName"], "kubernetes.io/legacy-unknown");
     // Objects are shared between the versions.
     let n = name(&r.body);
     let v1 = c.get(&format!("{CSRS}/{n}"));
     assert_eq!(v1.body["apiVersion"], "certificates.k8s.io/v1");
-    assert_eq!(c.get("/apis/certificates.k8s.io").body["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        c.get("/apis/certificates.k8s.io").body["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -642,7 +737,10 @@ fn discovery_version_and_tables_for_kubectl() {
     assert_eq!(csr["shortNames"], json!(["csr"]));
     assert_eq!(csr["namespaced"], false);
     assert!(csr["verbs"].as_array().unwrap().contains(&json!("watch")));
-    assert_eq!(res["resources"][1]["name"], "certificatesigningrequests/approval");
+    assert_eq!(
+        res["resources"][1]["name"],
+        "certificatesigningrequests/approval"
+    );
     c.create(&client_body(Some("t"), "x").0);
     let t = c.get_accept(
         CSRS,
@@ -655,7 +753,17 @@ fn discovery_version_and_tables_for_kubectl() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(cols, ["Name", "Age", "SignerName", "Requestor", "RequestedDuration", "Condition"]);
+    assert_eq!(
+        cols,
+        [
+            "Name",
+            "Age",
+            "SignerName",
+            "Requestor",
+            "RequestedDuration",
+            "Condition"
+        ]
+    );
     let cells = &t.body["rows"][0]["cells"];
     assert_eq!(cells[0], "t");
     assert_eq!(cells[2], "kubernetes.io/kube-apiserver-client");
@@ -677,12 +785,20 @@ fn kubeconfig_identities() {
     assert_eq!(y["current-context"], "certrotate");
     assert_eq!(y["clusters"][0]["cluster"]["server"], server.url());
     let ca = STANDARD
-        .decode(y["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap())
+        .decode(
+            y["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .unwrap(),
+        )
         .unwrap();
     assert_eq!(String::from_utf8(ca).unwrap(), server.ca_pem());
     let user = &y["users"][0]["user"];
-    let cert = STANDARD.decode(user["client-certificate-data"].as_str().unwrap()).unwrap();
-    let key = STANDARD.decode(user["client-key-data"].as_str().unwrap()).unwrap();
+    let cert = STANDARD
+        .decode(user["client-certificate-data"].as_str().unwrap())
+        .unwrap();
+    let key = STANDARD
+        .decode(user["client-key-data"].as_str().unwrap())
+        .unwrap();
     let cert = Certificate::from_pem(&cert, &key).unwrap();
     assert_eq!(cert.common_name(), "certrotate:admin");
     assert_eq!(cert.organizations(), ["system:masters"]);
@@ -697,10 +813,12 @@ fn kubeconfig_identities() {
     .unwrap();
     assert_eq!(y["users"][0]["user"]["token"], "abcdef.0123456789abcdef");
     assert!(server.kubeconfig(&Identity::token("unknown")).is_err());
-    assert!(CsrApiServer::builder()
-        .bootstrap_token("ABC", "x")
-        .start()
-        .is_err());
+    assert!(
+        CsrApiServer::builder()
+            .bootstrap_token("ABC", "x")
+            .start()
+            .is_err()
+    );
 }
 
 #[test]
@@ -715,15 +833,26 @@ fn request_faults_fire_once_each_and_are_counted() {
     let obj = c.create(&client_body(None, "x").0);
     let n = name(&obj);
 
-    server.inject(Call::Create, Fault::Raw(404, "404 page not found".into()), 1);
+    server.inject(
+        Call::Create,
+        Fault::Raw(404, "404 page not found".into()),
+        1,
+    );
     let r = c.post(CSRS, &client_body(None, "x").0);
     assert_eq!((r.code, r.text.as_str()), (404, "404 page not found"));
 
     server.inject(Call::Get, Fault::Malformed, 1);
     let r = c.get(&format!("{CSRS}/{n}"));
     assert_eq!(r.code, 200);
-    assert!(serde_json::from_str::<Value>(&r.text).is_err(), "{}", r.text);
-    assert_eq!(c.get(&format!("{CSRS}/{n}")).body["metadata"]["name"], n.as_str());
+    assert!(
+        serde_json::from_str::<Value>(&r.text).is_err(),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        c.get(&format!("{CSRS}/{n}")).body["metadata"]["name"],
+        n.as_str()
+    );
 
     server.inject(Call::List, Fault::Delay(Duration::from_millis(300)), 1);
     let t = Instant::now();
@@ -731,7 +860,10 @@ fn request_faults_fire_once_each_and_are_counted() {
     assert!(t.elapsed() >= Duration::from_millis(300));
 
     server.inject(Call::Any, Fault::Disconnect, 1);
-    assert!(c.try_get(CSRS).is_err(), "the connection is dropped without an answer");
+    assert!(
+        c.try_get(CSRS).is_err(),
+        "the connection is dropped without an answer"
+    );
     assert_eq!(c.get(CSRS).code, 200);
 
     server.inject(Call::Watch, Fault::CloseWatchAfter(1), 1);
@@ -747,7 +879,14 @@ fn request_faults_fire_once_each_and_are_counted() {
 
     let counts = server.fault_counts();
     assert_eq!(
-        (counts.status, counts.raw, counts.malformed, counts.delayed, counts.disconnected, counts.watches_closed),
+        (
+            counts.status,
+            counts.raw,
+            counts.malformed,
+            counts.delayed,
+            counts.disconnected,
+            counts.watches_closed
+        ),
         (1, 1, 2, 1, 1, 1)
     );
     assert_eq!(counts.total(), 7);
@@ -769,13 +908,17 @@ fn signer_faults_never_issue_replace_uid_and_wrong_key() {
     let third = c.create(&b);
     let mut w = c.watch(&format!("resourceVersion={}&timeoutSeconds=10", rv(&third)));
     // The signer works in order: once the third is issued, the first was handled (and skipped).
-    let issued3 = w.until(|e| name(&e["object"]) == name(&third) && certificate(&e["object"]).is_some());
+    let issued3 =
+        w.until(|e| name(&e["object"]) == name(&third) && certificate(&e["object"]).is_some());
     let s1 = c.get(&format!("{CSRS}/{}", name(&first))).body;
     assert!(has_condition(&s1, "Approved"));
     assert!(certificate(&s1).is_none(), "approved but never issued");
     let s2 = c.get(&format!("{CSRS}/{}", name(&second))).body;
     assert!(certificate(&s2).is_some());
-    assert_ne!(s2["metadata"]["uid"], second["metadata"]["uid"], "uid replaced");
+    assert_ne!(
+        s2["metadata"]["uid"], second["metadata"]["uid"],
+        "uid replaced"
+    );
     Certificate::from_pem(certificate(&s2).unwrap().as_bytes(), k2.to_pem().as_bytes()).unwrap();
     let wrong = Certificate::from_pem(
         certificate(&issued3["object"]).unwrap().as_bytes(),
@@ -783,12 +926,18 @@ fn signer_faults_never_issue_replace_uid_and_wrong_key() {
     );
     assert!(wrong.is_err(), "issued for another key");
     let counts = server.fault_counts();
-    assert_eq!((counts.never_issued, counts.uids_replaced, counts.wrong_keys), (1, 1, 1));
+    assert_eq!(
+        (counts.never_issued, counts.uids_replaced, counts.wrong_keys),
+        (1, 1, 1)
+    );
     // Handle-side uid replacement.
     let old = s2["metadata"]["uid"].as_str().unwrap().to_owned();
     let new = server.replace_uid(&name(&second)).unwrap();
     assert_ne!(old, new);
-    assert_eq!(c.get(&format!("{CSRS}/{}", name(&second))).body["metadata"]["uid"], new);
+    assert_eq!(
+        c.get(&format!("{CSRS}/{}", name(&second))).body["metadata"]["uid"],
+        new
+    );
 }
 
 /// Runs kubectl against the server (skipped unless run with `--ignored` on a machine with
@@ -822,12 +971,21 @@ fn kubectl_works_against_the_server() {
         text
     };
     let out = kubectl(&["get", "csr"]);
-    assert!(out.contains("SIGNERNAME") && out.contains("one") && out.contains("Pending"), "{out}");
+    assert!(
+        out.contains("SIGNERNAME") && out.contains("one") && out.contains("Pending"),
+        "{out}"
+    );
     let out = kubectl(&["describe", "csr", "one"]);
     assert!(out.contains("kubernetes.io/kube-apiserver-client"), "{out}");
     kubectl(&["certificate", "approve", "one"]);
     kubectl(&["certificate", "deny", "two"]);
-    let out = kubectl(&["get", "csr", "one", "-o", "jsonpath={.status.conditions[0].type}"]);
+    let out = kubectl(&[
+        "get",
+        "csr",
+        "one",
+        "-o",
+        "jsonpath={.status.conditions[0].type}",
+    ]);
     assert_eq!(out, "Approved");
     let out = kubectl(&["get", "csr", "two", "-o", "json"]);
     assert!(out.contains("\"Denied\""), "{out}");
@@ -849,4 +1007,3 @@ fn kubectl_works_against_the_server() {
     let out = kubectl(&["version", "-o", "json"]);
     assert!(out.contains("v1.33.0"), "{out}");
 }
-

@@ -20,7 +20,10 @@ fn fifty_clients_all_get_signed_and_shutdown_joins_every_thread() {
     let before = threads();
     let mut b = CsrApiServer::builder();
     for i in 0..50 {
-        b = b.token(format!("token-{i}"), UserInfo::new(format!("user-{i}"), &[]));
+        b = b.token(
+            format!("token-{i}"),
+            UserInfo::new(format!("user-{i}"), &[]),
+        );
     }
     let server = b.start().unwrap();
     assert!(threads() >= before + 2, "acceptor and signer threads run");
@@ -76,7 +79,10 @@ fn fifty_clients_all_get_signed_and_shutdown_joins_every_thread() {
     let watcher = Client::with_token(&server, "token-0");
     let mut open = watcher.watch("timeoutSeconds=600");
     assert_eq!(open.next().unwrap()["type"], "ADDED");
-    assert!(threads() >= before + 3, "acceptor, signer and the watch's connection thread");
+    assert!(
+        threads() >= before + 3,
+        "acceptor, signer and the watch's connection thread"
+    );
     server.shutdown();
     assert!(open.next().is_none(), "the watch was ended by shutdown");
     // shutdown() joined every thread; the kernel drops a joined thread's /proc entry right after

@@ -26,7 +26,13 @@ fn t0() -> SystemTime {
 fn issue(c: &Client, expiration: Option<i64>) -> Certificate {
     let k = key();
     let pem = csr_pem(&CsrTemplate::new("alice"), &k);
-    let obj = c.create(&body(None, &pem, CLIENT, &["digital signature", "client auth"], expiration));
+    let obj = c.create(&body(
+        None,
+        &pem,
+        CLIENT,
+        &["digital signature", "client auth"],
+        expiration,
+    ));
     let ev = wait_issued(c, &obj);
     Certificate::from_pem(certificate(&ev).unwrap().as_bytes(), k.to_pem().as_bytes()).unwrap()
 }
@@ -51,7 +57,11 @@ fn lifetimes_follow_the_built_in_signer_at_the_clocks_time() {
     let c = Client::admin(&server);
     let backdate = Duration::from_secs(300);
     let cases: &[(&str, Option<i64>, Duration)] = &[
-        ("one hour: as requested, NotAfter not backdated", Some(3600), Duration::from_secs(H)),
+        (
+            "one hour: as requested, NotAfter not backdated",
+            Some(3600),
+            Duration::from_secs(H),
+        ),
         (
             "nothing requested: the maximum, backdated",
             None,
@@ -103,20 +113,32 @@ fn the_floor_and_the_maximum_are_configurable() {
         .start()
         .unwrap();
     let cert = issue(&Client::admin(&raised), Some(600));
-    assert_eq!(cert.not_after(), t0() + Duration::from_secs(20 * 60), "floored");
+    assert_eq!(
+        cert.not_after(),
+        t0() + Duration::from_secs(20 * 60),
+        "floored"
+    );
 
     let err = CsrApiServer::builder()
         .max_lifetime(Duration::from_secs(30))
         .start()
         .unwrap_err();
-    assert!(err.to_string().contains("lower min_lifetime explicitly"), "{err}");
+    assert!(
+        err.to_string().contains("lower min_lifetime explicitly"),
+        "{err}"
+    );
 }
 
 #[test]
 fn not_after_is_clamped_to_the_ca_and_an_expired_ca_does_not_sign() {
     // Real time, to the second, so that the client accepts the short-lived CA.
     let now = UNIX_EPOCH
-        + Duration::from_secs(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
+        + Duration::from_secs(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
     let ca = CertificateAuthority::new(
         "short-ca",
         now - Duration::from_secs(86_400),
@@ -161,13 +183,18 @@ fn kubelet_serving_csrs_are_issued_with_their_sans() {
         None,
     ));
     let issued = wait_issued(&node, &obj);
-    let cert =
-        Certificate::from_pem(certificate(&issued).unwrap().as_bytes(), k.to_pem().as_bytes())
-            .unwrap();
+    let cert = Certificate::from_pem(
+        certificate(&issued).unwrap().as_bytes(),
+        k.to_pem().as_bytes(),
+    )
+    .unwrap();
     assert_eq!(cert.common_name(), "system:node:n1");
     assert_eq!(cert.organizations(), ["system:nodes"]);
     assert_eq!(cert.dns_names(), ["n1.example"]);
-    assert_eq!(cert.ip_addresses(), ["10.0.0.7".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        cert.ip_addresses(),
+        ["10.0.0.7".parse::<std::net::IpAddr>().unwrap()]
+    );
     // The same request with client usages breaks the serving signer's rule.
     let obj = node.create(&body(
         None,
@@ -213,7 +240,13 @@ fn custom_signers_sign_and_unknown_signers_never_do() {
     let c = Client::admin(&server);
     let make = |cn: &str, signer: &str| {
         let k = key();
-        c.create(&body(None, &csr_pem(&CsrTemplate::new(cn), &k), signer, &["server auth"], None))
+        c.create(&body(
+            None,
+            &csr_pem(&CsrTemplate::new(cn), &k),
+            signer,
+            &["server auth"],
+            None,
+        ))
     };
     let unknown = make("x", "example.com/nobody");
     let rejected = make("bad", "example.com/checked");
@@ -224,11 +257,17 @@ fn custom_signers_sign_and_unknown_signers_never_do() {
     assert!(certificate(&c.get(&format!("{CSRS}/{}", name(&checked))).body).is_some());
     let r = c.get(&format!("{CSRS}/{}", name(&rejected))).body;
     assert!(has_condition(&r, "Failed"));
-    assert!(r.to_string().contains("common name \\\"bad\\\" is not ok"), "{r}");
+    assert!(
+        r.to_string().contains("common name \\\"bad\\\" is not ok"),
+        "{r}"
+    );
     let u = c.get(&format!("{CSRS}/{}", name(&unknown))).body;
     assert!(has_condition(&u, "Approved"));
     assert!(!has_condition(&u, "Failed"));
-    assert!(certificate(&u).is_none(), "no signer for example.com/nobody");
+    assert!(
+        certificate(&u).is_none(),
+        "no signer for example.com/nobody"
+    );
 }
 
 #[test]
@@ -267,10 +306,16 @@ fn a_predicate_approves_only_nodes() {
     let conds = &issued["status"]["conditions"];
     assert_eq!(conds[0]["reason"], "AutoApproved");
     let p = server.csr(&name(&pending)).unwrap();
-    assert!(p.status.is_none(), "the bootstrap user's CSR waits for a human");
+    assert!(
+        p.status.is_none(),
+        "the bootstrap user's CSR waits for a human"
+    );
     // The node's new certificate is a credential at once: mTLS as system:node:n1.
-    let cert = Certificate::from_pem(certificate(&issued).unwrap().as_bytes(), k.to_pem().as_bytes())
-        .unwrap();
+    let cert = Certificate::from_pem(
+        certificate(&issued).unwrap().as_bytes(),
+        k.to_pem().as_bytes(),
+    )
+    .unwrap();
     let as_node = Client {
         agent: agent(&server.ca_pem(), Some(&cert)),
         base: server.url().to_owned(),

@@ -171,9 +171,8 @@ impl Tokens {
             && is_bootstrap_token_shape(id, secret)
             && let Some(want) = self.bootstrap.get(id)
         {
-            return constant_time_eq(want.as_bytes(), secret.as_bytes()).then(|| {
-                UserInfo::new(format!("system:bootstrap:{id}"), &[GROUP_BOOTSTRAPPERS])
-            });
+            return constant_time_eq(want.as_bytes(), secret.as_bytes())
+                .then(|| UserInfo::new(format!("system:bootstrap:{id}"), &[GROUP_BOOTSTRAPPERS]));
         }
         self.statics
             .iter()

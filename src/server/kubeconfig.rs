@@ -47,7 +47,10 @@ struct User {
 
 #[derive(Serialize, Default)]
 struct UserBody {
-    #[serde(rename = "client-certificate-data", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "client-certificate-data",
+        skip_serializing_if = "Option::is_none"
+    )]
     cert: Option<String>,
     #[serde(rename = "client-key-data", skip_serializing_if = "Option::is_none")]
     key: Option<String>,

@@ -68,10 +68,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 use rand::RngExt;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 
 pub use auth::{
@@ -173,10 +173,17 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn get(&self, name: &str) -> Option<Arc<CertificateSigningRequest>> {
-        self.state.lock().objects.get(name).map(|s| s.object.clone())
+        self.state
+            .lock()
+            .objects
+            .get(name)
+            .map(|s| s.object.clone())
     }
 
-    pub fn get_stored(&self, name: &str) -> Option<(Arc<CertificateSigningRequest>, Arc<ParsedCsr>)> {
+    pub fn get_stored(
+        &self,
+        name: &str,
+    ) -> Option<(Arc<CertificateSigningRequest>, Arc<ParsedCsr>)> {
         self.state
             .lock()
             .objects
@@ -208,7 +215,8 @@ impl Shared {
         self.state.lock().stopping
     }
 
-    /// Waits up to `d` of real time, returning early (false) when the server stops.
+    /// Waits `d` of real time; returns true when it waited it all, false when the server began
+    /// stopping first.
     pub fn pause(&self, d: Duration) -> bool {
         let end = std::time::Instant::now() + d;
         let mut st = self.state.lock();
@@ -227,7 +235,14 @@ pub(crate) fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// Builds a [`CsrApiServer`]. Every setter has a default; [`start`](CsrApiServerBuilder::start)
@@ -266,7 +281,10 @@ impl std::fmt::Debug for CsrApiServerBuilder {
 impl Default for CsrApiServerBuilder {
     fn default() -> Self {
         let mut signers = HashMap::new();
-        signers.insert(SIGNER_KUBE_APISERVER_CLIENT.to_owned(), Rules::ApiServerClient);
+        signers.insert(
+            SIGNER_KUBE_APISERVER_CLIENT.to_owned(),
+            Rules::ApiServerClient,
+        );
         signers.insert(
             SIGNER_KUBE_APISERVER_CLIENT_KUBELET.to_owned(),
             Rules::KubeletClient,
@@ -624,10 +642,10 @@ impl ClientCertVerifier for RequestClientCert {
     }
 }
 
+type Verifier = Arc<dyn ClientCertVerifier>;
+
 /// The CA verifier used per request, and the handshake verifier around it.
-fn client_verifiers(
-    ca: &CertificateAuthority,
-) -> Result<(Arc<dyn ClientCertVerifier>, Arc<dyn ClientCertVerifier>), ServerError> {
+fn client_verifiers(ca: &CertificateAuthority) -> Result<(Verifier, Verifier), ServerError> {
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from(ca.cert_der().to_vec()))
@@ -823,7 +841,10 @@ fn peer_user(shared: &Shared, conn: &ServerConnection) -> Option<Result<UserInfo
         .duration_since(UNIX_EPOCH)
         .map(UnixTime::since_unix_epoch)
         .unwrap_or(UnixTime::since_unix_epoch(Duration::ZERO));
-    if let Err(e) = shared.client_ca.verify_client_cert(leaf, intermediates, now) {
+    if let Err(e) = shared
+        .client_ca
+        .verify_client_cert(leaf, intermediates, now)
+    {
         log::debug!("csr api server: client certificate rejected: {e}");
         return Some(Err(()));
     }
@@ -903,8 +924,8 @@ impl CsrApiServer {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(ServerError::Pki)?;
         let now = self.shared.clock.now();
         let not_before = now - Duration::from_secs(300);
-        let not_after = (now + self.shared.settings.client_cert_lifetime)
-            .min(self.shared.ca.info().not_after);
+        let not_after =
+            (now + self.shared.settings.client_cert_lifetime).min(self.shared.ca.info().not_after);
         self.shared
             .ca
             .issue(
@@ -929,7 +950,11 @@ impl CsrApiServer {
 
     /// Accepts another static bearer token from now on.
     pub fn add_token(&self, token: impl Into<String>, user: UserInfo) {
-        self.shared.tokens.write().statics.insert(token.into(), user);
+        self.shared
+            .tokens
+            .write()
+            .statics
+            .insert(token.into(), user);
     }
 
     pub(crate) fn tokens(&self) -> parking_lot::RwLockReadGuard<'_, Tokens> {
@@ -1110,7 +1135,9 @@ impl CsrApiServer {
         let _ = self.shared.work.send(Work::Stop);
         // Wake the acceptor, blocked in accept(), with a connection of our own.
         let wake = match self.shared.addr.ip() {
-            ip if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, self.shared.addr.port())),
+            ip if ip.is_unspecified() => {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, self.shared.addr.port()))
+            }
             _ => self.shared.addr,
         };
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
@@ -1140,7 +1167,7 @@ impl Drop for CsrApiServer {
     }
 }
 
-/// Seconds since the epoch of a clock reading, for ages.
+/// How long ago `then` was at `now` (zero when `then` is in the future), for ages.
 pub(crate) fn since(now: SystemTime, then: SystemTime) -> Duration {
     now.duration_since(then).unwrap_or_default()
 }

@@ -216,7 +216,9 @@ fn decode_status(msg: &[u8]) -> Result<CsrStatus, String> {
                 })?;
                 // Go's zero Time encodes as an empty message (0001-01-01): treat as unset.
                 for t in [&mut c.last_update_time, &mut c.last_transition_time] {
-                    if t.as_deref().is_some_and(|s| s.starts_with('-') || s.starts_with("0001")) {
+                    if t.as_deref()
+                        .is_some_and(|s| s.starts_with('-') || s.starts_with("0001"))
+                    {
                         *t = None;
                     }
                 }

@@ -39,10 +39,7 @@ const JSON: &str = "application/json";
 
 /// Writes a `Status` with its code.
 pub(crate) fn send_status(conn: &mut Conn, st: &Status, keep: bool) -> io::Result<()> {
-    let code = st
-        .code
-        .and_then(|c| u16::try_from(c).ok())
-        .unwrap_or(500);
+    let code = st.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
     let body = serde_json::to_vec(st).unwrap_or_default();
     conn.respond(code, JSON, &body, keep)
 }
@@ -53,7 +50,12 @@ fn send_json<T: Serialize>(conn: &mut Conn, code: u16, v: &T, keep: bool) -> io:
 }
 
 fn not_found_plain(conn: &mut Conn, keep: bool) -> io::Result<()> {
-    conn.respond(404, "text/plain; charset=utf-8", b"404 page not found\n", keep)
+    conn.respond(
+        404,
+        "text/plain; charset=utf-8",
+        b"404 page not found\n",
+        keep,
+    )
 }
 
 fn details(name: Option<&str>) -> StatusDetails {
@@ -72,11 +74,19 @@ fn status(code: u16, message: String, name: Option<&str>) -> Status {
 }
 
 fn not_found(name: &str) -> Status {
-    status(404, format!("{RESOURCE}.{GROUP} {name:?} not found"), Some(name))
+    status(
+        404,
+        format!("{RESOURCE}.{GROUP} {name:?} not found"),
+        Some(name),
+    )
 }
 
 fn already_exists(name: &str) -> Status {
-    let mut st = status(409, format!("{RESOURCE}.{GROUP} {name:?} already exists"), Some(name));
+    let mut st = status(
+        409,
+        format!("{RESOURCE}.{GROUP} {name:?} already exists"),
+        Some(name),
+    );
     st.reason = Some("AlreadyExists".into());
     st
 }
@@ -91,8 +101,8 @@ fn conflict(name: &str) -> Status {
     )
 }
 
-fn bad_request(message: String) -> Status {
-    Status::failure(400, "BadRequest", message)
+fn bad_request(message: String) -> Box<Status> {
+    Box::new(Status::failure(400, "BadRequest", message))
 }
 
 fn forbidden(user: &UserInfo, action: &Action<'_>) -> Status {
@@ -206,7 +216,11 @@ pub(crate) fn handle(
         _ => {}
     }
     let Some(user) = authenticate(shared, req, peer) else {
-        send_status(conn, &Status::failure(401, "Unauthorized", "Unauthorized"), keep)?;
+        send_status(
+            conn,
+            &Status::failure(401, "Unauthorized", "Unauthorized"),
+            keep,
+        )?;
         return Ok(Next::KeepAlive);
     };
     let version = |v: &str| match v {
@@ -220,8 +234,12 @@ pub(crate) fn handle(
             "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.addr.to_string()}],
         })),
-        ["api", "v1"] => Some(json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": []})),
-        ["apis"] => Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_doc(shared)]})),
+        ["api", "v1"] => {
+            Some(json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": []}))
+        }
+        ["apis"] => {
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_doc(shared)]}))
+        }
         ["apis", GROUP] => {
             let mut g = group_doc(shared);
             g["kind"] = json!("APIGroup");
@@ -273,9 +291,7 @@ fn method_not_allowed() -> Status {
 }
 
 fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io::Result<Next> {
-    let watch = req
-        .param("watch")
-        .is_some_and(|w| w == "true" || w == "1");
+    let watch = req.param("watch").is_some_and(|w| w == "true" || w == "1");
     let m = req.method.as_str();
     let call = match (m, rest) {
         ("GET", []) if watch => Call::Watch,
@@ -311,19 +327,23 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
         }
         Some(Fault::Malformed) if call == Call::Watch => watch_malformed = true,
         Some(Fault::Malformed) => {
-            conn.respond(200, JSON, br#"{"kind":"CertificateSigningRequest","apiVersion":"#, ctx.keep)?;
+            conn.respond(
+                200,
+                JSON,
+                br#"{"kind":"CertificateSigningRequest","apiVersion":"#,
+                ctx.keep,
+            )?;
             return Ok(Next::KeepAlive);
         }
-        Some(Fault::Delay(d)) => {
-            if !ctx.shared.pause(d) {
-                return Ok(Next::Close);
-            }
-        }
+        Some(Fault::Delay(d)) if !ctx.shared.pause(d) => return Ok(Next::Close),
+        Some(Fault::Delay(_)) => {}
         Some(Fault::CloseWatchAfter(n)) => watch_close_after = Some(n),
         Some(Fault::Disconnect) => return Ok(Next::Close),
     }
     match (m, rest) {
-        ("GET", []) if watch => return watch_stream(ctx, conn, req, watch_close_after, watch_malformed),
+        ("GET", []) if watch => {
+            return watch_stream(ctx, conn, req, watch_close_after, watch_malformed);
+        }
         ("GET", []) => list(ctx, conn, req)?,
         ("POST", []) => create(ctx, conn, req)?,
         ("GET", [name]) => get(ctx, conn, name, None)?,
@@ -459,7 +479,14 @@ fn parse_time(s: &str) -> Option<std::time::SystemTime> {
         return None;
     }
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
     // Days from civil (Howard Hinnant).
     let y2 = if mo <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
@@ -528,7 +555,9 @@ fn parse_field_selector(s: &str) -> Result<Vec<(String, bool, String)>, String> 
         } else if let Some((f, v)) = term.split_once('=') {
             (f, true, v)
         } else {
-            return Err(format!("invalid selector: '{s}'; can't understand '{term}'"));
+            return Err(format!(
+                "invalid selector: '{s}'; can't understand '{term}'"
+            ));
         };
         let field = field.trim();
         if field != "metadata.name" && field != "spec.signerName" {
@@ -580,7 +609,9 @@ fn parse_label_selector(s: &str) -> Result<Vec<LabelReq>, String> {
         let inner = v
             .strip_prefix('(')
             .and_then(|v| v.strip_suffix(')'))
-            .ok_or_else(|| format!("unable to parse requirement: expected a parenthesised set, found {v:?}"))?;
+            .ok_or_else(|| {
+                format!("unable to parse requirement: expected a parenthesised set, found {v:?}")
+            })?;
         Ok(inner.split(',').map(|x| x.trim().to_owned()).collect())
     };
     let mut out = Vec::new();
@@ -626,7 +657,7 @@ struct Selectors {
 }
 
 impl Selectors {
-    fn parse(req: &Request) -> Result<Selectors, Status> {
+    fn parse(req: &Request) -> Result<Selectors, Box<Status>> {
         Ok(Selectors {
             fields: parse_field_selector(req.param("fieldSelector").unwrap_or(""))
                 .map_err(bad_request)?,
@@ -641,7 +672,7 @@ impl Selectors {
 }
 
 /// `resourceVersion`: absent, empty or "0" mean "any"; else a number.
-fn parse_rv(req: &Request) -> Result<Option<u64>, Status> {
+fn parse_rv(req: &Request) -> Result<Option<u64>, Box<Status>> {
     match req.param("resourceVersion") {
         None | Some("") | Some("0") => Ok(None),
         Some(v) => v
@@ -668,7 +699,11 @@ fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Res
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
-    let rv = obj.metadata.resource_version.as_deref().and_then(|r| r.parse().ok());
+    let rv = obj
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|r| r.parse().ok());
     send_json(conn, 200, &ctx.render_value(&obj, rv), ctx.keep)
 }
 
@@ -774,10 +809,16 @@ fn decode_continue(token: &str) -> Option<String> {
 
 /// Decodes a request body: JSON (the default), or Kubernetes protobuf as typed client-go
 /// clients send it; any other content type is 415.
-fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest, Status> {
+fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest, Box<Status>> {
     let content_type = req
         .header("content-type")
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let unrecognized = |e: String| {
         bad_request(format!(
@@ -792,11 +833,13 @@ fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest
             super::protobuf::decode_csr(&req.body).map_err(unrecognized)?
         }
         other => {
-            return Err(Status::failure(
+            return Err(Box::new(Status::failure(
                 415,
                 "UnsupportedMediaType",
-                format!("the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other:?})"),
-            ));
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other:?})"
+                ),
+            )));
         }
     };
     if let Some(k) = obj.kind.as_deref().filter(|k| *k != KIND_CSR) {
@@ -804,7 +847,11 @@ fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest
             "the object provided is unrecognized (must be of type {KIND_CSR}): kind {k:?}"
         )));
     }
-    if let Some(v) = obj.api_version.as_deref().filter(|v| *v != ctx.version.as_str()) {
+    if let Some(v) = obj
+        .api_version
+        .as_deref()
+        .filter(|v| *v != ctx.version.as_str())
+    {
         return Err(bad_request(format!(
             "the API version in the data ({v}) does not match the expected API version ({})",
             ctx.version.as_str()
@@ -914,9 +961,9 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     };
     if !dry_run {
         shared.changed.notify_all();
-        let _ = shared
-            .work
-            .send(Work::Created(stored.metadata.name.clone().unwrap_or_default()));
+        let _ = shared.work.send(Work::Created(
+            stored.metadata.name.clone().unwrap_or_default(),
+        ));
     }
     send_json(conn, 201, &ctx.render(&stored), ctx.keep)
 }
@@ -963,10 +1010,14 @@ fn update(
     let v1beta1 = ctx.version == ApiVersion::V1beta1;
     let outcome = ctx.shared.modify(name, |o| {
         let old = o.clone();
-        if let Some(rv) = body.metadata.resource_version.as_deref().filter(|r| !r.is_empty())
+        if let Some(rv) = body
+            .metadata
+            .resource_version
+            .as_deref()
+            .filter(|r| !r.is_empty())
             && Some(rv) != old.metadata.resource_version.as_deref()
         {
-            return Err(conflict(name));
+            return Err(Box::new(conflict(name)));
         }
         match path {
             UpdatePath::Main => {
@@ -980,7 +1031,11 @@ fn update(
                 if path == UpdatePath::Status {
                     status.certificate = new_status.certificate;
                 }
-                let old_conds = old.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+                let old_conds = old
+                    .status
+                    .as_ref()
+                    .map(|s| s.conditions.clone())
+                    .unwrap_or_default();
                 for c in &mut status.conditions {
                     if v1beta1 && c.status.is_empty() {
                         c.status = "True".into();
@@ -1000,7 +1055,7 @@ fn update(
         }
         let errs = validation::validate_update(o, &old, path);
         if !errs.is_empty() {
-            return Err(validation::invalid_status(name, &errs));
+            return Err(Box::new(validation::invalid_status(name, &errs)));
         }
         Ok(())
     });
@@ -1193,13 +1248,23 @@ fn watch_stream(
         return Ok(Next::KeepAlive);
     }
     for o in initial.iter().filter(|o| visible(o)) {
-        let rv = o.metadata.resource_version.as_deref().and_then(|r| r.parse().ok());
+        let rv = o
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|r| r.parse().ok());
         if send(conn, event_line("ADDED", &ctx.render_value(o, rv)))? {
             conn.end_chunked()?;
             return Ok(Next::KeepAlive);
         }
     }
-    if send_initial && bookmarks && send(conn, event_line("BOOKMARK", &bookmark_object(ctx, cursor, true)))? {
+    if send_initial
+        && bookmarks
+        && send(
+            conn,
+            event_line("BOOKMARK", &bookmark_object(ctx, cursor, true)),
+        )?
+    {
         conn.end_chunked()?;
         return Ok(Next::KeepAlive);
     }
@@ -1237,7 +1302,11 @@ fn watch_stream(
                     next_bookmark = now + interval;
                     break Wake::Bookmark(cursor);
                 }
-                let until = if bookmarks { deadline.min(next_bookmark) } else { deadline };
+                let until = if bookmarks {
+                    deadline.min(next_bookmark)
+                } else {
+                    deadline
+                };
                 shared.changed.wait_until(&mut st, until);
             }
         };
@@ -1255,14 +1324,21 @@ fn watch_stream(
                 return Ok(Next::KeepAlive);
             }
             Wake::Bookmark(rv) => {
-                if send(conn, event_line("BOOKMARK", &bookmark_object(ctx, rv, false)))? {
+                if send(
+                    conn,
+                    event_line("BOOKMARK", &bookmark_object(ctx, rv, false)),
+                )? {
                     conn.end_chunked()?;
                     return Ok(Next::KeepAlive);
                 }
             }
             Wake::Events(batch) => {
                 for (kind, o) in batch.iter().filter(|(_, o)| visible(o)) {
-                    let rv = o.metadata.resource_version.as_deref().and_then(|r| r.parse().ok());
+                    let rv = o
+                        .metadata
+                        .resource_version
+                        .as_deref()
+                        .and_then(|r| r.parse().ok());
                     if send(conn, event_line(kind.as_str(), &ctx.render_value(o, rv)))? {
                         conn.end_chunked()?;
                         return Ok(Next::KeepAlive);
@@ -1306,7 +1382,10 @@ mod tests {
         o.metadata.labels = Some([("app".to_owned(), "x".to_owned())].into());
         let f = parse_field_selector("metadata.name=csr-1,spec.signerName!=other.io/s").unwrap();
         assert!(field_matches(&o, &f));
-        assert!(!field_matches(&o, &parse_field_selector("metadata.name==csr-2").unwrap()));
+        assert!(!field_matches(
+            &o,
+            &parse_field_selector("metadata.name==csr-2").unwrap()
+        ));
         assert_eq!(
             parse_field_selector("spec.usages=x").unwrap_err(),
             "field label not supported: spec.usages"
@@ -1320,7 +1399,11 @@ mod tests {
             ("app notin (x,y)", false),
             ("tier,app=x", false),
         ] {
-            assert_eq!(labels_match(&o, &parse_label_selector(sel).unwrap()), want, "{sel}");
+            assert_eq!(
+                labels_match(&o, &parse_label_selector(sel).unwrap()),
+                want,
+                "{sel}"
+            );
         }
     }
 

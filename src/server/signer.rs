@@ -124,7 +124,7 @@ fn usages_match(set: &HashSet<&str>, auth: &str) -> Result<(), String> {
     if *set == rsa || *set == no_rsa {
         return Ok(());
     }
-    let mut want = vec![auth, DS, KE];
+    let mut want = [auth, DS, KE];
     want.sort_unstable();
     Err(format!("usages did not match [{}]", want.join(" ")))
 }
@@ -134,7 +134,10 @@ fn is_system_nodes(csr: &ParsedCsr) -> bool {
 }
 
 /// `ValidateKubeletClientCSR`.
-pub(crate) fn validate_kubelet_client(csr: &ParsedCsr, usages: &HashSet<&str>) -> Result<(), String> {
+pub(crate) fn validate_kubelet_client(
+    csr: &ParsedCsr,
+    usages: &HashSet<&str>,
+) -> Result<(), String> {
     if !is_system_nodes(csr) {
         return Err("subject organization is not system:nodes".into());
     }
@@ -157,7 +160,10 @@ pub(crate) fn validate_kubelet_client(csr: &ParsedCsr, usages: &HashSet<&str>) -
 }
 
 /// `ValidateKubeletServingCSR`.
-pub(crate) fn validate_kubelet_serving(csr: &ParsedCsr, usages: &HashSet<&str>) -> Result<(), String> {
+pub(crate) fn validate_kubelet_serving(
+    csr: &ParsedCsr,
+    usages: &HashSet<&str>,
+) -> Result<(), String> {
     if !is_system_nodes(csr) {
         return Err("subject organization is not system:nodes".into());
     }
@@ -397,7 +403,12 @@ fn sign(shared: &Shared, name: &str) {
             return;
         }
     };
-    let usages: Vec<KeyUsage> = obj.spec.usages.iter().filter_map(|u| u.parse().ok()).collect();
+    let usages: Vec<KeyUsage> = obj
+        .spec
+        .usages
+        .iter()
+        .filter_map(|u| u.parse().ok())
+        .collect();
     let mut request = (*parsed).clone();
     if fault == Some(SignerFault::WrongKey) {
         match PrivateKey::generate(KeyAlgorithm::EcdsaP256) {
@@ -405,10 +416,7 @@ fn sign(shared: &Shared, name: &str) {
             Err(e) => log::warn!("csr {name:?}: cannot make a key for the wrong-key fault: {e}"),
         }
     }
-    let pem = match shared
-        .ca
-        .sign_csr(&request, &usages, not_before, not_after)
-    {
+    let pem = match shared.ca.sign_csr(&request, &usages, not_before, not_after) {
         Ok(pem) => pem,
         Err(e) => {
             log::warn!("csr {name:?}: signing failed: {e}");
@@ -447,8 +455,16 @@ mod tests {
     #[test]
     fn ttl_follows_the_built_in_signer() {
         let l = lt();
-        assert_eq!(l.ttl(None), Duration::from_secs(8760 * H), "no request: max");
-        assert_eq!(l.ttl(Some(i32::MAX)), Duration::from_secs(8760 * H), "capped");
+        assert_eq!(
+            l.ttl(None),
+            Duration::from_secs(8760 * H),
+            "no request: max"
+        );
+        assert_eq!(
+            l.ttl(Some(i32::MAX)),
+            Duration::from_secs(8760 * H),
+            "capped"
+        );
         assert_eq!(l.ttl(Some(60)), Duration::from_secs(600), "floored");
         assert_eq!(l.ttl(Some(3600)), Duration::from_secs(3600));
         let low = Lifetimes {
@@ -464,14 +480,21 @@ mod tests {
         let far = now + Duration::from_secs(100_000 * H);
         let (nb, na) = lt().window(now, Duration::from_secs(H), far).unwrap();
         assert_eq!(nb, now - Duration::from_secs(300));
-        assert_eq!(na, now + Duration::from_secs(H), "short TTL: no backdate on NotAfter");
+        assert_eq!(
+            na,
+            now + Duration::from_secs(H),
+            "short TTL: no backdate on NotAfter"
+        );
         let (_, na) = lt().window(now, Duration::from_secs(8 * H), far).unwrap();
         assert_eq!(na, now + Duration::from_secs(8 * H - 300));
         let ca_end = now + Duration::from_secs(60);
         let (_, na) = lt().window(now, Duration::from_secs(H), ca_end).unwrap();
         assert_eq!(na, ca_end, "clamped to the CA");
         let e = lt().window(now, Duration::from_secs(H), now).unwrap_err();
-        assert!(e.starts_with("refusing to sign a certificate that expired in the past"), "{e}");
+        assert!(
+            e.starts_with("refusing to sign a certificate that expired in the past"),
+            "{e}"
+        );
         let e = lt()
             .window(now, Duration::from_secs(H), now - Duration::from_secs(600))
             .unwrap_err();
@@ -506,7 +529,10 @@ mod tests {
             Err("DNS or IP subjectAltName is required".into())
         );
         let with_ip = node.clone().with_ip_address("10.0.0.1".parse().unwrap());
-        assert_eq!(validate_kubelet_serving(&parsed(&with_ip), &serving), Ok(()));
+        assert_eq!(
+            validate_kubelet_serving(&parsed(&with_ip), &serving),
+            Ok(())
+        );
         let bad_cn = CsrTemplate::new("n1")
             .with_organization("system:nodes")
             .with_dns_name("n1");
@@ -515,7 +541,10 @@ mod tests {
             Err("subject common name does not begin with system:node:".into())
         );
         assert_eq!(
-            infer_v1beta1_signer(&parsed(&node), &[DS.into(), KE.into(), "client auth".into()]),
+            infer_v1beta1_signer(
+                &parsed(&node),
+                &[DS.into(), KE.into(), "client auth".into()]
+            ),
             SIGNER_KUBE_APISERVER_CLIENT_KUBELET
         );
         assert_eq!(

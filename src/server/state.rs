@@ -168,6 +168,9 @@ mod tests {
         let gone = s.commit(EventType::Deleted, csr("c0"), parsed());
         assert_eq!(gone.metadata.resource_version.as_deref(), Some("6"));
         assert!(!s.objects.contains_key("c0"));
-        assert_eq!(s.objects["c4"].object.metadata.resource_version.as_deref(), Some("5"));
+        assert_eq!(
+            s.objects["c4"].object.metadata.resource_version.as_deref(),
+            Some("5")
+        );
     }
 }

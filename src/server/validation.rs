@@ -89,10 +89,7 @@ impl FieldError {
     /// `ErrorBody()`: the message without the field path.
     pub fn body(&self) -> String {
         let mut s = self.kind.text().to_owned();
-        let show_value = !matches!(
-            self.kind,
-            Kind::Required | Kind::Forbidden | Kind::TooLong
-        );
+        let show_value = !matches!(self.kind, Kind::Required | Kind::Forbidden | Kind::TooLong);
         if show_value {
             match &self.value {
                 Value::Omit => {}
@@ -163,7 +160,10 @@ pub(crate) fn invalid_status(name: &str, errs: &[FieldError]) -> Status {
     let mut st = Status::failure(
         422,
         "Invalid",
-        format!("CertificateSigningRequest.{GROUP} {} is invalid: {agg}", go_quote(name)),
+        format!(
+            "CertificateSigningRequest.{GROUP} {} is invalid: {agg}",
+            go_quote(name)
+        ),
     );
     st.details = Some(StatusDetails {
         name: Some(name.to_owned()),
@@ -315,7 +315,9 @@ fn is_label_chars(s: &str) -> bool {
 fn dns1123_label_errors(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > DNS1123_LABEL_MAX {
-        errs.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+        errs.push(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
     }
     if !is_label_chars(s) {
         errs.push("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_owned());
@@ -443,17 +445,27 @@ pub(crate) fn validate_update(
     for (i, c) in new_conds.iter().enumerate() {
         let at = |f: &str| format!("status.conditions[{i}].{f}");
         if c.type_.is_empty() {
-            errs.push(FieldError::new(Kind::Required, &at("type"), Value::Omit, ""));
+            errs.push(FieldError::new(
+                Kind::Required,
+                &at("type"),
+                Value::Omit,
+                "",
+            ));
         }
-        let true_only = [CONDITION_APPROVED, CONDITION_DENIED, CONDITION_FAILED]
-            .contains(&c.type_.as_str());
+        let true_only =
+            [CONDITION_APPROVED, CONDITION_DENIED, CONDITION_FAILED].contains(&c.type_.as_str());
         let allowed: &[&str] = if true_only {
             &["True"]
         } else {
             &["False", "True", "Unknown"]
         };
         if c.status.is_empty() {
-            errs.push(FieldError::new(Kind::Required, &at("status"), Value::Omit, ""));
+            errs.push(FieldError::new(
+                Kind::Required,
+                &at("status"),
+                Value::Omit,
+                "",
+            ));
         } else if !allowed.contains(&c.status.as_str()) {
             errs.push(FieldError::new(
                 Kind::NotSupported,
@@ -498,7 +510,10 @@ pub(crate) fn validate_update(
         }
     }
     let count = |cs: &[crate::csr::api::CsrCondition], t: &str| {
-        cs.iter().filter(|c| c.type_ == t).cloned().collect::<Vec<_>>()
+        cs.iter()
+            .filter(|c| c.type_ == t)
+            .cloned()
+            .collect::<Vec<_>>()
     };
     for t in [CONDITION_APPROVED, CONDITION_DENIED, CONDITION_FAILED] {
         if count(new_conds, t).len() < count(old_conds, t).len() {
@@ -626,11 +641,15 @@ mod tests {
         );
         assert_eq!(
             messages("an-invalid-signer-name"),
-            ["spec.signerName: Invalid value: \"an-invalid-signer-name\": must be a fully qualified domain and path of the form 'example.com/signer-name'"]
+            [
+                "spec.signerName: Invalid value: \"an-invalid-signer-name\": must be a fully qualified domain and path of the form 'example.com/signer-name'"
+            ]
         );
         assert_eq!(
             messages("example/some-signer-name"),
-            ["spec.signerName: Invalid value: \"example\": should be a domain with at least two segments separated by dots"]
+            [
+                "spec.signerName: Invalid value: \"example\": should be a domain with at least two segments separated by dots"
+            ]
         );
         let m = messages("Example.com/x");
         assert_eq!(m.len(), 1);
@@ -641,12 +660,24 @@ mod tests {
 
     #[test]
     fn invalid_status_aggregates_like_apimachinery() {
-        let a = FieldError::new(Kind::Required, "spec.usages", Value::Omit, "usages must be provided");
-        let b = FieldError::new(Kind::Invalid, "spec.expirationSeconds", Value::Int(5), "too short");
+        let a = FieldError::new(
+            Kind::Required,
+            "spec.usages",
+            Value::Omit,
+            "usages must be provided",
+        );
+        let b = FieldError::new(
+            Kind::Invalid,
+            "spec.expirationSeconds",
+            Value::Int(5),
+            "too short",
+        );
         let one = invalid_status("n", std::slice::from_ref(&a));
         assert_eq!(
             one.message.as_deref(),
-            Some("CertificateSigningRequest.certificates.k8s.io \"n\" is invalid: spec.usages: Required value: usages must be provided")
+            Some(
+                "CertificateSigningRequest.certificates.k8s.io \"n\" is invalid: spec.usages: Required value: usages must be provided"
+            )
         );
         let two = invalid_status("n", &[a, b]);
         assert!(two.message.as_deref().unwrap().ends_with(
@@ -660,7 +691,12 @@ mod tests {
 
     #[test]
     fn byte_values_print_as_go_does() {
-        let e = FieldError::new(Kind::Invalid, "spec.request", Value::Bytes(vec![0x2d, 0x0a]), "bad");
+        let e = FieldError::new(
+            Kind::Invalid,
+            "spec.request",
+            Value::Bytes(vec![0x2d, 0x0a]),
+            "bad",
+        );
         assert_eq!(e.body(), "Invalid value: []byte{0x2d, 0xa}: bad");
         let e = FieldError::new(Kind::Invalid, "spec.request", Value::Bytes(vec![]), "bad");
         assert_eq!(e.body(), "Invalid value: []byte(nil): bad");
@@ -674,7 +710,8 @@ mod tests {
             "must contain at least one CERTIFICATE PEM block"
         );
         assert_eq!(
-            validate_certificate(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap_err(),
+            validate_certificate(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .unwrap_err(),
             "only CERTIFICATE PEM blocks are allowed, found \"PRIVATE KEY\""
         );
         let ca = crate::pki::CertificateAuthority::for_tests("t").unwrap();

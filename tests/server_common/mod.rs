@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use certrotate::CsrTemplate;
 use certrotate::pki::{Certificate, KeyAlgorithm, PrivateKey, build_csr_pem, crypto_provider};
 use certrotate::server::CsrApiServer;
-use certrotate::CsrTemplate;
 use serde_json::{Value, json};
 use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig, TlsProvider};
 
@@ -108,12 +108,17 @@ impl Client {
     }
 
     pub fn try_get(&self, path: &str) -> Result<Resp, ureq::Error> {
-        let r = self.auth(self.agent.get(format!("{}{path}", self.base))).call();
+        let r = self
+            .auth(self.agent.get(format!("{}{path}", self.base)))
+            .call();
         r.map(|r| Client::read(Ok(r)))
     }
 
     pub fn get(&self, path: &str) -> Resp {
-        Client::read(self.auth(self.agent.get(format!("{}{path}", self.base))).call())
+        Client::read(
+            self.auth(self.agent.get(format!("{}{path}", self.base)))
+                .call(),
+        )
     }
 
     pub fn get_accept(&self, path: &str, accept: &str) -> Resp {
@@ -139,7 +144,10 @@ impl Client {
     }
 
     pub fn delete(&self, path: &str) -> Resp {
-        Client::read(self.auth(self.agent.delete(format!("{}{path}", self.base))).call())
+        Client::read(
+            self.auth(self.agent.delete(format!("{}{path}", self.base)))
+                .call(),
+        )
     }
 
     /// Creates a CSR and returns its object (panics unless 201).
@@ -269,7 +277,10 @@ pub fn name(obj: &Value) -> String {
 }
 
 pub fn rv(obj: &Value) -> String {
-    obj["metadata"]["resourceVersion"].as_str().unwrap().to_owned()
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn has_condition(obj: &Value, t: &str) -> bool {
