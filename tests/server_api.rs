@@ -832,6 +832,13 @@ fn request_faults_fire_once_each_and_are_counted() {
     assert_eq!(r.body["kind"], "Status");
     let obj = c.create(&client_body(None, "x").0);
     let n = name(&obj);
+    server.inject(Call::Any, Fault::Status(429), 2);
+    for _ in 0..2 {
+        let r = c.get(CSRS);
+        assert_eq!(r.code, 429);
+        assert_eq!(r.body["details"]["retryAfterSeconds"], 1);
+    }
+    assert_eq!(c.get(CSRS).code, 200, "only the next two calls fail");
 
     server.inject(
         Call::Create,
@@ -887,9 +894,9 @@ fn request_faults_fire_once_each_and_are_counted() {
             counts.disconnected,
             counts.watches_closed
         ),
-        (1, 1, 2, 1, 1, 1)
+        (3, 1, 2, 1, 1, 1)
     );
-    assert_eq!(counts.total(), 7);
+    assert_eq!(counts.total(), 9);
 }
 
 #[test]

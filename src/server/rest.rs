@@ -317,7 +317,14 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
         None => {}
         Some(Fault::Status(code)) => {
             let reason = reason_for_code(code);
-            let st = Status::failure(code, reason, format!("injected fault: {reason}"));
+            let mut st = Status::failure(code, reason, format!("injected fault: {reason}"));
+            if code == 429 {
+                // As the apiserver's priority-and-fairness rejections.
+                st.details = Some(StatusDetails {
+                    retry_after_seconds: Some(1),
+                    ..StatusDetails::default()
+                });
+            }
             send_status(conn, &st, ctx.keep)?;
             return Ok(Next::KeepAlive);
         }
