@@ -129,24 +129,24 @@ fn rss_report() {
     let body = csr_body();
     let started = rss_kib();
     let rx = watch_issued(&agent, &base, "timeoutSeconds=600");
-    let mut last = String::new();
-    for _ in 0..10_000 {
-        last = create(&agent, &base, &body)["metadata"]["name"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    }
-    while rx.recv_timeout(Duration::from_secs(60)).unwrap() != last {}
+    let names: Vec<String> = (0..10_000)
+        .map(|_| {
+            create(&agent, &base, &body)["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let last = names.last().unwrap();
+    while rx.recv_timeout(Duration::from_secs(60)).unwrap() != *last {}
     let live = rss_kib();
     println!(
         "rss: before start {before} KiB, started {started} KiB, 10000 live issued CSRs {live} KiB \
          (history {} events)",
         server.history_len()
     );
-    for csr in server.csrs() {
-        server
-            .delete(csr.metadata.name.as_deref().unwrap())
-            .unwrap();
+    for n in &names {
+        server.delete(n).unwrap();
     }
     let emptied = rss_kib();
     for _ in 0..10_000 {
