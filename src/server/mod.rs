@@ -715,7 +715,8 @@ impl CsrApiServer {
         self.shared.state.lock().history.len()
     }
 
-    /// Replaces the approval policy for CSRs created from now on.
+    /// Replaces the approval policy. It applies to every CSR the approver has not looked at yet
+    /// (it looks at each new CSR once, promptly after its creation).
     pub fn set_approval_policy(&self, policy: ApprovalPolicy) {
         *self.shared.approval.write() = policy;
     }

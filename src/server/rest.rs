@@ -689,23 +689,39 @@ fn parse_rv(req: &Request) -> Result<Option<u64>, Box<Status>> {
     }
 }
 
-fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Result<()> {
+/// Authorizes `verb` on the CSR `name` as the apiserver would (first without the object, which
+/// gives 403 whether or not it exists), looks it up (404), and authorizes again with the object.
+fn authorized_object(
+    ctx: &Ctx<'_>,
+    verb: Verb,
+    subresource: Option<&str>,
+    name: &str,
+) -> Result<Arc<CertificateSigningRequest>, Box<Status>> {
     let mut action = Action {
-        verb: Verb::Get,
-        subresource: sub,
+        verb,
+        subresource,
         name: Some(name),
         object: None,
     };
     if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+        return Err(Box::new(forbidden(&ctx.user, &action)));
     }
-    let Some(obj) = ctx.shared.get(name) else {
-        return send_status(conn, &not_found(name), ctx.keep);
-    };
+    let obj = ctx
+        .shared
+        .get(name)
+        .ok_or_else(|| Box::new(not_found(name)))?;
     action.object = Some(&obj);
     if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+        return Err(Box::new(forbidden(&ctx.user, &action)));
     }
+    Ok(obj)
+}
+
+fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Result<()> {
+    let obj = match authorized_object(ctx, Verb::Get, sub, name) {
+        Ok(o) => o,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
     let rv = obj
         .metadata
         .resource_version
@@ -987,14 +1003,8 @@ fn update(
         UpdatePath::Approval => Some("approval"),
         UpdatePath::Status => Some("status"),
     };
-    let mut action = Action {
-        verb: Verb::Update,
-        subresource: sub,
-        name: Some(name),
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    if let Err(st) = authorized_object(ctx, Verb::Update, sub, name) {
+        return send_status(conn, &st, ctx.keep);
     }
     let body = match decode_body(ctx, req) {
         Ok(o) => o,
@@ -1005,13 +1015,6 @@ fn update(
             "the name of the object ({n}) does not match the name on the URL ({name})"
         ));
         return send_status(conn, &st, ctx.keep);
-    }
-    let Some(snapshot) = ctx.shared.get(name) else {
-        return send_status(conn, &not_found(name), ctx.keep);
-    };
-    action.object = Some(&snapshot);
-    if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
     let now = ctx.shared.clock.now();
     let v1beta1 = ctx.version == ApiVersion::V1beta1;
@@ -1091,21 +1094,8 @@ pub(crate) fn delete_object(shared: &Shared, name: &str) -> Option<Arc<Certifica
 }
 
 fn delete(ctx: &Ctx<'_>, conn: &mut Conn, name: &str) -> io::Result<()> {
-    let mut action = Action {
-        verb: Verb::Delete,
-        subresource: None,
-        name: Some(name),
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
-    }
-    let Some(snapshot) = ctx.shared.get(name) else {
-        return send_status(conn, &not_found(name), ctx.keep);
-    };
-    action.object = Some(&snapshot);
-    if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    if let Err(st) = authorized_object(ctx, Verb::Delete, None, name) {
+        return send_status(conn, &st, ctx.keep);
     }
     let Some(gone) = delete_object(ctx.shared, name) else {
         return send_status(conn, &not_found(name), ctx.keep);
@@ -1318,7 +1308,11 @@ fn watch_stream(
             }
         };
         match wake {
-            Wake::Stop => return Ok(Next::Close),
+            Wake::Stop => {
+                // End the stream cleanly, as a gracefully stopping apiserver does.
+                let _ = conn.end_chunked();
+                return Ok(Next::Close);
+            }
             Wake::Timeout => {
                 conn.end_chunked()?;
                 return Ok(Next::KeepAlive);
