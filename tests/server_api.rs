@@ -311,7 +311,10 @@ fn watch_replays_from_a_resource_version_with_field_selector() {
     // A version newer than the server's: 504 before any stream, as the apiserver's cache says.
     let r = c.get(&format!("{CSRS}?watch=true&resourceVersion=999999"));
     assert_eq!(r.code, 504, "{}", r.text);
-    assert_eq!(r.body["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+    assert_eq!(
+        r.body["details"]["causes"][0]["reason"],
+        "ResourceVersionTooLarge"
+    );
     // Without a resource version: the current state as ADDED, then changes.
     let mut w = c.watch("timeoutSeconds=5");
     let ev = w.next().unwrap();
