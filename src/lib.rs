@@ -91,6 +91,8 @@ pub mod metrics;
 pub mod pki;
 mod rotation;
 pub mod schedule;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod template;
 #[cfg(feature = "test-util")]

@@ -1,0 +1,902 @@
+//! An embedded CSR API server: a real HTTPS server on loopback that behaves like kube-apiserver
+//! plus kube-controller-manager's CSR approver and signer, as far as `certificates.k8s.io` goes
+//! (feature `server`).
+//!
+//! It lets a program that rotates certificates through the CSR API run with no cluster, and lets
+//! tests go through real TLS, real HTTP and real JSON — the way Go projects use envtest. It is
+//! not a Kubernetes API server: it serves CSRs and the discovery documents clients need, nothing
+//! else, and it keeps everything in memory.
+//!
+//! ```no_run
+//! use certrotate::server::{CsrApiServer, Identity};
+//! let server = CsrApiServer::builder().start()?;
+//! let kubeconfig = server.kubeconfig(&Identity::admin())?;   // works with kubectl
+//! println!("{} {}", server.url(), kubeconfig.len());
+//! server.shutdown();
+//! # Ok::<(), certrotate::server::ServerError>(())
+//! ```
+//!
+//! # What it serves
+//! - `certificates.k8s.io/v1` CSRs: create (with `generateName`), get, list (field and label
+//!   selectors, `limit`/`continue`, `resourceVersion`), watch (replay from a resource version,
+//!   bookmarks, `sendInitialEvents`, `timeoutSeconds`, `410 Expired` from a bounded history),
+//!   update (metadata), delete, and the `/approval` and `/status` subresources; `v1beta1` only when
+//!   [`CsrApiServerBuilder::v1beta1`] turns it on (404 otherwise, as Kubernetes ≥ 1.22).
+//! - Create and update validation with the apiserver's rules and `Status` bodies.
+//! - Discovery (`/api`, `/apis`, the group and its versions), `/version`, `/healthz`, and
+//!   `Table` answers for `kubectl get`.
+//!
+//! # One CA
+//! One [`CertificateAuthority`] (made at start, or given) signs the serving certificate, the
+//! client certificates of [`Identity::ClientCert`] kubeconfigs, and every certificate issued for
+//! a CSR; it is also the client CA for mTLS. So a client that rotates its client certificate
+//! through this server can authenticate with the new one, as with a cluster whose CSR signer is
+//! its client CA. [`CsrApiServer::ca_pem`] is the only trust anchor a client needs.
+//!
+//! The default CA and the serving certificate are valid from 2000-01-01 to 2100-01-01, so that
+//! clients checking against the real time and tests running a fake clock both accept them.
+//!
+//! # Time
+//! Object timestamps and certificate validity come from the builder's [`Clock`]; a
+//! [`FakeClock`](crate::testing::FakeClock) gives deterministic NotBefore/NotAfter. Client
+//! certificates are checked against the same clock, per request: one that is expired (or not
+//! from the CA) gets `401 Unauthorized`, as from kube-apiserver, not a failed handshake. The server never waits on the clock: watch
+//! timeouts, bookmarks and injected delays are network behaviour and use real time, so a test's
+//! `FakeClock::waiters()` counts only its own code's timers.
+//!
+//! # Threads
+//! One acceptor thread, one signing thread, and one thread per connection (a watch holds its
+//! connection's thread). [`CsrApiServer::shutdown`] (also run on drop) stops accepting, ends
+//! every watch, closes every connection and joins every thread before it returns.
+
+mod auth;
+mod faults;
+mod http;
+mod kubeconfig;
+mod listener;
+mod protobuf;
+mod rest;
+mod signer;
+mod state;
+mod validation;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+use rand::RngExt;
+use rustls::server::danger::ClientCertVerifier;
+
+pub use auth::{
+    Action, AllowAll, Authorizer, Decision, DefaultAuthorizer, GROUP_AUTHENTICATED,
+    GROUP_BOOTSTRAPPERS, GROUP_MASTERS, Identity, UserInfo, Verb,
+};
+pub use faults::{Call, Fault, FaultCounts, SignerFault};
+pub use signer::{
+    ApprovalPolicy, SIGNER_KUBE_APISERVER_CLIENT, SIGNER_KUBE_APISERVER_CLIENT_KUBELET,
+    SIGNER_KUBELET_SERVING, SignerCheck,
+};
+
+use crate::clock::{Clock, SystemClock};
+use crate::csr::KeyUsage;
+use crate::csr::api::{
+    CONDITION_APPROVED, CONDITION_DENIED, CONDITION_FAILED, CertificateSigningRequest,
+    LEGACY_UNKNOWN_SIGNER,
+};
+use crate::pki::{Certificate, CertificateAuthority, KeyAlgorithm, ParsedCsr, PrivateKey};
+use crate::template::CsrTemplate;
+use auth::Tokens;
+use faults::Faults;
+use signer::{Lifetimes, Rules, Work, condition, has_condition};
+use state::{EventType, State};
+
+/// Errors of starting and driving the server through its handle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listening socket could not be bound.
+    #[error("cannot bind the CSR API server to {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A server thread could not be started.
+    #[error("cannot start a CSR API server thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The CA or a certificate could not be made.
+    #[error("cannot make CSR API server certificates: {0}")]
+    Pki(#[source] crate::Error),
+    /// The TLS configuration was refused.
+    #[error("cannot configure TLS for the CSR API server: {0}")]
+    Tls(String),
+    /// The builder's settings are inconsistent.
+    #[error("invalid CSR API server configuration: {0}")]
+    InvalidConfig(String),
+    /// No CSR with that name.
+    #[error("certificatesigningrequest {0:?} not found")]
+    NotFound(String),
+    /// The CSR is in a state where the operation does not apply (approving a denied one, …).
+    #[error("certificatesigningrequest {name:?}: {message}")]
+    InvalidState {
+        /// The CSR.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// A kubeconfig was asked for a token the server does not accept.
+    #[error("the {0} identity is not registered with the server")]
+    UnknownIdentity(&'static str),
+}
+
+/// Settings fixed at start.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub v1beta1: bool,
+    pub lifetimes: Lifetimes,
+    pub bookmark_interval: Duration,
+    pub default_watch_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub client_cert_lifetime: Duration,
+    pub max_connections: usize,
+}
+
+/// What every server thread shares.
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub ca: CertificateAuthority,
+    /// Lock discipline: see [`State`]; `changed` is notified after every change of it.
+    pub state: Mutex<State>,
+    pub changed: Condvar,
+    pub tokens: RwLock<Tokens>,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub approval: RwLock<ApprovalPolicy>,
+    pub signers: HashMap<String, Rules>,
+    pub faults: Faults,
+    pub work: Sender<Work>,
+    pub addr: SocketAddr,
+    /// Checks client certificates against the CA at the clock's now (the x509 authenticator).
+    pub client_ca: Arc<dyn ClientCertVerifier>,
+}
+
+impl Shared {
+    pub fn get(&self, name: &str) -> Option<Arc<CertificateSigningRequest>> {
+        self.state
+            .lock()
+            .objects
+            .get(name)
+            .map(|s| s.object.clone())
+    }
+
+    pub fn get_stored(
+        &self,
+        name: &str,
+    ) -> Option<(Arc<CertificateSigningRequest>, Arc<ParsedCsr>)> {
+        self.state
+            .lock()
+            .objects
+            .get(name)
+            .map(|s| (s.object.clone(), s.parsed.clone()))
+    }
+
+    /// Changes a stored CSR under the lock and publishes a `MODIFIED` event. `f` returning `Err`
+    /// leaves it unchanged. Returns `None` when there is no such CSR or `f` declined.
+    pub fn modify<E>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut CertificateSigningRequest) -> Result<(), E>,
+    ) -> Option<Result<Arc<CertificateSigningRequest>, E>> {
+        let mut st = self.state.lock();
+        let stored = st.objects.get(name)?;
+        let parsed = stored.parsed.clone();
+        let mut obj = (*stored.object).clone();
+        if let Err(e) = f(&mut obj) {
+            return Some(Err(e));
+        }
+        let out = st.commit(EventType::Modified, obj, parsed);
+        drop(st);
+        self.changed.notify_all();
+        Some(Ok(out))
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.state.lock().stopping
+    }
+
+    /// Waits `d` of real time; returns true when it waited it all, false when the server began
+    /// stopping first.
+    pub fn pause(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        let mut st = self.state.lock();
+        while !st.stopping {
+            if self.changed.wait_until(&mut st, end).timed_out() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A random UUID (version 4), as the apiserver gives `metadata.uid`.
+pub(crate) fn new_uid() -> String {
+    let mut b: [u8; 16] = rand::rng().random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Builds a [`CsrApiServer`]. Every setter has a default; [`start`](CsrApiServerBuilder::start)
+/// checks consistency.
+pub struct CsrApiServerBuilder {
+    addr: SocketAddr,
+    clock: Arc<dyn Clock>,
+    ca: Option<CertificateAuthority>,
+    approval: ApprovalPolicy,
+    lifetimes: Lifetimes,
+    signers: HashMap<String, Rules>,
+    v1beta1: bool,
+    tokens: Tokens,
+    authorizer: Arc<dyn Authorizer>,
+    history_limit: usize,
+    bookmark_interval: Duration,
+    default_watch_timeout: Duration,
+    idle_timeout: Duration,
+    client_cert_lifetime: Duration,
+    max_connections: usize,
+    serving_names: Vec<String>,
+    faults: Vec<(Call, Fault, usize)>,
+    signer_faults: Vec<(SignerFault, usize)>,
+}
+
+impl std::fmt::Debug for CsrApiServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsrApiServerBuilder")
+            .field("addr", &self.addr)
+            .field("approval", &self.approval)
+            .field("v1beta1", &self.v1beta1)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CsrApiServerBuilder {
+    fn default() -> Self {
+        let mut signers = HashMap::new();
+        signers.insert(
+            SIGNER_KUBE_APISERVER_CLIENT.to_owned(),
+            Rules::ApiServerClient,
+        );
+        signers.insert(
+            SIGNER_KUBE_APISERVER_CLIENT_KUBELET.to_owned(),
+            Rules::KubeletClient,
+        );
+        signers.insert(SIGNER_KUBELET_SERVING.to_owned(), Rules::KubeletServing);
+        CsrApiServerBuilder {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            clock: Arc::new(SystemClock),
+            ca: None,
+            approval: ApprovalPolicy::Auto,
+            lifetimes: Lifetimes {
+                max: Duration::from_secs(8760 * 3600),
+                min: Duration::from_secs(600),
+                backdate: Duration::from_secs(300),
+            },
+            signers,
+            v1beta1: false,
+            tokens: Tokens::default(),
+            authorizer: Arc::new(DefaultAuthorizer),
+            history_limit: 1000,
+            bookmark_interval: Duration::from_secs(60),
+            default_watch_timeout: Duration::from_secs(1800),
+            idle_timeout: Duration::from_secs(60),
+            client_cert_lifetime: Duration::from_secs(365 * 86_400),
+            max_connections: 512,
+            serving_names: Vec::new(),
+            faults: Vec::new(),
+            signer_faults: Vec::new(),
+        }
+    }
+}
+
+impl CsrApiServerBuilder {
+    /// The address to listen on. Defaults to `127.0.0.1:0` (a free port on loopback).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// The clock for timestamps, certificate validity and client-certificate checks. Defaults to
+    /// [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The CA that signs everything (see the module docs). Defaults to a new ECDSA P-256 CA
+    /// `certrotate-server-ca`, valid 2000–2100.
+    pub fn ca(mut self, ca: CertificateAuthority) -> Self {
+        self.ca = Some(ca);
+        self
+    }
+
+    /// Which CSRs are approved without a human. Defaults to [`ApprovalPolicy::Auto`].
+    pub fn approval_policy(mut self, policy: ApprovalPolicy) -> Self {
+        self.approval = policy;
+        self
+    }
+
+    /// The longest certificate the signer issues (`--cluster-signing-duration`); also the
+    /// lifetime when a CSR requests none. Defaults to 8760 h (one year).
+    pub fn max_lifetime(mut self, d: Duration) -> Self {
+        self.lifetimes.max = d;
+        self
+    }
+
+    /// The shortest certificate the signer issues: a shorter `expirationSeconds` is raised to
+    /// it. Lower it (and [`max_lifetime`](Self::max_lifetime)) for demos and tests that want
+    /// certificates living seconds. Defaults to 10 min, the built-in signer's floor.
+    pub fn min_lifetime(mut self, d: Duration) -> Self {
+        self.lifetimes.min = d;
+        self
+    }
+
+    /// How far NotBefore is set back from now (and NotAfter, for lifetimes of 8 h or more).
+    /// Defaults to 5 min, as the built-in signer.
+    pub fn backdate(mut self, d: Duration) -> Self {
+        self.lifetimes.backdate = d;
+        self
+    }
+
+    /// Registers a custom signer name this server signs for, without checks beyond the CSR API's.
+    /// The three `kubernetes.io` signers are always registered.
+    pub fn signer(mut self, name: impl Into<String>) -> Self {
+        self.signers.insert(name.into(), Rules::Custom(None));
+        self
+    }
+
+    /// Registers a custom signer name with a check run before signing (see [`SignerCheck`]).
+    pub fn signer_with_check(
+        mut self,
+        name: impl Into<String>,
+        check: impl Fn(&ParsedCsr, &[KeyUsage]) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.signers
+            .insert(name.into(), Rules::Custom(Some(Arc::new(check))));
+        self
+    }
+
+    /// Serves `certificates.k8s.io/v1beta1` too (with v1beta1's defaulting of usages, signer name
+    /// and condition status, and its legacy signer). Defaults to false: v1beta1 paths answer 404,
+    /// as Kubernetes 1.22 and later.
+    pub fn v1beta1(mut self, on: bool) -> Self {
+        self.v1beta1 = on;
+        self
+    }
+
+    /// Accepts a static bearer token for `user`. Defaults to none.
+    pub fn token(mut self, token: impl Into<String>, user: UserInfo) -> Self {
+        self.tokens.statics.insert(token.into(), user);
+        self
+    }
+
+    /// Accepts the bootstrap token `<id>.<secret>` (id `[a-z0-9]{6}`, secret `[a-z0-9]{16}`;
+    /// checked at start). Defaults to none.
+    pub fn bootstrap_token(mut self, id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.tokens.bootstrap.insert(id.into(), secret.into());
+        self
+    }
+
+    /// The authorization policy. Defaults to [`DefaultAuthorizer`].
+    pub fn authorizer(mut self, a: impl Authorizer + 'static) -> Self {
+        self.authorizer = Arc::new(a);
+        self
+    }
+
+    /// How many change events are kept for watches to resume from; older resource versions get
+    /// `410 Expired`. Defaults to 1000.
+    pub fn history_limit(mut self, events: usize) -> Self {
+        self.history_limit = events;
+        self
+    }
+
+    /// How often a watch with `allowWatchBookmarks=true` gets a `BOOKMARK`. Defaults to 60 s
+    /// (kube-apiserver sends about one a minute).
+    pub fn bookmark_interval(mut self, d: Duration) -> Self {
+        self.bookmark_interval = d;
+        self
+    }
+
+    /// How long a watch without `timeoutSeconds` lasts. Defaults to 30 min (the apiserver's
+    /// `--min-request-timeout`).
+    pub fn default_watch_timeout(mut self, d: Duration) -> Self {
+        self.default_watch_timeout = d;
+        self
+    }
+
+    /// How long an idle keep-alive connection (or a stalled read) is kept. Defaults to 60 s.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// The lifetime of client certificates issued for kubeconfigs. Defaults to 365 days.
+    pub fn client_cert_lifetime(mut self, d: Duration) -> Self {
+        self.client_cert_lifetime = d;
+        self
+    }
+
+    /// How many connections are served at once; more are closed on accept. Defaults to 512.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// An extra DNS name or IP address for the serving certificate (it always has `localhost`,
+    /// `127.0.0.1`, `::1` and the bound address). Defaults to none.
+    pub fn serving_name(mut self, name: impl Into<String>) -> Self {
+        self.serving_names.push(name.into());
+        self
+    }
+
+    /// A request fault armed from the start (see [`CsrApiServer::inject`]).
+    pub fn fault(mut self, call: Call, fault: Fault, times: usize) -> Self {
+        self.faults.push((call, fault, times));
+        self
+    }
+
+    /// A signer fault armed from the start (see [`CsrApiServer::inject_signer`]).
+    pub fn signer_fault(mut self, fault: SignerFault, times: usize) -> Self {
+        self.signer_faults.push((fault, times));
+        self
+    }
+
+    /// Binds, makes the certificates, and starts serving on background threads.
+    ///
+    /// # Errors
+    /// [`ServerError::InvalidConfig`] when the maximum lifetime is below the floor or a bootstrap
+    /// token is malformed; [`ServerError::Bind`], [`ServerError::Pki`], [`ServerError::Tls`],
+    /// [`ServerError::Thread`] when the socket, certificates, TLS or threads cannot be set up.
+    pub fn start(mut self) -> Result<CsrApiServer, ServerError> {
+        if self.lifetimes.max < self.lifetimes.min {
+            return Err(ServerError::InvalidConfig(format!(
+                "max lifetime {:?} is below the min lifetime {:?}; lower min_lifetime explicitly",
+                self.lifetimes.max, self.lifetimes.min
+            )));
+        }
+        if let Some((id, _)) = self
+            .tokens
+            .bootstrap
+            .iter()
+            .find(|(id, s)| !auth::is_bootstrap_token_shape(id, s))
+        {
+            return Err(ServerError::InvalidConfig(format!(
+                "bootstrap token {id:?} is not of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}"
+            )));
+        }
+        if self.v1beta1 {
+            self.signers
+                .insert(LEGACY_UNKNOWN_SIGNER.to_owned(), Rules::LegacyUnknown);
+        }
+        let ca = match self.ca.take() {
+            Some(ca) => ca,
+            None => CertificateAuthority::new(
+                "certrotate-server-ca",
+                UNIX_EPOCH + Duration::from_secs(946_684_800),
+                UNIX_EPOCH + Duration::from_secs(4_102_444_800),
+            )
+            .map_err(ServerError::Pki)?,
+        };
+        let listener = TcpListener::bind(self.addr).map_err(|source| ServerError::Bind {
+            addr: self.addr,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: self.addr,
+            source,
+        })?;
+        let (client_ca, handshake) = listener::client_verifiers(&ca)?;
+        let tls = Arc::new(listener::tls_config(
+            &ca,
+            addr,
+            &self.serving_names,
+            handshake,
+        )?);
+        let (work_tx, work_rx) = crossbeam_channel::unbounded();
+        let faults = Faults::default();
+        for (c, f, n) in self.faults {
+            faults.inject(c, f, n);
+        }
+        for (f, n) in self.signer_faults {
+            faults.inject_signer(f, n);
+        }
+        let shared = Arc::new(Shared {
+            settings: Settings {
+                v1beta1: self.v1beta1,
+                lifetimes: self.lifetimes,
+                bookmark_interval: self.bookmark_interval.max(Duration::from_millis(1)),
+                default_watch_timeout: self.default_watch_timeout,
+                idle_timeout: self.idle_timeout,
+                client_cert_lifetime: self.client_cert_lifetime,
+                max_connections: self.max_connections.max(1),
+            },
+            clock: self.clock,
+            ca,
+            state: Mutex::new(State::new(self.history_limit)),
+            changed: Condvar::new(),
+            tokens: RwLock::new(self.tokens),
+            authorizer: self.authorizer,
+            approval: RwLock::new(self.approval),
+            signers: self.signers,
+            faults,
+            work: work_tx,
+            addr,
+            client_ca,
+        });
+        let conns = Arc::new(Mutex::new(listener::Connections::default()));
+        let worker = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("csr-api-signer".into())
+                .spawn(move || signer::run_worker(shared, work_rx))
+                .map_err(ServerError::Thread)?
+        };
+        let acceptor = {
+            let shared = shared.clone();
+            let conns = conns.clone();
+            std::thread::Builder::new()
+                .name("csr-api-accept".into())
+                .spawn(move || listener::accept_loop(shared, listener, tls, conns))
+        };
+        let acceptor = match acceptor {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = shared.work.send(Work::Stop);
+                let _ = worker.join();
+                return Err(ServerError::Thread(e));
+            }
+        };
+        let host = match addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        };
+        Ok(CsrApiServer {
+            url: format!("https://{host}:{}", addr.port()),
+            shared,
+            threads: Mutex::new(Some(Threads {
+                acceptor,
+                worker,
+                conns,
+            })),
+        })
+    }
+}
+
+struct Threads {
+    acceptor: JoinHandle<()>,
+    worker: JoinHandle<()>,
+    conns: Arc<Mutex<listener::Connections>>,
+}
+
+/// A running CSR API server. Dropping it shuts it down (see [`CsrApiServer::shutdown`]).
+pub struct CsrApiServer {
+    url: String,
+    shared: Arc<Shared>,
+    threads: Mutex<Option<Threads>>,
+}
+
+impl std::fmt::Debug for CsrApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsrApiServer")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CsrApiServer {
+    /// A builder with every default.
+    pub fn builder() -> CsrApiServerBuilder {
+        CsrApiServerBuilder::default()
+    }
+
+    /// The base URL, `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// The CA certificate (PEM): the trust anchor for the serving certificate, the client CA, and
+    /// the issuer of every certificate this server signs.
+    pub fn ca_pem(&self) -> String {
+        self.shared.ca.cert_pem()
+    }
+
+    /// The CA itself (certificate and key), for tests that build their own certificates.
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.shared.ca
+    }
+
+    /// Issues a client certificate (with a new ECDSA P-256 key) for `user` in `groups`, valid
+    /// from the clock's now − 5 min for the client-certificate lifetime (clamped to the CA). The
+    /// server authenticates it as that user.
+    ///
+    /// # Errors
+    /// [`ServerError::Pki`] when the key or certificate cannot be made.
+    pub fn issue_client_certificate(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<Certificate, ServerError> {
+        let mut t = CsrTemplate::new(user);
+        for g in groups {
+            t = t.with_organization(*g);
+        }
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).map_err(ServerError::Pki)?;
+        let now = self.shared.clock.now();
+        let not_before = now - Duration::from_secs(300);
+        let not_after =
+            (now + self.shared.settings.client_cert_lifetime).min(self.shared.ca.info().not_after);
+        self.shared
+            .ca
+            .issue(
+                &t,
+                &key,
+                &[KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
+                not_before,
+                not_after,
+            )
+            .map_err(ServerError::Pki)
+    }
+
+    /// A YAML kubeconfig for this server and `identity` (cluster `certrotate`, the CA inline, the
+    /// credentials inline), loadable by kubectl, client-go and certrotate.
+    ///
+    /// # Errors
+    /// [`ServerError::UnknownIdentity`] for a token the server does not accept;
+    /// [`ServerError::Pki`] when a client certificate cannot be made.
+    pub fn kubeconfig(&self, identity: &Identity) -> Result<String, ServerError> {
+        kubeconfig::render(self, identity)
+    }
+
+    /// Accepts another static bearer token from now on.
+    pub fn add_token(&self, token: impl Into<String>, user: UserInfo) {
+        self.shared
+            .tokens
+            .write()
+            .statics
+            .insert(token.into(), user);
+    }
+
+    pub(crate) fn tokens(&self) -> parking_lot::RwLockReadGuard<'_, Tokens> {
+        self.shared.tokens.read()
+    }
+
+    /// Every stored CSR, by name.
+    pub fn csrs(&self) -> Vec<CertificateSigningRequest> {
+        self.shared
+            .state
+            .lock()
+            .objects
+            .values()
+            .map(|s| (*s.object).clone())
+            .collect()
+    }
+
+    /// One stored CSR.
+    pub fn csr(&self, name: &str) -> Option<CertificateSigningRequest> {
+        self.shared.get(name).map(|o| (*o).clone())
+    }
+
+    /// The current resource version (the number of changes so far).
+    pub fn resource_version(&self) -> u64 {
+        self.shared.state.lock().rv
+    }
+
+    /// How many change events the watch history holds now (at most the history limit).
+    pub fn history_len(&self) -> usize {
+        self.shared.state.lock().history.len()
+    }
+
+    /// Replaces the approval policy. It applies to every CSR the approver has not looked at yet
+    /// (it looks at each new CSR once, promptly after its creation).
+    pub fn set_approval_policy(&self, policy: ApprovalPolicy) {
+        *self.shared.approval.write() = policy;
+    }
+
+    fn add_condition(
+        &self,
+        name: &str,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), ServerError> {
+        let now = self.shared.clock.now();
+        let conflict = match kind {
+            CONDITION_APPROVED => Some(CONDITION_DENIED),
+            CONDITION_DENIED => Some(CONDITION_APPROVED),
+            _ => None,
+        };
+        let r = self.shared.modify(name, |o| {
+            if let Some(c) = conflict.filter(|c| has_condition(o, c)) {
+                return Err(format!("it is already {c}"));
+            }
+            if has_condition(o, kind) {
+                return Err(String::new());
+            }
+            o.status
+                .get_or_insert_default()
+                .conditions
+                .push(condition(kind, reason, message, now));
+            Ok(())
+        });
+        match r {
+            None => Err(ServerError::NotFound(name.to_owned())),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(m)) if m.is_empty() => Ok(()),
+            Some(Err(message)) => Err(ServerError::InvalidState {
+                name: name.to_owned(),
+                message,
+            }),
+        }
+    }
+
+    /// Approves a CSR (reason `CsrApiServerApprove`), as `kubectl certificate approve` would; the
+    /// signer then issues it. Approving an approved CSR does nothing.
+    ///
+    /// # Errors
+    /// [`ServerError::NotFound`]; [`ServerError::InvalidState`] when it is denied.
+    pub fn approve(&self, name: &str) -> Result<(), ServerError> {
+        self.add_condition(
+            name,
+            CONDITION_APPROVED,
+            "CsrApiServerApprove",
+            "This CSR was approved through the CSR API server handle.",
+        )?;
+        let _ = self.shared.work.send(Work::Approved(name.to_owned()));
+        Ok(())
+    }
+
+    /// Denies a CSR with `reason`. Denying a denied CSR does nothing.
+    ///
+    /// # Errors
+    /// [`ServerError::NotFound`]; [`ServerError::InvalidState`] when it is approved.
+    pub fn deny(&self, name: &str, reason: &str) -> Result<(), ServerError> {
+        self.add_condition(
+            name,
+            CONDITION_DENIED,
+            reason,
+            "This CSR was denied through the CSR API server handle.",
+        )
+    }
+
+    /// Marks a CSR `Failed` with `reason`, as a signer does through `/status`.
+    ///
+    /// # Errors
+    /// [`ServerError::NotFound`].
+    pub fn fail(&self, name: &str, reason: &str) -> Result<(), ServerError> {
+        self.add_condition(
+            name,
+            CONDITION_FAILED,
+            reason,
+            "This CSR was failed through the CSR API server handle.",
+        )
+    }
+
+    /// Deletes a CSR (watchers see `DELETED`).
+    ///
+    /// # Errors
+    /// [`ServerError::NotFound`].
+    pub fn delete(&self, name: &str) -> Result<(), ServerError> {
+        rest::delete_object(&self.shared, name)
+            .map(|_| ())
+            .ok_or_else(|| ServerError::NotFound(name.to_owned()))
+    }
+
+    /// Gives a CSR a new `metadata.uid` (a `MODIFIED` event), as if it had been deleted and
+    /// re-created under the same name. Returns the new uid.
+    ///
+    /// # Errors
+    /// [`ServerError::NotFound`].
+    pub fn replace_uid(&self, name: &str) -> Result<String, ServerError> {
+        let uid = new_uid();
+        let u = uid.clone();
+        match self.shared.modify(name, |o| {
+            o.metadata.uid = Some(u);
+            Ok::<(), ()>(())
+        }) {
+            Some(Ok(_)) => Ok(uid),
+            _ => Err(ServerError::NotFound(name.to_owned())),
+        }
+    }
+
+    /// Sends a `BOOKMARK` now on every watch that allows bookmarks.
+    pub fn bookmark(&self) {
+        self.shared.state.lock().bookmark_epoch += 1;
+        self.shared.changed.notify_all();
+    }
+
+    /// Arms a request fault for the next `times` calls of kind `call` (see [`Fault`]).
+    pub fn inject(&self, call: Call, fault: Fault, times: usize) {
+        self.shared.faults.inject(call, fault, times);
+    }
+
+    /// Arms a signer fault for the next `times` approved CSRs the signer handles.
+    pub fn inject_signer(&self, fault: SignerFault, times: usize) {
+        self.shared.faults.inject_signer(fault, times);
+    }
+
+    /// Disarms every pending fault (the counts stay).
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// How many faults of each kind have fired.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.shared.faults.counts()
+    }
+
+    /// Stops the server: no new connections, every watch ended, every connection closed, every
+    /// thread joined before it returns. Idempotent; also run on drop.
+    pub fn shutdown(&self) {
+        let Some(t) = self.threads.lock().take() else {
+            return;
+        };
+        self.shared.state.lock().stopping = true;
+        self.shared.changed.notify_all();
+        let _ = self.shared.work.send(Work::Stop);
+        // Wake the acceptor, blocked in accept(), with a connection of our own.
+        let wake = match self.shared.addr.ip() {
+            ip if ip.is_unspecified() => {
+                SocketAddr::from((Ipv4Addr::LOCALHOST, self.shared.addr.port()))
+            }
+            _ => self.shared.addr,
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let _ = t.acceptor.join();
+        let handles: Vec<JoinHandle<()>> = {
+            let mut c = t.conns.lock();
+            c.open
+                .values_mut()
+                .filter_map(|(sock, h)| {
+                    if let Some(s) = sock {
+                        let _ = s.shutdown(Shutdown::Both);
+                    }
+                    h.take()
+                })
+                .collect()
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+        let _ = t.worker.join();
+    }
+}
+
+impl Drop for CsrApiServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// How long ago `then` was at `now` (zero when `then` is in the future), for ages.
+pub(crate) fn since(now: SystemTime, then: SystemTime) -> Duration {
+    now.duration_since(then).unwrap_or_default()
+}

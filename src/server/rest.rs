@@ -1,0 +1,1418 @@
+//! The REST layer: authentication of each request, routing, discovery documents, and the CSR
+//! operations (create, get, list, watch, update, `/approval`, `/status`, delete), with the
+//! apiserver's `Status` errors.
+//!
+//! Paths outside what is served (including `v1beta1` when it is off) get the plain-text
+//! `404 page not found` of kube-apiserver's mux, not a `Status`: client-go tells the two apart
+//! (a `Status` 404 is "the object is missing", a bare one "the server lacks the API").
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use super::auth::{Action, Decision, UserInfo, Verb};
+use super::faults::{Call, Fault};
+use super::http::{Conn, Request};
+use super::signer::{self, Work, has_condition};
+use super::state::EventType;
+use super::validation::{self, GROUP, RESOURCE, UpdatePath};
+use super::{Shared, new_uid, since};
+use crate::csr::ApiVersion;
+use crate::csr::api::{
+    API_VERSION_V1, API_VERSION_V1BETA1, CONDITION_APPROVED, CertificateSigningRequest, CsrList,
+    KIND_CSR, ListMeta, Status, StatusCause, StatusDetails, reason_for_code,
+};
+use crate::pki::fmt_time;
+
+/// What the connection does after a request.
+pub(crate) enum Next {
+    KeepAlive,
+    Close,
+}
+
+const JSON: &str = "application/json";
+
+/// Writes a `Status` with its code.
+pub(crate) fn send_status(conn: &mut Conn, st: &Status, keep: bool) -> io::Result<()> {
+    let code = st.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
+    let body = serde_json::to_vec(st).unwrap_or_default();
+    conn.respond(code, JSON, &body, keep)
+}
+
+fn send_json<T: Serialize>(conn: &mut Conn, code: u16, v: &T, keep: bool) -> io::Result<()> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    conn.respond(code, JSON, &body, keep)
+}
+
+fn not_found_plain(conn: &mut Conn, keep: bool) -> io::Result<()> {
+    conn.respond(
+        404,
+        "text/plain; charset=utf-8",
+        b"404 page not found\n",
+        keep,
+    )
+}
+
+fn details(name: Option<&str>) -> StatusDetails {
+    StatusDetails {
+        name: name.map(str::to_owned),
+        group: Some(GROUP.to_owned()),
+        kind: Some(RESOURCE.to_owned()),
+        ..StatusDetails::default()
+    }
+}
+
+fn status(code: u16, message: String, name: Option<&str>) -> Status {
+    let mut st = Status::failure(code, reason_for_code(code), message);
+    st.details = Some(details(name));
+    st
+}
+
+fn not_found(name: &str) -> Status {
+    status(
+        404,
+        format!("{RESOURCE}.{GROUP} {name:?} not found"),
+        Some(name),
+    )
+}
+
+fn already_exists(name: &str) -> Status {
+    let mut st = status(
+        409,
+        format!("{RESOURCE}.{GROUP} {name:?} already exists"),
+        Some(name),
+    );
+    st.reason = Some("AlreadyExists".into());
+    st
+}
+
+fn conflict(name: &str) -> Status {
+    status(
+        409,
+        format!(
+            "Operation cannot be fulfilled on {RESOURCE}.{GROUP} {name:?}: the object has been modified; please apply your changes to the latest version and try again"
+        ),
+        Some(name),
+    )
+}
+
+fn bad_request(message: String) -> Box<Status> {
+    Box::new(Status::failure(400, "BadRequest", message))
+}
+
+fn forbidden(user: &UserInfo, action: &Action<'_>) -> Status {
+    let resource = match action.subresource {
+        Some(sub) => format!("{RESOURCE}/{sub}"),
+        None => RESOURCE.to_owned(),
+    };
+    let named = action.name.map(|n| format!(" {n:?}")).unwrap_or_default();
+    status(
+        403,
+        format!(
+            "{RESOURCE}.{GROUP}{named} is forbidden: User {:?} cannot {} resource {resource:?} in API group {GROUP:?} at the cluster scope",
+            user.name,
+            action.verb.as_str()
+        ),
+        action.name,
+    )
+}
+
+/// `Too large resource version` (the apiserver's 504 with cause `ResourceVersionTooLarge`).
+fn too_large(asked: u64, current: u64) -> Status {
+    let mut st = Status::failure(
+        504,
+        "Timeout",
+        format!("Timeout: Too large resource version: {asked}, current: {current}"),
+    );
+    st.details = Some(StatusDetails {
+        causes: vec![StatusCause {
+            reason: Some("ResourceVersionTooLarge".into()),
+            message: Some("Too large resource version".into()),
+            field: None,
+        }],
+        retry_after_seconds: Some(1),
+        ..StatusDetails::default()
+    });
+    st
+}
+
+fn expired(message: String) -> Status {
+    Status::failure(410, "Expired", message)
+}
+
+/// Per-request context.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    user: UserInfo,
+    version: ApiVersion,
+    table: bool,
+    keep: bool,
+}
+
+impl Ctx<'_> {
+    fn allowed(&self, action: &Action<'_>) -> bool {
+        self.shared.authorizer.authorize(&self.user, action) == Decision::Allow
+    }
+
+    /// The object as this request's API version shows it.
+    fn render(&self, obj: &CertificateSigningRequest) -> CertificateSigningRequest {
+        let mut o = obj.clone();
+        o.api_version = Some(self.version.as_str().to_owned());
+        o.kind = Some(KIND_CSR.to_owned());
+        o
+    }
+
+    fn render_value(&self, obj: &CertificateSigningRequest, rv: Option<u64>) -> Json {
+        if self.table {
+            table(self.shared, std::slice::from_ref(obj), rv)
+        } else {
+            serde_json::to_value(self.render(obj)).unwrap_or(Json::Null)
+        }
+    }
+}
+
+fn authenticate(
+    shared: &Shared,
+    req: &Request,
+    peer: Option<&Result<UserInfo, ()>>,
+) -> Option<UserInfo> {
+    match peer {
+        Some(Ok(u)) => return Some(u.clone()),
+        Some(Err(())) => return None,
+        None => {}
+    }
+    let h = req.header("authorization")?;
+    let (scheme, token) = h.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    shared.tokens.read().authenticate(token.trim())
+}
+
+/// Serves one request.
+pub(crate) fn handle(
+    shared: &Shared,
+    conn: &mut Conn,
+    req: &Request,
+    peer: Option<&Result<UserInfo, ()>>,
+) -> io::Result<Next> {
+    let keep = req.keep_alive();
+    let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    let get = req.method == "GET";
+    match segs.as_slice() {
+        ["version"] if get => {
+            send_json(conn, 200, &version_doc(), keep)?;
+            return Ok(Next::KeepAlive);
+        }
+        ["healthz" | "livez" | "readyz"] if get => {
+            conn.respond(200, "text/plain; charset=utf-8", b"ok", keep)?;
+            return Ok(Next::KeepAlive);
+        }
+        _ => {}
+    }
+    let Some(user) = authenticate(shared, req, peer) else {
+        send_status(
+            conn,
+            &Status::failure(401, "Unauthorized", "Unauthorized"),
+            keep,
+        )?;
+        return Ok(Next::KeepAlive);
+    };
+    let version = |v: &str| match v {
+        "v1" => Some(ApiVersion::V1),
+        "v1beta1" if shared.settings.v1beta1 => Some(ApiVersion::V1beta1),
+        _ => None,
+    };
+    let doc = match segs.as_slice() {
+        ["api"] => Some(json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.addr.to_string()}],
+        })),
+        ["api", "v1"] => {
+            Some(json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": []}))
+        }
+        ["apis"] => {
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_doc(shared)]}))
+        }
+        ["apis", GROUP] => {
+            let mut g = group_doc(shared);
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            Some(g)
+        }
+        ["apis", GROUP, v] if version(v).is_some() => Some(resources_doc(v)),
+        _ => None,
+    };
+    if let Some(doc) = doc {
+        if get {
+            send_json(conn, 200, &doc, keep)?;
+        } else {
+            send_status(conn, &method_not_allowed(), keep)?;
+        }
+        return Ok(Next::KeepAlive);
+    }
+    let (v, rest) = match segs.as_slice() {
+        ["apis", GROUP, v, RESOURCE, rest @ ..] if rest.len() <= 2 => match version(v) {
+            Some(v) => (v, rest),
+            None => {
+                not_found_plain(conn, keep)?;
+                return Ok(Next::KeepAlive);
+            }
+        },
+        _ => {
+            not_found_plain(conn, keep)?;
+            return Ok(Next::KeepAlive);
+        }
+    };
+    let ctx = Ctx {
+        shared,
+        user,
+        version: v,
+        table: req
+            .header("accept")
+            .is_some_and(|a| a.contains("as=Table") && a.contains("g=meta.k8s.io")),
+        keep,
+    };
+    resource(&ctx, conn, req, rest)
+}
+
+fn method_not_allowed() -> Status {
+    Status::failure(
+        405,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+    )
+}
+
+fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io::Result<Next> {
+    let watch = req.param("watch").is_some_and(|w| w == "true" || w == "1");
+    let m = req.method.as_str();
+    let call = match (m, rest) {
+        ("GET", []) if watch => Call::Watch,
+        ("GET", []) => Call::List,
+        ("POST", []) => Call::Create,
+        ("GET", [_]) | ("GET", [_, "status" | "approval"]) => Call::Get,
+        ("PUT", [_]) => Call::Update,
+        ("PUT", [_, "approval"]) => Call::Approval,
+        ("PUT", [_, "status"]) => Call::Status,
+        ("DELETE", [_]) => Call::Delete,
+        (_, [] | [_] | [_, "status" | "approval"]) => {
+            send_status(conn, &method_not_allowed(), ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
+        _ => {
+            not_found_plain(conn, ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
+    };
+    let mut watch_close_after = None;
+    let mut watch_malformed = false;
+    match ctx.shared.faults.take(call) {
+        None => {}
+        Some(Fault::Status(code)) => {
+            let reason = reason_for_code(code);
+            let mut st = Status::failure(code, reason, format!("injected fault: {reason}"));
+            if code == 429 {
+                // As the apiserver's priority-and-fairness rejections.
+                st.details = Some(StatusDetails {
+                    retry_after_seconds: Some(1),
+                    ..StatusDetails::default()
+                });
+            }
+            send_status(conn, &st, ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
+        Some(Fault::Raw(code, body)) => {
+            conn.respond(code, "text/plain; charset=utf-8", body.as_bytes(), ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
+        Some(Fault::Malformed) if call == Call::Watch => watch_malformed = true,
+        Some(Fault::Malformed) => {
+            conn.respond(
+                200,
+                JSON,
+                br#"{"kind":"CertificateSigningRequest","apiVersion":"#,
+                ctx.keep,
+            )?;
+            return Ok(Next::KeepAlive);
+        }
+        Some(Fault::Delay(d)) if !ctx.shared.pause(d) => return Ok(Next::Close),
+        Some(Fault::Delay(_)) => {}
+        Some(Fault::CloseWatchAfter(n)) => watch_close_after = Some(n),
+        Some(Fault::Disconnect) => return Ok(Next::Close),
+    }
+    match (m, rest) {
+        ("GET", []) if watch => {
+            return watch_stream(ctx, conn, req, watch_close_after, watch_malformed);
+        }
+        ("GET", []) => list(ctx, conn, req)?,
+        ("POST", []) => create(ctx, conn, req)?,
+        ("GET", [name]) => get(ctx, conn, name, None)?,
+        ("GET", [name, sub]) => get(ctx, conn, name, Some(sub))?,
+        ("PUT", [name]) => update(ctx, conn, req, name, UpdatePath::Main)?,
+        ("PUT", [name, "approval"]) => update(ctx, conn, req, name, UpdatePath::Approval)?,
+        ("PUT", [name, _]) => update(ctx, conn, req, name, UpdatePath::Status)?,
+        (_, [name]) => delete(ctx, conn, name)?,
+        _ => not_found_plain(conn, ctx.keep)?,
+    }
+    Ok(Next::KeepAlive)
+}
+
+fn version_doc() -> Json {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2025-04-23T00:00:00Z",
+        "goVersion": "certrotate",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+fn group_doc(shared: &Shared) -> Json {
+    let mut versions = vec![json!({"groupVersion": API_VERSION_V1, "version": "v1"})];
+    if shared.settings.v1beta1 {
+        versions.push(json!({"groupVersion": API_VERSION_V1BETA1, "version": "v1beta1"}));
+    }
+    json!({
+        "name": GROUP,
+        "versions": versions,
+        "preferredVersion": {"groupVersion": API_VERSION_V1, "version": "v1"},
+    })
+}
+
+fn resources_doc(version: &str) -> Json {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": format!("{GROUP}/{version}"),
+        "resources": [
+            {
+                "name": RESOURCE,
+                "singularName": "certificatesigningrequest",
+                "namespaced": false,
+                "kind": KIND_CSR,
+                "verbs": ["create", "delete", "get", "list", "update", "watch"],
+                "shortNames": ["csr"],
+            },
+            {"name": format!("{RESOURCE}/approval"), "singularName": "", "namespaced": false, "kind": KIND_CSR, "verbs": ["get", "update"]},
+            {"name": format!("{RESOURCE}/status"), "singularName": "", "namespaced": false, "kind": KIND_CSR, "verbs": ["get", "update"]},
+        ],
+    })
+}
+
+/// A `meta.k8s.io/v1` `Table` of CSRs with kubectl's columns (NAME, AGE, SIGNERNAME, REQUESTOR,
+/// REQUESTEDDURATION, CONDITION).
+fn table(shared: &Shared, items: &[CertificateSigningRequest], rv: Option<u64>) -> Json {
+    let now = shared.clock.now();
+    let rows: Vec<Json> = items
+        .iter()
+        .map(|o| {
+            let age = o
+                .metadata
+                .creation_timestamp
+                .as_deref()
+                .and_then(parse_time)
+                .map_or_else(|| "<unknown>".to_owned(), |t| human_duration(since(now, t)));
+            let requested = o.spec.expiration_seconds.map_or_else(
+                || "<none>".to_owned(),
+                |s| human_duration(crate::csr::api::expiration_seconds_to_duration(s)),
+            );
+            let mut condition = if has_condition(o, "Denied") {
+                "Denied".to_owned()
+            } else if has_condition(o, CONDITION_APPROVED) {
+                "Approved".to_owned()
+            } else {
+                "Pending".to_owned()
+            };
+            if has_condition(o, "Failed") {
+                condition.push_str(",Failed");
+            }
+            if o.status
+                .as_ref()
+                .is_some_and(|s| s.certificate.as_ref().is_some_and(|c| !c.is_empty()))
+            {
+                condition.push_str(",Issued");
+            }
+            json!({
+                "cells": [
+                    o.metadata.name.clone().unwrap_or_default(),
+                    age,
+                    o.spec.signer_name.clone().unwrap_or_else(|| "<none>".into()),
+                    o.spec.username.clone().unwrap_or_default(),
+                    requested,
+                    condition,
+                ],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o.metadata,
+                },
+            })
+        })
+        .collect();
+    let col = |name: &str, desc: &str| json!({"name": name, "type": "string", "format": "", "description": desc, "priority": 0});
+    let mut name_col = col("Name", "Name must be unique within a namespace.");
+    name_col["format"] = json!("name");
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv.map(|r| r.to_string()).unwrap_or_default()},
+        "columnDefinitions": [
+            name_col,
+            col("Age", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            col("SignerName", "signerName indicates the requested signer."),
+            col("Requestor", "username contains the name of the user that created the CertificateSigningRequest."),
+            col("RequestedDuration", "expirationSeconds is the requested duration of validity of the issued certificate."),
+            col("Condition", "conditions applied to the request."),
+        ],
+        "rows": rows,
+    })
+}
+
+/// Parses the RFC 3339 UTC times this server writes (`2026-01-02T03:04:05Z`).
+fn parse_time(s: &str) -> Option<std::time::SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[19] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
+    // Days from civil (Howard Hinnant).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
+    Some(crate::pki::unix_to_system_time(secs))
+}
+
+/// apimachinery `duration.HumanDuration`.
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 120 {
+        return format!("{s}s");
+    }
+    let m = s / 60;
+    if m < 10 {
+        return match s % 60 {
+            0 => format!("{m}m"),
+            r => format!("{m}m{r}s"),
+        };
+    }
+    if m < 180 {
+        return format!("{m}m");
+    }
+    let h = s / 3600;
+    if h < 8 {
+        return match m % 60 {
+            0 => format!("{h}h"),
+            r => format!("{h}h{r}m"),
+        };
+    }
+    if h < 48 {
+        return format!("{h}h");
+    }
+    if h < 24 * 8 {
+        return match h % 24 {
+            0 => format!("{}d", h / 24),
+            r => format!("{}d{r}h", h / 24),
+        };
+    }
+    if h < 24 * 365 * 2 {
+        return format!("{}d", h / 24);
+    }
+    if h < 24 * 365 * 8 {
+        return match (h / 24) % 365 {
+            0 => format!("{}y", h / 24 / 365),
+            r => format!("{}y{r}d", h / 24 / 365),
+        };
+    }
+    format!("{}y", h / 24 / 365)
+}
+
+/// Field selectors on CSRs: `metadata.name` and `spec.signerName`, with `=`, `==` or `!=`,
+/// comma-separated (all must hold).
+fn parse_field_selector(s: &str) -> Result<Vec<(String, bool, String)>, String> {
+    let mut out = Vec::new();
+    for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
+            (f, false, v)
+        } else if let Some((f, v)) = term.split_once("==") {
+            (f, true, v)
+        } else if let Some((f, v)) = term.split_once('=') {
+            (f, true, v)
+        } else {
+            return Err(format!(
+                "invalid selector: '{s}'; can't understand '{term}'"
+            ));
+        };
+        let field = field.trim();
+        if field != "metadata.name" && field != "spec.signerName" {
+            return Err(format!("field label not supported: {field}"));
+        }
+        out.push((field.to_owned(), eq, value.trim().to_owned()));
+    }
+    Ok(out)
+}
+
+fn field_matches(o: &CertificateSigningRequest, sel: &[(String, bool, String)]) -> bool {
+    sel.iter().all(|(f, eq, v)| {
+        let have = match f.as_str() {
+            "metadata.name" => o.metadata.name.as_deref().unwrap_or(""),
+            _ => o.spec.signer_name.as_deref().unwrap_or(""),
+        };
+        (have == v) == *eq
+    })
+}
+
+/// One label requirement.
+enum LabelReq {
+    Eq(String, String),
+    NotEq(String, String),
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+/// Label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`.
+fn parse_label_selector(s: &str) -> Result<Vec<LabelReq>, String> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&s[start..]);
+    let set = |v: &str| -> Result<Vec<String>, String> {
+        let v = v.trim();
+        let inner = v
+            .strip_prefix('(')
+            .and_then(|v| v.strip_suffix(')'))
+            .ok_or_else(|| {
+                format!("unable to parse requirement: expected a parenthesised set, found {v:?}")
+            })?;
+        Ok(inner.split(',').map(|x| x.trim().to_owned()).collect())
+    };
+    let mut out = Vec::new();
+    for t in terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        let req = if let Some((k, v)) = t.split_once(" notin ") {
+            LabelReq::NotIn(k.trim().to_owned(), set(v)?)
+        } else if let Some((k, v)) = t.split_once(" in ") {
+            LabelReq::In(k.trim().to_owned(), set(v)?)
+        } else if let Some((k, v)) = t.split_once("!=") {
+            LabelReq::NotEq(k.trim().to_owned(), v.trim().to_owned())
+        } else if let Some((k, v)) = t.split_once("==") {
+            LabelReq::Eq(k.trim().to_owned(), v.trim().to_owned())
+        } else if let Some((k, v)) = t.split_once('=') {
+            LabelReq::Eq(k.trim().to_owned(), v.trim().to_owned())
+        } else if let Some(k) = t.strip_prefix('!') {
+            LabelReq::NotExists(k.trim().to_owned())
+        } else if t.contains(char::is_whitespace) {
+            return Err(format!("unable to parse requirement: {t:?}"));
+        } else {
+            LabelReq::Exists(t.to_owned())
+        };
+        out.push(req);
+    }
+    Ok(out)
+}
+
+fn labels_match(o: &CertificateSigningRequest, sel: &[LabelReq]) -> bool {
+    let get = |k: &str| o.metadata.labels.as_ref().and_then(|l| l.get(k));
+    sel.iter().all(|r| match r {
+        LabelReq::Eq(k, v) => get(k) == Some(v),
+        LabelReq::NotEq(k, v) => get(k) != Some(v),
+        LabelReq::Exists(k) => get(k).is_some(),
+        LabelReq::NotExists(k) => get(k).is_none(),
+        LabelReq::In(k, vs) => get(k).is_some_and(|x| vs.contains(x)),
+        LabelReq::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
+    })
+}
+
+/// The selectors of a list or watch request.
+struct Selectors {
+    fields: Vec<(String, bool, String)>,
+    labels: Vec<LabelReq>,
+}
+
+impl Selectors {
+    fn parse(req: &Request) -> Result<Selectors, Box<Status>> {
+        Ok(Selectors {
+            fields: parse_field_selector(req.param("fieldSelector").unwrap_or(""))
+                .map_err(bad_request)?,
+            labels: parse_label_selector(req.param("labelSelector").unwrap_or(""))
+                .map_err(bad_request)?,
+        })
+    }
+
+    fn matches(&self, o: &CertificateSigningRequest) -> bool {
+        field_matches(o, &self.fields) && labels_match(o, &self.labels)
+    }
+}
+
+/// `resourceVersion`: absent, empty or "0" mean "any"; else a number.
+fn parse_rv(req: &Request) -> Result<Option<u64>, Box<Status>> {
+    match req.param("resourceVersion") {
+        None | Some("") | Some("0") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| bad_request(format!("invalid resource version {v:?}"))),
+    }
+}
+
+/// Authorizes `verb` on the CSR `name` as the apiserver would (first without the object, which
+/// gives 403 whether or not it exists), looks it up (404), and authorizes again with the object.
+fn authorized_object(
+    ctx: &Ctx<'_>,
+    verb: Verb,
+    subresource: Option<&str>,
+    name: &str,
+) -> Result<Arc<CertificateSigningRequest>, Box<Status>> {
+    let mut action = Action {
+        verb,
+        subresource,
+        name: Some(name),
+        object: None,
+    };
+    if !ctx.allowed(&action) {
+        return Err(Box::new(forbidden(&ctx.user, &action)));
+    }
+    let obj = ctx
+        .shared
+        .get(name)
+        .ok_or_else(|| Box::new(not_found(name)))?;
+    action.object = Some(&obj);
+    if !ctx.allowed(&action) {
+        return Err(Box::new(forbidden(&ctx.user, &action)));
+    }
+    Ok(obj)
+}
+
+fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Result<()> {
+    let obj = match authorized_object(ctx, Verb::Get, sub, name) {
+        Ok(o) => o,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
+    let rv = obj
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|r| r.parse().ok());
+    send_json(conn, 200, &ctx.render_value(&obj, rv), ctx.keep)
+}
+
+fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
+    let action = Action {
+        verb: Verb::List,
+        subresource: None,
+        name: None,
+        object: None,
+    };
+    if !ctx.allowed(&action) {
+        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    }
+    let sel = match Selectors::parse(req) {
+        Ok(s) => s,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
+    let asked = match parse_rv(req) {
+        Ok(r) => r,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
+    let limit: usize = req.param("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let start = match req.param("continue").filter(|c| !c.is_empty()) {
+        None => String::new(),
+        Some(token) => match decode_continue(token) {
+            Some(s) => s,
+            None => {
+                let mut st = expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into());
+                st.code = Some(400);
+                st.reason = Some("BadRequest".into());
+                st.message = Some(format!("continue key is not valid: {token:?}"));
+                return send_status(conn, &st, ctx.keep);
+            }
+        },
+    };
+    let (current, candidates) = {
+        let st = ctx.shared.state.lock();
+        if let Some(n) = asked {
+            if n > st.rv {
+                let s = too_large(n, st.rv);
+                drop(st);
+                return send_status(conn, &s, ctx.keep);
+            }
+            if req.param("resourceVersionMatch") == Some("Exact") && n != st.rv {
+                drop(st);
+                return send_status(
+                    conn,
+                    &expired(format!("too old resource version: {n}")),
+                    ctx.keep,
+                );
+            }
+        }
+        let c: Vec<Arc<CertificateSigningRequest>> = st
+            .objects
+            .range(start..)
+            .map(|(_, s)| s.object.clone())
+            .filter(|o| sel.matches(o))
+            .collect();
+        (st.rv, c)
+    };
+    let mut items: Vec<Arc<CertificateSigningRequest>> = candidates
+        .into_iter()
+        .filter(|o| {
+            ctx.allowed(&Action {
+                verb: Verb::List,
+                subresource: None,
+                name: o.metadata.name.as_deref(),
+                object: Some(o),
+            })
+        })
+        .collect();
+    let mut cont = None;
+    if limit > 0 && items.len() > limit {
+        let next = items[limit].metadata.name.clone().unwrap_or_default();
+        cont = Some(URL_SAFE_NO_PAD.encode(json!({"rv": current, "start": next}).to_string()));
+        items.truncate(limit);
+    }
+    if ctx.table {
+        let objs: Vec<CertificateSigningRequest> = items.iter().map(|o| (**o).clone()).collect();
+        let mut t = table(ctx.shared, &objs, Some(current));
+        if let Some(c) = cont {
+            t["metadata"]["continue"] = json!(c);
+        }
+        return send_json(conn, 200, &t, ctx.keep);
+    }
+    let list = CsrList {
+        api_version: Some(ctx.version.as_str().to_owned()),
+        kind: Some(format!("{KIND_CSR}List")),
+        metadata: ListMeta {
+            resource_version: Some(current.to_string()),
+            continue_token: cont,
+        },
+        items: items.iter().map(|o| ctx.render(o)).collect(),
+    };
+    send_json(conn, 200, &list, ctx.keep)
+}
+
+fn decode_continue(token: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let v: Json = serde_json::from_slice(&bytes).ok()?;
+    v.get("start")?.as_str().map(str::to_owned)
+}
+
+/// Decodes a request body: JSON (the default), or Kubernetes protobuf as typed client-go
+/// clients send it; any other content type is 415.
+fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest, Box<Status>> {
+    let content_type = req
+        .header("content-type")
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let unrecognized = |e: String| {
+        bad_request(format!(
+            "the object provided is unrecognized (must be of type {KIND_CSR}): {e}"
+        ))
+    };
+    let obj: CertificateSigningRequest = match content_type.as_str() {
+        "" | "application/json" => {
+            serde_json::from_slice(&req.body).map_err(|e| unrecognized(e.to_string()))?
+        }
+        super::protobuf::CONTENT_TYPE => {
+            super::protobuf::decode_csr(&req.body).map_err(unrecognized)?
+        }
+        other => {
+            return Err(Box::new(Status::failure(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other:?})"
+                ),
+            )));
+        }
+    };
+    if let Some(k) = obj.kind.as_deref().filter(|k| *k != KIND_CSR) {
+        return Err(bad_request(format!(
+            "the object provided is unrecognized (must be of type {KIND_CSR}): kind {k:?}"
+        )));
+    }
+    if let Some(v) = obj
+        .api_version
+        .as_deref()
+        .filter(|v| *v != ctx.version.as_str())
+    {
+        return Err(bad_request(format!(
+            "the API version in the data ({v}) does not match the expected API version ({})",
+            ctx.version.as_str()
+        )));
+    }
+    Ok(obj)
+}
+
+/// apimachinery's `SimpleNameGenerator`: the prefix (cut to 58 bytes) and five random characters.
+fn generate_name(prefix: &str) -> String {
+    use rand::RngExt;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut cut = prefix.len().min(58);
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("{}{suffix}", &prefix[..cut])
+}
+
+fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
+    let mut action = Action {
+        verb: Verb::Create,
+        subresource: None,
+        name: None,
+        object: None,
+    };
+    if !ctx.allowed(&action) {
+        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    }
+    let mut obj = match decode_body(ctx, req) {
+        Ok(o) => o,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
+    let shared = ctx.shared;
+    let prefix = obj
+        .metadata
+        .generate_name
+        .clone()
+        .filter(|g| !g.is_empty() && obj.metadata.name.as_deref().unwrap_or("").is_empty());
+    if let Some(p) = &prefix {
+        obj.metadata.name = Some(generate_name(p));
+    }
+    let now = shared.clock.now();
+    obj.api_version = None;
+    obj.kind = None;
+    obj.metadata.uid = Some(new_uid());
+    obj.metadata.creation_timestamp = Some(fmt_time(now));
+    obj.metadata.resource_version = None;
+    obj.metadata.deletion_timestamp = None;
+    obj.spec.username = Some(ctx.user.name.clone());
+    obj.spec.uid = ctx.user.uid.clone();
+    obj.spec.groups = ctx.user.groups.clone();
+    obj.spec.extra.clear();
+    obj.status = None;
+    let v1beta1 = ctx.version == ApiVersion::V1beta1;
+    if v1beta1 {
+        if obj.spec.usages.is_empty() {
+            obj.spec.usages = vec!["digital signature".into(), "key encipherment".into()];
+        }
+        if obj.spec.signer_name.as_deref().unwrap_or("").is_empty() {
+            let inferred = crate::pki::parse_csr_pem(&obj.spec.request)
+                .map(|p| signer::infer_v1beta1_signer(&p, &obj.spec.usages))
+                .unwrap_or(crate::csr::api::LEGACY_UNKNOWN_SIGNER);
+            obj.spec.signer_name = Some(inferred.to_owned());
+        }
+    }
+    let (errs, parsed) = validation::validate_create(&obj, v1beta1);
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let parsed = match parsed {
+        Some(p) if errs.is_empty() => Arc::new(p),
+        _ => return send_status(conn, &validation::invalid_status(&name, &errs), ctx.keep),
+    };
+    action.name = Some(&name);
+    action.object = Some(&obj);
+    if !ctx.allowed(&action) {
+        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    }
+    let dry_run = req.param("dryRun") == Some("All");
+    let stored = {
+        let mut st = shared.state.lock();
+        if st.objects.contains_key(&name) {
+            match &prefix {
+                None => {
+                    drop(st);
+                    return send_status(conn, &already_exists(&name), ctx.keep);
+                }
+                Some(p) => {
+                    // A generated name collided: draw again (the apiserver returns a retryable
+                    // AlreadyExists; drawing again under the lock is the same, without the trip).
+                    let mut fresh = generate_name(p);
+                    while st.objects.contains_key(&fresh) {
+                        fresh = generate_name(p);
+                    }
+                    obj.metadata.name = Some(fresh);
+                }
+            }
+        }
+        if dry_run {
+            Arc::new(obj)
+        } else {
+            st.commit(EventType::Added, obj, parsed)
+        }
+    };
+    if !dry_run {
+        shared.changed.notify_all();
+        let _ = shared.work.send(Work::Created(
+            stored.metadata.name.clone().unwrap_or_default(),
+        ));
+    }
+    send_json(conn, 201, &ctx.render(&stored), ctx.keep)
+}
+
+fn update(
+    ctx: &Ctx<'_>,
+    conn: &mut Conn,
+    req: &Request,
+    name: &str,
+    path: UpdatePath,
+) -> io::Result<()> {
+    let sub = match path {
+        UpdatePath::Main => None,
+        UpdatePath::Approval => Some("approval"),
+        UpdatePath::Status => Some("status"),
+    };
+    if let Err(st) = authorized_object(ctx, Verb::Update, sub, name) {
+        return send_status(conn, &st, ctx.keep);
+    }
+    let body = match decode_body(ctx, req) {
+        Ok(o) => o,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
+    if let Some(n) = body.metadata.name.as_deref().filter(|n| *n != name) {
+        let st = bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        ));
+        return send_status(conn, &st, ctx.keep);
+    }
+    let now = ctx.shared.clock.now();
+    let v1beta1 = ctx.version == ApiVersion::V1beta1;
+    let outcome = ctx.shared.modify(name, |o| {
+        let old = o.clone();
+        if let Some(rv) = body
+            .metadata
+            .resource_version
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            && Some(rv) != old.metadata.resource_version.as_deref()
+        {
+            return Err(Box::new(conflict(name)));
+        }
+        match path {
+            UpdatePath::Main => {
+                o.metadata.labels = body.metadata.labels.clone();
+                o.metadata.annotations = body.metadata.annotations.clone();
+            }
+            UpdatePath::Approval | UpdatePath::Status => {
+                let new_status = body.status.clone().unwrap_or_default();
+                let status = o.status.get_or_insert_default();
+                status.conditions = new_status.conditions;
+                if path == UpdatePath::Status {
+                    status.certificate = new_status.certificate;
+                }
+                let old_conds = old
+                    .status
+                    .as_ref()
+                    .map(|s| s.conditions.clone())
+                    .unwrap_or_default();
+                for c in &mut status.conditions {
+                    if v1beta1 && c.status.is_empty() {
+                        c.status = "True".into();
+                    }
+                    if c.last_update_time.is_none() {
+                        c.last_update_time = Some(fmt_time(now));
+                    }
+                    if c.last_transition_time.is_none() {
+                        c.last_transition_time = old_conds
+                            .iter()
+                            .find(|p| p.type_ == c.type_ && p.status == c.status)
+                            .and_then(|p| p.last_transition_time.clone())
+                            .or_else(|| Some(fmt_time(now)));
+                    }
+                }
+            }
+        }
+        let errs = validation::validate_update(o, &old, path);
+        if !errs.is_empty() {
+            return Err(Box::new(validation::invalid_status(name, &errs)));
+        }
+        Ok(())
+    });
+    match outcome {
+        None => send_status(conn, &not_found(name), ctx.keep),
+        Some(Err(st)) => send_status(conn, &st, ctx.keep),
+        Some(Ok(obj)) => {
+            if path == UpdatePath::Approval && has_condition(&obj, CONDITION_APPROVED) {
+                let _ = ctx.shared.work.send(Work::Approved(name.to_owned()));
+            }
+            send_json(conn, 200, &ctx.render(&obj), ctx.keep)
+        }
+    }
+}
+
+/// Removes a CSR and publishes `DELETED` with its last state.
+pub(crate) fn delete_object(shared: &Shared, name: &str) -> Option<Arc<CertificateSigningRequest>> {
+    let gone = {
+        let mut st = shared.state.lock();
+        let stored = st.objects.get(name)?;
+        let (obj, parsed) = ((*stored.object).clone(), stored.parsed.clone());
+        st.commit(EventType::Deleted, obj, parsed)
+    };
+    shared.changed.notify_all();
+    Some(gone)
+}
+
+fn delete(ctx: &Ctx<'_>, conn: &mut Conn, name: &str) -> io::Result<()> {
+    if let Err(st) = authorized_object(ctx, Verb::Delete, None, name) {
+        return send_status(conn, &st, ctx.keep);
+    }
+    let Some(gone) = delete_object(ctx.shared, name) else {
+        return send_status(conn, &not_found(name), ctx.keep);
+    };
+    let mut d = details(Some(name));
+    d.uid = gone.metadata.uid.clone();
+    let st = Status {
+        kind: Some("Status".into()),
+        api_version: Some("v1".into()),
+        metadata: ListMeta::default(),
+        status: Some("Success".into()),
+        details: Some(d),
+        ..Status::default()
+    };
+    send_json(conn, 200, &st, ctx.keep)
+}
+
+/// What a watch loop wakes up for.
+enum Wake {
+    Events(Vec<(EventType, Arc<CertificateSigningRequest>)>),
+    Bookmark(u64),
+    Expired(u64),
+    Timeout,
+    Stop,
+}
+
+fn event_line(kind: &str, object: &Json) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+fn bookmark_object(ctx: &Ctx<'_>, rv: u64, initial_end: bool) -> Json {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    json!({"kind": KIND_CSR, "apiVersion": ctx.version.as_str(), "metadata": meta, "spec": {"request": null, "signerName": "", "usages": null}, "status": {}})
+}
+
+/// A watch: headers, the initial events, then change events (and bookmarks) until the timeout,
+/// a fault, a too-old resume point, or shutdown. Each event is one chunk, flushed.
+fn watch_stream(
+    ctx: &Ctx<'_>,
+    conn: &mut Conn,
+    req: &Request,
+    close_after: Option<usize>,
+    malformed: bool,
+) -> io::Result<Next> {
+    let shared = ctx.shared;
+    let action = Action {
+        verb: Verb::Watch,
+        subresource: None,
+        name: None,
+        object: None,
+    };
+    if !ctx.allowed(&action) {
+        send_status(conn, &forbidden(&ctx.user, &action), ctx.keep)?;
+        return Ok(Next::KeepAlive);
+    }
+    let sel = match Selectors::parse(req) {
+        Ok(s) => s,
+        Err(st) => {
+            send_status(conn, &st, ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
+    };
+    let asked = match parse_rv(req) {
+        Ok(r) => r,
+        Err(st) => {
+            send_status(conn, &st, ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
+    };
+    let bookmarks = req.param("allowWatchBookmarks") == Some("true");
+    let send_initial = req.param("sendInitialEvents") == Some("true");
+    let timeout = req
+        .param("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(shared.settings.default_watch_timeout, Duration::from_secs);
+    let deadline = Instant::now() + timeout;
+    let visible = |o: &CertificateSigningRequest| {
+        ctx.allowed(&Action {
+            verb: Verb::Watch,
+            subresource: None,
+            name: o.metadata.name.as_deref(),
+            object: Some(o),
+        })
+    };
+    // Where to start.
+    let (mut cursor, initial, mut epoch, start_error) = {
+        let st = shared.state.lock();
+        let epoch = st.bookmark_epoch;
+        match asked {
+            Some(n) if n > st.rv => {
+                let s = too_large(n, st.rv);
+                drop(st);
+                send_status(conn, &s, ctx.keep)?;
+                return Ok(Next::KeepAlive);
+            }
+            Some(n) if !send_initial => match st.events_after(n) {
+                Ok(_) => (n, Vec::new(), epoch, None),
+                Err(oldest) => (
+                    n,
+                    Vec::new(),
+                    epoch,
+                    Some(expired(format!("too old resource version: {n} ({oldest})"))),
+                ),
+            },
+            _ => {
+                let objs: Vec<Arc<CertificateSigningRequest>> = st
+                    .objects
+                    .values()
+                    .map(|s| s.object.clone())
+                    .filter(|o| sel.matches(o))
+                    .collect();
+                (st.rv, objs, epoch, None)
+            }
+        }
+    };
+    conn.start_chunked(200, JSON)?;
+    if let Some(st) = start_error {
+        let obj = serde_json::to_value(st).unwrap_or(Json::Null);
+        conn.chunk(&event_line("ERROR", &obj))?;
+        conn.end_chunked()?;
+        return Ok(Next::KeepAlive);
+    }
+    if malformed {
+        conn.chunk(b"{\"type\":\"ADDED\",\"object\":{\"kind\":\n")?;
+        conn.end_chunked()?;
+        return Ok(Next::KeepAlive);
+    }
+    let mut sent = 0usize;
+    // Sends one event line; true when the close-after fault says the stream is done.
+    let mut send = |conn: &mut Conn, line: Vec<u8>| -> io::Result<bool> {
+        conn.chunk(&line)?;
+        sent += 1;
+        let done = close_after.is_some_and(|n| sent >= n);
+        if done {
+            shared.faults.count_watch_closed();
+        }
+        Ok(done)
+    };
+    if close_after == Some(0) {
+        shared.faults.count_watch_closed();
+        conn.end_chunked()?;
+        return Ok(Next::KeepAlive);
+    }
+    for o in initial.iter().filter(|o| visible(o)) {
+        let rv = o
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|r| r.parse().ok());
+        if send(conn, event_line("ADDED", &ctx.render_value(o, rv)))? {
+            conn.end_chunked()?;
+            return Ok(Next::KeepAlive);
+        }
+    }
+    if send_initial
+        && bookmarks
+        && send(
+            conn,
+            event_line("BOOKMARK", &bookmark_object(ctx, cursor, true)),
+        )?
+    {
+        conn.end_chunked()?;
+        return Ok(Next::KeepAlive);
+    }
+    let interval = shared.settings.bookmark_interval;
+    let mut next_bookmark = Instant::now() + interval;
+    loop {
+        let wake = {
+            let mut st = shared.state.lock();
+            loop {
+                if st.stopping {
+                    break Wake::Stop;
+                }
+                match st.events_after(cursor) {
+                    Err(oldest) => break Wake::Expired(oldest),
+                    Ok(events) => {
+                        let batch: Vec<(EventType, Arc<CertificateSigningRequest>)> = events
+                            .filter(|e| sel.matches(&e.object))
+                            .map(|e| (e.kind, e.object.clone()))
+                            .collect();
+                        cursor = st.rv;
+                        if !batch.is_empty() {
+                            break Wake::Events(batch);
+                        }
+                    }
+                }
+                let now = Instant::now();
+                if bookmarks && st.bookmark_epoch != epoch {
+                    epoch = st.bookmark_epoch;
+                    break Wake::Bookmark(cursor);
+                }
+                if now >= deadline {
+                    break Wake::Timeout;
+                }
+                if bookmarks && now >= next_bookmark {
+                    next_bookmark = now + interval;
+                    break Wake::Bookmark(cursor);
+                }
+                let until = if bookmarks {
+                    deadline.min(next_bookmark)
+                } else {
+                    deadline
+                };
+                shared.changed.wait_until(&mut st, until);
+            }
+        };
+        match wake {
+            Wake::Stop => {
+                // End the stream cleanly, as a gracefully stopping apiserver does.
+                let _ = conn.end_chunked();
+                return Ok(Next::Close);
+            }
+            Wake::Timeout => {
+                conn.end_chunked()?;
+                return Ok(Next::KeepAlive);
+            }
+            Wake::Expired(oldest) => {
+                let st = expired(format!("too old resource version: {cursor} ({oldest})"));
+                let obj = serde_json::to_value(st).unwrap_or(Json::Null);
+                conn.chunk(&event_line("ERROR", &obj))?;
+                conn.end_chunked()?;
+                return Ok(Next::KeepAlive);
+            }
+            Wake::Bookmark(rv) => {
+                if send(
+                    conn,
+                    event_line("BOOKMARK", &bookmark_object(ctx, rv, false)),
+                )? {
+                    conn.end_chunked()?;
+                    return Ok(Next::KeepAlive);
+                }
+            }
+            Wake::Events(batch) => {
+                for (kind, o) in batch.iter().filter(|(_, o)| visible(o)) {
+                    let rv = o
+                        .metadata
+                        .resource_version
+                        .as_deref()
+                        .and_then(|r| r.parse().ok());
+                    if send(conn, event_line(kind.as_str(), &ctx.render_value(o, rv)))? {
+                        conn.end_chunked()?;
+                        return Ok(Next::KeepAlive);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_match_apimachinery() {
+        let s = Duration::from_secs;
+        assert_eq!(human_duration(s(5)), "5s");
+        assert_eq!(human_duration(s(119)), "119s");
+        assert_eq!(human_duration(s(150)), "2m30s");
+        assert_eq!(human_duration(s(600)), "10m");
+        assert_eq!(human_duration(s(3 * 3600 + 60)), "3h1m");
+        assert_eq!(human_duration(s(10 * 3600)), "10h");
+        assert_eq!(human_duration(s(3 * 86_400 + 3600)), "3d1h");
+        assert_eq!(human_duration(s(365 * 86_400)), "365d");
+        assert_eq!(human_duration(s(3 * 365 * 86_400 + 86_400)), "3y1d");
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_796_024_160);
+        assert_eq!(parse_time(&fmt_time(t)), Some(t));
+        assert_eq!(parse_time("nope"), None);
+    }
+
+    #[test]
+    fn selectors_parse_and_match() {
+        let mut o = CertificateSigningRequest::default();
+        o.metadata.name = Some("csr-1".into());
+        o.spec.signer_name = Some("example.com/s".into());
+        o.metadata.labels = Some([("app".to_owned(), "x".to_owned())].into());
+        let f = parse_field_selector("metadata.name=csr-1,spec.signerName!=other.io/s").unwrap();
+        assert!(field_matches(&o, &f));
+        assert!(!field_matches(
+            &o,
+            &parse_field_selector("metadata.name==csr-2").unwrap()
+        ));
+        assert_eq!(
+            parse_field_selector("spec.usages=x").unwrap_err(),
+            "field label not supported: spec.usages"
+        );
+        for (sel, want) in [
+            ("app=x", true),
+            ("app!=x", false),
+            ("app", true),
+            ("!app", false),
+            ("app in (x,y)", true),
+            ("app notin (x,y)", false),
+            ("tier,app=x", false),
+        ] {
+            assert_eq!(
+                labels_match(&o, &parse_label_selector(sel).unwrap()),
+                want,
+                "{sel}"
+            );
+        }
+    }
+
+    #[test]
+    fn generated_names_have_five_random_characters() {
+        let n = generate_name("csr-");
+        assert_eq!(n.len(), 9);
+        assert!(n.starts_with("csr-"));
+        assert_eq!(generate_name(&"x".repeat(70)).len(), 63);
+    }
+}
