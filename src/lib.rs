@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod csr;
 mod error;
+pub mod kubeconfig;
 pub mod metrics;
 pub mod pki;
 pub mod schedule;
@@ -15,7 +16,10 @@ pub mod store;
 pub mod template;
 
 pub use clock::{Clock, SystemClock, Timer};
-pub use csr::{Cancel, CancelReason, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage};
+pub use csr::{
+    Cancel, CancelReason, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage, KubeCsrClient,
+    KubeCsrClientBuilder,
+};
 pub use error::Error;
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
 pub use store::{MemoryStore, Store, StoreError};
