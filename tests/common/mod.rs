@@ -118,11 +118,10 @@ impl Responder<'_> {
         if data.is_empty() {
             return true;
         }
-        let ok = write!(self.io, "{:x}\r\n", data.len()).is_ok()
+        write!(self.io, "{:x}\r\n", data.len()).is_ok()
             && self.io.write_all(data).is_ok()
             && self.io.write_all(b"\r\n").is_ok()
-            && self.io.flush().is_ok();
-        ok
+            && self.io.flush().is_ok()
     }
 
     pub fn end_chunked(&mut self) {
