@@ -18,6 +18,15 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// The current wall-clock time.
     fn now(&self) -> SystemTime;
 
+    /// A cheaper reading of the wall clock for hot paths, never earlier than [`now`] would
+    /// have been (it may be later by up to one coarse-clock tick). Used only to decide "has this
+    /// certificate expired?", where erring late by milliseconds is safe. Defaults to [`now`].
+    ///
+    /// [`now`]: Clock::now
+    fn now_coarse(&self) -> SystemTime {
+        self.now()
+    }
+
     /// A timer that fires once, `d` of monotonic time from now. A zero duration fires at once.
     /// Dropping the timer cancels it.
     fn after(&self, d: Duration) -> Timer;
@@ -28,7 +37,7 @@ pub trait Clock: Send + Sync + fmt::Debug {
 pub struct Timer {
     rx: Receiver<Instant>,
     /// Keeps a fake clock's registration alive; dropping it tells the clock nobody waits.
-    _guard: Option<Box<dyn std::any::Any + Send>>,
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Timer {
@@ -40,7 +49,10 @@ impl fmt::Debug for Timer {
 impl Timer {
     /// A timer backed by `rx`. `guard` lives as long as the timer (clock implementations use it
     /// to learn when a timer is dropped).
-    pub fn new(rx: Receiver<Instant>, guard: Option<Box<dyn std::any::Any + Send>>) -> Timer {
+    pub fn new(
+        rx: Receiver<Instant>,
+        guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    ) -> Timer {
         Timer { rx, _guard: guard }
     }
 
@@ -57,6 +69,33 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    /// On Linux, `CLOCK_REALTIME_COARSE` (a vDSO read of the last tick, a few nanoseconds) plus
+    /// the clock's resolution, so the result is never earlier than the precise time. Elsewhere
+    /// [`SystemTime::now`].
+    #[cfg(target_os = "linux")]
+    fn now_coarse(&self) -> SystemTime {
+        use rustix::time::{ClockId, clock_getres, clock_gettime};
+        use std::sync::OnceLock;
+        static RESOLUTION: OnceLock<Duration> = OnceLock::new();
+        let res = *RESOLUTION.get_or_init(|| {
+            let r = clock_getres(ClockId::RealtimeCoarse);
+            Duration::new(
+                r.tv_sec.unsigned_abs(),
+                r.tv_nsec.clamp(0, 999_999_999) as u32,
+            )
+        });
+        let t = clock_gettime(ClockId::RealtimeCoarse);
+        let since_epoch = Duration::new(
+            t.tv_sec.unsigned_abs(),
+            t.tv_nsec.clamp(0, 999_999_999) as u32,
+        );
+        if t.tv_sec >= 0 {
+            std::time::UNIX_EPOCH + since_epoch + res
+        } else {
+            SystemTime::now()
+        }
     }
 
     fn after(&self, d: Duration) -> Timer {
@@ -197,6 +236,30 @@ pub(crate) mod fake {
             }
         }
 
+        /// Blocks until some pending timer is due within `within` of fake time, or `timeout` of
+        /// real time passes. Returns whether such a timer appeared. Tells "asleep in a short
+        /// backoff" from "asleep on a long timer" where counting timers cannot.
+        pub fn wait_for_timer_within(&self, within: Duration, timeout: Duration) -> bool {
+            let end = Instant::now() + timeout;
+            let mut st = self.inner.state.lock();
+            loop {
+                st.waiters.retain(|w| w.alive.strong_count() > 0);
+                let mono = st.mono;
+                if st
+                    .waiters
+                    .iter()
+                    .any(|w| w.deadline.saturating_sub(mono) <= within)
+                {
+                    return true;
+                }
+                let wake = (Instant::now() + Duration::from_millis(10)).min(end);
+                if Instant::now() >= end {
+                    return false;
+                }
+                self.inner.changed.wait_until(&mut st, wake);
+            }
+        }
+
         /// Advances time to the earliest pending timer and fires it (and any other timer due at
         /// the same moment). Returns how far time moved, or `None` when no timer is pending.
         pub fn advance_to_next_timer(&self) -> Option<Duration> {
@@ -236,6 +299,17 @@ pub(crate) mod fake {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn coarse_system_time_is_never_early() {
+            let c = crate::SystemClock;
+            for _ in 0..1000 {
+                let precise = c.now();
+                let coarse = c.now_coarse();
+                assert!(coarse >= precise, "{coarse:?} < {precise:?}");
+                assert!(coarse.duration_since(precise).unwrap() < Duration::from_millis(100));
+            }
+        }
 
         #[test]
         fn timers_fire_on_advance_and_not_on_wall_steps() {

@@ -9,11 +9,16 @@ pub mod clock;
 pub mod csr;
 mod error;
 pub mod kubeconfig;
+mod manager;
 pub mod metrics;
 pub mod pki;
+mod rotation;
 pub mod schedule;
 pub mod store;
 pub mod template;
+#[cfg(feature = "test-util")]
+pub mod testing;
+pub mod tls;
 
 pub use clock::{Clock, SystemClock, Timer};
 pub use csr::{
@@ -21,12 +26,10 @@ pub use csr::{
     KubeCsrClientBuilder,
 };
 pub use error::Error;
+pub use manager::{
+    BoxError, CertificateManager, ClientFactory, Config, ConfigBuilder, KeyGenerator, Manager,
+    TemplateFn, UsagesFn,
+};
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
 pub use store::{MemoryStore, Store, StoreError};
 pub use template::CsrTemplate;
-
-/// Helpers for tests of programs that use certrotate (feature `test-util`).
-#[cfg(feature = "test-util")]
-pub mod testing {
-    pub use crate::clock::fake::FakeClock;
-}

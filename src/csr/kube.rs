@@ -576,20 +576,21 @@ impl KubeCsrClientBuilder {
         })
     }
 
-    /// A client factory for the certificate manager: called once per rotation attempt with
-    /// the current certificate (or `None`), it returns a new client as
-    /// [`client_for`](Self::client_for) does. This is the kubelet's wiring: bootstrap
-    /// credentials until a certificate exists, then that certificate.
+    /// A client factory for the certificate manager
+    /// ([`ConfigBuilder::client_factory`](crate::ConfigBuilder::client_factory)): called once
+    /// per rotation attempt with the current certificate (or `None`), it returns a new client
+    /// as [`client_for`](Self::client_for) does. This is the kubelet's wiring: bootstrap
+    /// credentials until a certificate exists, then that certificate. Its errors are
+    /// [`ConfigError`]s, boxed.
     pub fn factory(
         self,
-    ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, crate::Error> + Send + Sync + 'static
-    {
+    ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, crate::BoxError>
+    + Send
+    + Sync
+    + 'static {
         move |cert| match self.client_for(cert) {
             Ok(c) => Ok(Box::new(c) as Box<dyn CsrClient>),
-            Err(e) => Err(crate::Error::ClientFactory {
-                message: format!("for {}", self.server),
-                source: Some(Box::new(e)),
-            }),
+            Err(e) => Err(Box::new(e) as crate::BoxError),
         }
     }
 }

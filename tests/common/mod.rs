@@ -226,7 +226,14 @@ impl TestServer {
     /// HTTPS on 127.0.0.1 with a certificate for `localhost`, `apiserver.test` and 127.0.0.1
     /// signed by a fresh CA; client certificates from the same CA are asked for but optional.
     pub fn https(handler: Handler) -> TestServer {
-        let ca = CertificateAuthority::for_tests("test-apiserver-ca").unwrap();
+        TestServer::https_with_ca(
+            CertificateAuthority::for_tests("test-apiserver-ca").unwrap(),
+            handler,
+        )
+    }
+
+    /// As [`https`](Self::https) with a given CA.
+    pub fn https_with_ca(ca: CertificateAuthority, handler: Handler) -> TestServer {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let now = SystemTime::now();
         let serving = ca
@@ -522,6 +529,9 @@ pub struct ApiState {
     pub watch_scripts: VecDeque<Vec<Step>>,
     /// Forced answers to gets.
     pub get_replies: VecDeque<Reply>,
+    /// With no watch script queued, approve and issue the watched CSR at once (signed by the
+    /// server's CA) instead of hanging.
+    pub auto_issue: bool,
 }
 
 pub struct FakeApi {
@@ -557,12 +567,14 @@ impl FakeApi {
         let (open_tx, open_rx) = crossbeam_channel::unbounded::<()>();
         let (seen_tx, seen_rx) = crossbeam_channel::unbounded::<String>();
         let s = state.clone();
+        let ca = CertificateAuthority::for_tests("test-apiserver-ca").unwrap();
+        let signer = ca.clone();
         let handler: Handler = Arc::new(move |req, r| {
             let _ = seen_tx.send(format!("{} {}", req.method, req.path));
-            handle(&s, &release_rx, &open_tx, req, r)
+            handle(&signer, &s, &release_rx, &open_tx, req, r)
         });
         FakeApi {
-            server: TestServer::https(handler),
+            server: TestServer::https_with_ca(ca, handler),
             state,
             _release: release_tx,
             watch_open: open_rx,
@@ -607,6 +619,13 @@ impl FakeApi {
     }
 }
 
+/// A fake that approves and issues every CSR as soon as it is watched.
+impl FakeApi {
+    pub fn auto_issuing() -> FakeApi {
+        FakeApi::with(|s| s.auto_issue = true)
+    }
+}
+
 pub fn sign_request(ca: &CertificateAuthority, obj: &Value) -> String {
     let req = base64::engine::general_purpose::STANDARD
         .decode(obj["spec"]["request"].as_str().unwrap())
@@ -623,6 +642,7 @@ pub fn sign_request(ca: &CertificateAuthority, obj: &Value) -> String {
 }
 
 fn handle(
+    ca: &CertificateAuthority,
     state: &Mutex<ApiState>,
     release: &Receiver<()>,
     open: &Sender<()>,
@@ -690,11 +710,23 @@ fn handle(
             r.reply(&Reply::json(201, &obj));
         }
         ("GET", "") if req.is_watch() => {
-            let script = state
-                .lock()
-                .watch_scripts
-                .pop_front()
-                .unwrap_or_else(|| vec![Step::Notify, Step::Hang]);
+            let script = {
+                let mut st = state.lock();
+                match st.watch_scripts.pop_front() {
+                    Some(s) => s,
+                    None if st.auto_issue => {
+                        let selector = req.q("fieldSelector").unwrap_or_default();
+                        let name = selector.strip_prefix("metadata.name=").unwrap_or_default();
+                        let obj = st.objects[name].clone();
+                        let cert = sign_request(ca, &obj);
+                        let issued =
+                            with_cert(with_condition(obj, "Approved", "AutoApproved", ""), &cert);
+                        st.objects.insert(name.to_owned(), issued.clone());
+                        vec![Step::Event("MODIFIED", issued)]
+                    }
+                    None => vec![Step::Notify, Step::Hang],
+                }
+            };
             let mut started = false;
             for step in script {
                 match step {

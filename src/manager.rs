@@ -1,0 +1,818 @@
+//! The certificate manager: its configuration, its construction (store → bootstrap → forced
+//! rotation), and the accessors other threads call.
+//!
+//! The rotation and template threads live in [`rotation`](crate::rotation); this module owns the
+//! state they share with callers and the guarantees around it:
+//!
+//! - [`current`](Manager::current) never blocks and never returns an expired certificate (see
+//!   "The current certificate" below).
+//! - A rotation publishes a certificate only after it is verified and durably stored.
+//! - After [`stop`](Manager::stop) returns, nothing is written to the store and `current` does
+//!   not change until [`start`](Manager::start) is called again.
+//!
+//! # The current certificate
+//! client-go's `Current()` takes a mutex and reads the precise wall clock on every call (about
+//! 115 ns). Here `current()` is an `arc-swap` load plus a coarse clock read
+//! ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, biased so it is never earlier than
+//! the precise time): readers never wait for the rotation thread, and a certificate is hidden the
+//! moment the coarse clock passes its NotAfter — at worst one clock tick early, never late. The
+//! published certificate is kept in a few identical copies, one per reader slot, so that
+//! concurrent readers do not contend on a single reference count.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::clock::{Clock, SystemClock};
+use crate::csr::{Cancel, CancelReason, CsrClient, KeyUsage};
+use crate::error::Error;
+use crate::metrics::{Counter, Gauge, Histogram};
+use crate::pki::{Certificate, KeyAlgorithm, PrivateKey};
+use crate::store::{MemoryStore, Store, StoreError};
+use crate::template::CsrTemplate;
+use crate::tls::CertResolver;
+
+/// What every certificate manager offers (client-go `certificate.Manager`).
+pub trait Manager: Send + Sync {
+    /// Starts rotating in the background and returns at once. Calling it while running does
+    /// nothing; calling it after [`stop`](Manager::stop) starts again.
+    fn start(&self);
+
+    /// Stops the background threads, cancels an in-flight CSR wait, and joins. Idempotent;
+    /// dropping the manager stops it too. After it returns, the manager writes nothing and
+    /// `current()` does not change.
+    fn stop(&self);
+
+    /// The current certificate, or `None` when there is none yet or its NotAfter has passed.
+    /// Never blocks on I/O or on a rotation in progress.
+    fn current(&self) -> Option<Arc<Certificate>>;
+
+    /// Whether the CSR API looked healthy at the last attempt (client-go `ServerHealthy`):
+    /// false until a rotation succeeds or a create call fails in a way that shows the server is
+    /// answering (401, 403, 404 with a `Status` body).
+    fn server_healthy(&self) -> bool;
+}
+
+/// A boxed error from user code (factories, generators).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds a CSR client for one rotation attempt, given the current certificate (`None` when
+/// there is none, or it has expired): with `Some`, a client may authenticate with it; with
+/// `None`, with bootstrap credentials.
+pub type ClientFactory =
+    Arc<dyn Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, BoxError> + Send + Sync>;
+
+/// Produces the template to request, or `None` when there is nothing to request yet.
+pub type TemplateFn = Arc<dyn Fn() -> Option<CsrTemplate> + Send + Sync>;
+
+/// Chooses usages for the key about to be used (client-go `GetUsages`).
+pub type UsagesFn = Arc<dyn Fn(KeyAlgorithm) -> Vec<KeyUsage> + Send + Sync>;
+
+/// Makes the private key for a new CSR (client-go `GenerateKey`).
+pub type KeyGenerator = Arc<dyn Fn() -> Result<PrivateKey, BoxError> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum TemplateSource {
+    Static(Option<CsrTemplate>),
+    Dynamic(TemplateFn),
+}
+
+#[derive(Clone)]
+pub(crate) enum UsagesSource {
+    List(Vec<KeyUsage>),
+    PerKey(UsagesFn),
+}
+
+#[derive(Clone)]
+pub(crate) enum KeySource {
+    Algorithm(KeyAlgorithm),
+    Generator(KeyGenerator),
+}
+
+/// A validated manager configuration; build one with [`Config::builder`].
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) template: TemplateSource,
+    pub(crate) usages: UsagesSource,
+    pub(crate) signer_name: String,
+    pub(crate) requested_lifetime: Option<Duration>,
+    pub(crate) key: KeySource,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bootstrap: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) client_factory: Option<ClientFactory>,
+    pub(crate) rotation_histogram: Option<Arc<dyn Histogram>>,
+    pub(crate) renew_failure_counter: Option<Arc<dyn Counter>>,
+    pub(crate) ttl_gauge: Option<Arc<dyn Gauge>>,
+    pub(crate) name: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng_seed: Option<u64>,
+    pub(crate) template_poll_interval: Option<Duration>,
+    pub(crate) max_sleep_slice: Duration,
+    pub(crate) certificate_wait_timeout: Duration,
+    pub(crate) thread_stack_size: usize,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("name", &self.name)
+            .field("signer_name", &self.signer_name)
+            .field("requested_lifetime", &self.requested_lifetime)
+            .field(
+                "dynamic_template",
+                &matches!(self.template, TemplateSource::Dynamic(_)),
+            )
+            .field("has_client_factory", &self.client_factory.is_some())
+            .field("has_bootstrap", &self.bootstrap.is_some())
+            .field("template_poll_interval", &self.template_poll_interval)
+            .field("max_sleep_slice", &self.max_sleep_slice)
+            .field("certificate_wait_timeout", &self.certificate_wait_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// A builder with every field at its default.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+}
+
+/// Builder for [`Config`]; one setter per field, [`build`](ConfigBuilder::build) checks them.
+#[derive(Default)]
+pub struct ConfigBuilder {
+    template: Option<CsrTemplate>,
+    template_fn: Option<TemplateFn>,
+    usages: Option<Vec<KeyUsage>>,
+    usages_fn: Option<UsagesFn>,
+    signer_name: Option<String>,
+    requested_lifetime: Option<Duration>,
+    key_algorithm: Option<KeyAlgorithm>,
+    generate_key: Option<KeyGenerator>,
+    store: Option<Arc<dyn Store>>,
+    bootstrap: Option<(Vec<u8>, Vec<u8>)>,
+    client_factory: Option<ClientFactory>,
+    rotation_histogram: Option<Arc<dyn Histogram>>,
+    renew_failure_counter: Option<Arc<dyn Counter>>,
+    ttl_gauge: Option<Arc<dyn Gauge>>,
+    name: Option<String>,
+    clock: Option<Arc<dyn Clock>>,
+    rng_seed: Option<u64>,
+    template_poll_interval: Option<Option<Duration>>,
+    max_sleep_slice: Option<Duration>,
+    certificate_wait_timeout: Option<Duration>,
+    thread_stack_size: Option<usize>,
+}
+
+impl fmt::Debug for ConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigBuilder").finish_non_exhaustive()
+    }
+}
+
+/// Default of [`ConfigBuilder::template_poll_interval`] (client-go polls every second).
+pub const DEFAULT_TEMPLATE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default of [`ConfigBuilder::max_sleep_slice`].
+pub const DEFAULT_MAX_SLEEP_SLICE: Duration = Duration::from_secs(60);
+/// Default of [`ConfigBuilder::certificate_wait_timeout`] (client-go's 15 minutes).
+pub const DEFAULT_CERTIFICATE_WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Default of [`ConfigBuilder::thread_stack_size`]: 512 KiB.
+pub const DEFAULT_THREAD_STACK_SIZE: usize = 512 * 1024;
+/// The smallest `expirationSeconds` the CSR API accepts.
+pub const MIN_REQUESTED_LIFETIME: Duration = Duration::from_secs(600);
+
+impl ConfigBuilder {
+    /// A fixed CSR template (client-go `Template`). Defaults to none: without a template the
+    /// manager only serves the stored certificate.
+    pub fn template(mut self, template: CsrTemplate) -> Self {
+        self.template = Some(template);
+        self
+    }
+
+    /// A template function, polled every [`template_poll_interval`](Self::template_poll_interval)
+    /// (client-go `GetTemplate`); it overrides [`template`](Self::template) and makes the
+    /// template dynamic. Returning `None` means "nothing to request yet": no CSR, no backoff, no
+    /// failure. Defaults to none.
+    pub fn template_fn(
+        mut self,
+        f: impl Fn() -> Option<CsrTemplate> + Send + Sync + 'static,
+    ) -> Self {
+        self.template_fn = Some(Arc::new(f));
+        self
+    }
+
+    /// The usages to request (client-go `Usages`). Exactly one of this and
+    /// [`usages_fn`](Self::usages_fn) must be set; an empty list counts as set. No default.
+    pub fn usages(mut self, usages: impl IntoIterator<Item = KeyUsage>) -> Self {
+        self.usages = Some(usages.into_iter().collect());
+        self
+    }
+
+    /// Usages chosen per key algorithm (client-go `GetUsages`), e.g. `key encipherment` only
+    /// for RSA. Exactly one of this and [`usages`](Self::usages) must be set. No default.
+    pub fn usages_fn(
+        mut self,
+        f: impl Fn(KeyAlgorithm) -> Vec<KeyUsage> + Send + Sync + 'static,
+    ) -> Self {
+        self.usages_fn = Some(Arc::new(f));
+        self
+    }
+
+    /// The signer name (`spec.signerName`), e.g. `kubernetes.io/kubelet-serving`. Defaults to
+    /// empty, which only v1beta1 servers accept.
+    pub fn signer_name(mut self, name: impl Into<String>) -> Self {
+        self.signer_name = Some(name.into());
+        self
+    }
+
+    /// The lifetime to request (`spec.expirationSeconds`, whole seconds, truncated). Signers may
+    /// ignore it; rotation timing uses only the issued certificate. Must be at least 600 s.
+    /// Defaults to none (the field is omitted and the signer decides).
+    pub fn requested_lifetime(mut self, lifetime: Duration) -> Self {
+        self.requested_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The algorithm of generated keys. Defaults to [`KeyAlgorithm::EcdsaP256`], as client-go.
+    pub fn key_algorithm(mut self, algorithm: KeyAlgorithm) -> Self {
+        self.key_algorithm = Some(algorithm);
+        self
+    }
+
+    /// A custom key generator, called once per attempt (client-go `GenerateKey`); it overrides
+    /// [`key_algorithm`](Self::key_algorithm). Use it to bring RSA keys, which the `ring` backend
+    /// cannot generate. Keys weaker than RSA-2048 or ECDSA-256 are refused at use. Defaults to
+    /// none.
+    pub fn generate_key(
+        mut self,
+        f: impl Fn() -> Result<PrivateKey, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.generate_key = Some(Arc::new(f));
+        self
+    }
+
+    /// Where pairs persist. Defaults to a fresh [`MemoryStore`].
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// A bootstrap pair (PEM chain, PEM key) used when the store has no unexpired pair: it is
+    /// written to the store, served, and rotated at once (client-go `BootstrapCertificatePEM`,
+    /// `BootstrapKeyPEM`). Defaults to none.
+    pub fn bootstrap(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.bootstrap = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// The CSR client factory, called once per attempt with the current certificate
+    /// (client-go `ClientsetFn`). Without one the manager never rotates. Defaults to none.
+    pub fn client_factory(
+        mut self,
+        f: impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.client_factory = Some(Arc::new(f));
+        self
+    }
+
+    /// Observes, at each successful rotation, the seconds the previous certificate lived (now −
+    /// its NotBefore) (client-go `CertificateRotation`). Defaults to none.
+    pub fn rotation_histogram(mut self, h: Arc<dyn Histogram>) -> Self {
+        self.rotation_histogram = Some(h);
+        self
+    }
+
+    /// Incremented once per failed attempt (client-go `CertificateRenewFailure`). Defaults to
+    /// none.
+    pub fn renew_failure_counter(mut self, c: Arc<dyn Counter>) -> Self {
+        self.renew_failure_counter = Some(c);
+        self
+    }
+
+    /// Set at every wake of the rotation thread to the whole seconds until the current
+    /// certificate's NotAfter, or `+Inf` when there is none (the kubelet's `*_ttl_seconds`).
+    /// Defaults to none.
+    pub fn ttl_gauge(mut self, g: Arc<dyn Gauge>) -> Self {
+        self.ttl_gauge = Some(g);
+        self
+    }
+
+    /// The name in log lines. Defaults as client-go: the signer name, else `client auth` when
+    /// the usages include it, else `certificate`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The clock for all waiting and validity checks. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Seeds the rotation-deadline and backoff jitter, for reproducible tests. Defaults to a
+    /// seed from the operating system.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// How often a dynamic template is polled; `None` turns polling off, leaving
+    /// [`CertificateManager::notify_template_changed`] as the only trigger. Must not be zero.
+    /// Defaults to 1 s, as client-go.
+    pub fn template_poll_interval(mut self, interval: Option<Duration>) -> Self {
+        self.template_poll_interval = Some(interval);
+        self
+    }
+
+    /// The longest single sleep of the rotation thread; the deadline is recomputed from the wall
+    /// clock at every wake, so a clock jump or suspend is noticed within this much time. Must
+    /// not be zero. Defaults to 60 s.
+    pub fn max_sleep_slice(mut self, slice: Duration) -> Self {
+        self.max_sleep_slice = Some(slice);
+        self
+    }
+
+    /// How long one attempt waits for its CSR to be issued. Must not be zero. Defaults to
+    /// 15 minutes, as client-go.
+    pub fn certificate_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.certificate_wait_timeout = Some(timeout);
+        self
+    }
+
+    /// Stack size of the manager's threads, in bytes (at least 64 KiB). Defaults to 512 KiB.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Self {
+        self.thread_stack_size = Some(bytes);
+        self
+    }
+
+    /// Checks the settings and builds the config.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when both or neither of `usages` and `usages_fn` are set, when
+    /// the requested lifetime is under 600 s (the API minimum), or when a duration that must be
+    /// positive is zero.
+    pub fn build(self) -> Result<Config, Error> {
+        let invalid = |m: &str| Err(Error::InvalidConfig(m.to_owned()));
+        let usages = match (self.usages, self.usages_fn) {
+            (Some(_), Some(_)) => return invalid("cannot specify both usages_fn and usages"),
+            (None, None) => return invalid("either usages_fn or usages should be specified"),
+            (Some(list), None) => UsagesSource::List(list),
+            (None, Some(f)) => UsagesSource::PerKey(f),
+        };
+        if let Some(l) = self
+            .requested_lifetime
+            .filter(|l| *l < MIN_REQUESTED_LIFETIME)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "requested lifetime {} is below the CSR API minimum of 600 seconds",
+                crate::pki::fmt_duration(l)
+            )));
+        }
+        let poll = self
+            .template_poll_interval
+            .unwrap_or(Some(DEFAULT_TEMPLATE_POLL_INTERVAL));
+        if poll == Some(Duration::ZERO) {
+            return invalid("template poll interval must not be zero (use None to turn it off)");
+        }
+        let slice = self.max_sleep_slice.unwrap_or(DEFAULT_MAX_SLEEP_SLICE);
+        if slice.is_zero() {
+            return invalid("max sleep slice must not be zero");
+        }
+        let wait = self
+            .certificate_wait_timeout
+            .unwrap_or(DEFAULT_CERTIFICATE_WAIT_TIMEOUT);
+        if wait.is_zero() {
+            return invalid("certificate wait timeout must not be zero");
+        }
+        let stack = self.thread_stack_size.unwrap_or(DEFAULT_THREAD_STACK_SIZE);
+        if stack < 64 * 1024 {
+            return invalid("thread stack size must be at least 64 KiB");
+        }
+        let signer_name = self.signer_name.unwrap_or_default();
+        let name = self.name.unwrap_or_else(|| {
+            if !signer_name.is_empty() {
+                signer_name.clone()
+            } else if matches!(&usages, UsagesSource::List(u) if u.contains(&KeyUsage::ClientAuth))
+            {
+                "client auth".to_owned()
+            } else {
+                "certificate".to_owned()
+            }
+        });
+        let template = match self.template_fn {
+            Some(f) => TemplateSource::Dynamic(f),
+            None => TemplateSource::Static(self.template),
+        };
+        let key = match self.generate_key {
+            Some(g) => KeySource::Generator(g),
+            None => KeySource::Algorithm(self.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256)),
+        };
+        Ok(Config {
+            template,
+            usages,
+            signer_name,
+            requested_lifetime: self.requested_lifetime,
+            key,
+            store: self
+                .store
+                .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>),
+            bootstrap: self.bootstrap,
+            client_factory: self.client_factory,
+            rotation_histogram: self.rotation_histogram,
+            renew_failure_counter: self.renew_failure_counter,
+            ttl_gauge: self.ttl_gauge,
+            name,
+            clock: self
+                .clock
+                .unwrap_or_else(|| Arc::new(SystemClock) as Arc<dyn Clock>),
+            rng_seed: self.rng_seed,
+            template_poll_interval: poll,
+            max_sleep_slice: slice,
+            certificate_wait_timeout: wait,
+            thread_stack_size: stack,
+        })
+    }
+}
+
+/// The published certificate, in one copy per reader slot (see the module docs).
+struct Published {
+    copies: Box<[Arc<Certificate>]>,
+    not_after: SystemTime,
+}
+
+fn reader_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|s| *s)
+}
+
+fn copies_per_certificate() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 16)
+}
+
+/// State shared by the manager handle, its threads and `rotate_now`.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    published: ArcSwapOption<Published>,
+    /// The canonical current certificate (one of the copies), for policy code that wants the
+    /// certificate even after expiry (deadline computation, metrics).
+    latest: Mutex<Option<Arc<Certificate>>>,
+    /// A rotation is due at once (bootstrap certificate, no usable certificate at start).
+    pub(crate) forced: AtomicBool,
+    healthy: AtomicBool,
+    /// The template of the last CSR created (client-go `lastRequestTemplate`).
+    pub(crate) last_request: Mutex<Option<CsrTemplate>>,
+    /// The cancel signal of the attempt in flight, if any.
+    pub(crate) in_flight: Mutex<Option<Cancel>>,
+    /// Serialises attempts (the rotation thread and `rotate_now`).
+    pub(crate) attempt_lock: Mutex<()>,
+    /// The write gate: `true` while stopped. Checked under this lock right before a store write
+    /// and a publish, and set under it by `stop()`, so nothing is written after `stop()`
+    /// returns.
+    pub(crate) write_gate: Mutex<bool>,
+    pub(crate) rng: Mutex<StdRng>,
+    subscribers: Mutex<Vec<Sender<Arc<Certificate>>>>,
+    resolver: Arc<CertResolver>,
+    pub(crate) template_changed_tx: Sender<()>,
+    pub(crate) template_changed_rx: Receiver<()>,
+}
+
+impl Shared {
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.config.clock
+    }
+
+    /// The current template (calls a template function).
+    pub(crate) fn template(&self) -> Option<CsrTemplate> {
+        match &self.config.template {
+            TemplateSource::Static(t) => t.clone(),
+            TemplateSource::Dynamic(f) => f(),
+        }
+    }
+
+    pub(crate) fn is_dynamic(&self) -> bool {
+        matches!(self.config.template, TemplateSource::Dynamic(_))
+    }
+
+    /// The current certificate if unexpired at the precise `now`.
+    pub(crate) fn current_at(&self, now: SystemTime) -> Option<Arc<Certificate>> {
+        self.latest.lock().clone().filter(|c| !c.is_expired_at(now))
+    }
+
+    pub(crate) fn current_fast(&self) -> Option<Arc<Certificate>> {
+        let guard = self.published.load();
+        let p = guard.as_ref()?;
+        if self.config.clock.now_coarse() > p.not_after {
+            return None;
+        }
+        Some(p.copies[reader_slot() % p.copies.len()].clone())
+    }
+
+    /// Publishes `cert` to readers, the resolver and subscribers.
+    pub(crate) fn publish(&self, cert: Certificate) -> Arc<Certificate> {
+        let n = copies_per_certificate();
+        let canonical = Arc::new(cert);
+        let mut copies = Vec::with_capacity(n);
+        copies.push(canonical.clone());
+        for _ in 1..n {
+            copies.push(Arc::new((*canonical).clone()));
+        }
+        self.published.store(Some(Arc::new(Published {
+            copies: copies.into_boxed_slice(),
+            not_after: canonical.not_after(),
+        })));
+        *self.latest.lock() = Some(canonical.clone());
+        self.resolver.set(Some(&canonical));
+        self.subscribers.lock().retain(|tx| match tx.try_send(canonical.clone()) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(_)) => {
+                log::warn!(
+                    "{}: a certificate subscriber is {SUBSCRIBER_BACKLOG} rotations behind; it misses this one",
+                    self.config.name
+                );
+                true
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+        });
+        canonical
+    }
+
+    pub(crate) fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    pub(crate) fn usages_for(&self, alg: KeyAlgorithm) -> Vec<KeyUsage> {
+        match &self.config.usages {
+            UsagesSource::List(u) => u.clone(),
+            UsagesSource::PerKey(f) => f(alg),
+        }
+    }
+
+    /// Makes the key for a new CSR and checks its strength.
+    pub(crate) fn new_key(&self) -> Result<PrivateKey, Error> {
+        let key = match &self.config.key {
+            KeySource::Algorithm(alg) => PrivateKey::generate(*alg)?,
+            KeySource::Generator(g) => g().map_err(|e| Error::KeyGeneration(e.to_string()))?,
+        };
+        key.check_strength()?;
+        Ok(key)
+    }
+
+    /// Cancels the attempt in flight, if any.
+    pub(crate) fn cancel_in_flight(&self, reason: CancelReason) {
+        if let Some(c) = self.in_flight.lock().as_ref() {
+            c.cancel(reason);
+        }
+    }
+
+    /// Sets the TTL gauge from the current certificate.
+    pub(crate) fn update_ttl_gauge(&self, now: SystemTime) {
+        if let Some(g) = &self.config.ttl_gauge {
+            g.set(ttl_seconds(self.current_at(now).as_deref(), now));
+        }
+    }
+}
+
+/// Pending rotations a subscriber may fall behind before it misses one.
+pub const SUBSCRIBER_BACKLOG: usize = 8;
+
+/// Whole seconds until NotAfter, or `+Inf` without a certificate (kubelet TTL gauge).
+pub(crate) fn ttl_seconds(cert: Option<&Certificate>, now: SystemTime) -> f64 {
+    match cert {
+        None => f64::INFINITY,
+        Some(c) => match c.not_after().duration_since(now) {
+            Ok(d) => d.as_secs() as f64,
+            Err(e) => -(e.duration().as_secs() as f64),
+        },
+    }
+}
+
+#[derive(Default)]
+struct Threads {
+    running: bool,
+    stop_tx: Option<Sender<()>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// A certificate manager (client-go `certificate.NewManager`): keeps the current certificate
+/// fresh by rotating it through the CSR API at a jittered deadline.
+///
+/// Threads: [`start`](Manager::start) spawns one rotation thread, plus a template thread when
+/// the template is dynamic and polling is on. The handle owns their `JoinHandle`s; `stop()` and
+/// `Drop` join them.
+pub struct CertificateManager {
+    shared: Arc<Shared>,
+    /// Lock discipline: held by start/stop only; never by the threads.
+    threads: Mutex<Threads>,
+}
+
+impl fmt::Debug for CertificateManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateManager")
+            .field("name", &self.shared.config.name)
+            .field("current", &self.shared.latest.lock().as_deref())
+            .field("server_healthy", &self.server_healthy())
+            .finish()
+    }
+}
+
+impl CertificateManager {
+    /// Builds a manager and loads its first certificate (client-go `NewManager`): the store's
+    /// pair if it has not expired; otherwise the bootstrap pair (written to the store — a
+    /// failure there is only logged — and rotated at once); otherwise none, with rotation
+    /// forced. A stored pair that is corrupt counts as absent and is left on disk.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails other than by holding a corrupt pair;
+    /// [`Error::InvalidCertificate`], [`Error::InvalidKey`] or [`Error::KeyMismatch`] when the
+    /// bootstrap pair does not parse.
+    pub fn new(config: Config) -> Result<CertificateManager, Error> {
+        let now = config.clock.now();
+        let stored = match config.store.current() {
+            Ok(c) => c,
+            Err(StoreError::Corrupt { path, reason }) => {
+                log::warn!(
+                    "{}: stored certificate at {} is corrupt ({reason}); treating it as absent and leaving it for inspection",
+                    config.name,
+                    path.display()
+                );
+                None
+            }
+            Err(e) => return Err(Error::Store(e)),
+        };
+        let mut forced = false;
+        let initial = match stored {
+            Some(c) if !c.is_expired_at(now) => Some(c),
+            stored => {
+                if let Some(c) = &stored {
+                    log::info!(
+                        "{}: stored certificate expired at {}, not using it",
+                        config.name,
+                        crate::pki::fmt_time(c.not_after())
+                    );
+                }
+                forced = true;
+                match &config.bootstrap {
+                    Some((cert_pem, key_pem)) => {
+                        let boot = Certificate::from_pem(cert_pem, key_pem)?;
+                        if let Err(e) = config.store.update(cert_pem, key_pem) {
+                            log::warn!(
+                                "{}: unable to set the bootstrap certificate as the current one in the store: {e}",
+                                config.name
+                            );
+                        }
+                        Some(boot)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let seed = config.rng_seed.unwrap_or_else(|| rand::rng().random());
+        let (template_changed_tx, template_changed_rx) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared {
+            resolver: Arc::new(CertResolver::new(config.clock.clone())),
+            config,
+            published: ArcSwapOption::empty(),
+            latest: Mutex::new(None),
+            forced: AtomicBool::new(forced),
+            healthy: AtomicBool::new(false),
+            last_request: Mutex::new(None),
+            in_flight: Mutex::new(None),
+            attempt_lock: Mutex::new(()),
+            write_gate: Mutex::new(false),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            subscribers: Mutex::new(Vec::new()),
+            template_changed_tx,
+            template_changed_rx,
+        });
+        if let Some(cert) = initial {
+            shared.publish(cert);
+        }
+        Ok(CertificateManager {
+            shared,
+            threads: Mutex::new(Threads::default()),
+        })
+    }
+
+    /// Asks the manager to re-check the template now, without waiting for the next poll: if
+    /// the current certificate does not satisfy it and it differs from the last request, the
+    /// in-flight wait (if any) is cancelled and a new CSR is sent. Cheap when nothing changed.
+    pub fn notify_template_changed(&self) {
+        crate::rotation::check_template(&self.shared);
+    }
+
+    /// A channel that receives each new certificate, once per rotation. At most
+    /// [`SUBSCRIBER_BACKLOG`] rotations queue up for a subscriber that does not read; further
+    /// ones are skipped for it (with a warning) rather than growing memory.
+    pub fn subscribe(&self) -> Receiver<Arc<Certificate>> {
+        let (tx, rx) = crossbeam_channel::bounded(SUBSCRIBER_BACKLOG);
+        self.shared.subscribers.lock().push(tx);
+        rx
+    }
+
+    /// The rustls resolver fed by this manager, for servers and clients.
+    pub fn resolver(&self) -> Arc<CertResolver> {
+        self.shared.resolver.clone()
+    }
+
+    /// One synchronous rotation attempt, without backoff, whether or not the manager is
+    /// started. `stop()` cancels it.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] after `stop()`; [`Error::NoTemplate`], [`Error::NoClient`], key,
+    /// CSR API, verification or store errors from the attempt. A failure changes nothing but
+    /// the failure counter and health.
+    pub fn rotate_now(&self) -> Result<Arc<Certificate>, Error> {
+        if *self.shared.write_gate.lock() {
+            return Err(Error::Stopped);
+        }
+        crate::rotation::attempt(&self.shared)
+    }
+
+    /// Time until the current certificate's NotAfter (zero when it has passed), or `None`
+    /// without a certificate. For scrape-time reads of the TTL.
+    pub fn ttl(&self) -> Option<Duration> {
+        let now = self.shared.clock().now();
+        self.shared
+            .latest
+            .lock()
+            .as_ref()
+            .map(|c| c.not_after().duration_since(now).unwrap_or_default())
+    }
+
+    /// The config's name, as used in log lines.
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+}
+
+impl Manager for CertificateManager {
+    fn start(&self) {
+        let mut threads = self.threads.lock();
+        if threads.running {
+            return;
+        }
+        *self.shared.write_gate.lock() = false;
+        if self.shared.config.client_factory.is_none() {
+            log::info!(
+                "{}: no CSR client factory configured, certificate rotation is off",
+                self.shared.config.name
+            );
+            threads.running = true;
+            return;
+        }
+        match crate::rotation::spawn(&self.shared) {
+            Ok((stop_tx, handles)) => {
+                threads.handles = handles;
+                threads.stop_tx = Some(stop_tx);
+                threads.running = true;
+            }
+            Err(e) => log::error!(
+                "{}: cannot start the rotation thread: {e}",
+                self.shared.config.name
+            ),
+        }
+    }
+
+    fn stop(&self) {
+        let mut threads = self.threads.lock();
+        // Close the gate first: whatever the threads do from here on, they cannot write.
+        *self.shared.write_gate.lock() = true;
+        self.shared.cancel_in_flight(CancelReason::Stopped);
+        threads.stop_tx = None; // disconnects the stop channel
+        for h in threads.handles.drain(..) {
+            if h.join().is_err() {
+                log::error!("{}: a manager thread panicked", self.shared.config.name);
+            }
+        }
+        threads.running = false;
+    }
+
+    fn current(&self) -> Option<Arc<Certificate>> {
+        self.shared.current_fast()
+    }
+
+    fn server_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CertificateManager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

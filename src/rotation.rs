@@ -1,0 +1,426 @@
+//! The rotation thread, the template thread, and one rotation attempt.
+//!
+//! # The rotation thread
+//! Each pass computes the rotation deadline ([`schedule::next_deadline`]) and sleeps towards it
+//! in slices of at most `max_sleep_slice`, in a `select_biased!` over stop, template-changed and
+//! the timer — stop first, so stop always wins a tie. At every wake it re-reads the wall clock,
+//! so a clock step or a suspend is noticed within one slice. The jittered deadline is drawn once
+//! per certificate (re-drawing at every wake would pull rotations towards the start of the
+//! window). When the deadline is reached it runs attempts with backoff until one succeeds, the
+//! template disappears, or stop. Idle, the thread is blocked in `select!`.
+//!
+//! # The template thread
+//! Only for a dynamic template with polling on: every poll interval it checks whether the
+//! current certificate satisfies the template and whether the template differs from the last
+//! request (client-go's rule, which keeps a restart with a good certificate from sending a CSR).
+//! If both, it cancels the in-flight wait and signals the rotation thread.
+//! [`CertificateManager::notify_template_changed`](crate::CertificateManager::notify_template_changed)
+//! runs the same check on the caller's thread.
+//!
+//! # One attempt
+//! Key → CSR → client (from the factory, given the current certificate) → create → wait (with a
+//! clock-driven timeout that cancels the wait) → verify the issued chain against the key and the
+//! template → store → publish. Any failure leaves the stored and served certificate as it was.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, select_biased};
+
+use crate::csr::{Cancel, CancelReason, CsrError, CsrRequest};
+use crate::error::Error;
+use crate::manager::Shared;
+use crate::pki::{self, Certificate, fmt_duration, fmt_time};
+use crate::schedule;
+
+/// Spawns the rotation thread, and the template thread when the template is dynamic and polled.
+/// Returns the stop sender (dropping it stops the threads) and the handles to join.
+pub(crate) fn spawn(shared: &Arc<Shared>) -> std::io::Result<(Sender<()>, Vec<JoinHandle<()>>)> {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let stack = shared.config.thread_stack_size;
+    let mut handles = Vec::with_capacity(2);
+    let (s, stop) = (shared.clone(), stop_rx.clone());
+    handles.push(
+        std::thread::Builder::new()
+            .name("certrotate-rotation".into())
+            .stack_size(stack)
+            .spawn(move || rotation_loop(&s, &stop))?,
+    );
+    if let (true, Some(interval)) = (shared.is_dynamic(), shared.config.template_poll_interval) {
+        let s = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("certrotate-template".into())
+            .stack_size(stack)
+            .spawn(move || template_loop(&s, &stop_rx, interval));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                // Do not leave the rotation thread running without its sibling.
+                drop(stop_tx);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok((stop_tx, handles))
+}
+
+/// What woke a sleep.
+enum Wake {
+    Timer,
+    TemplateChanged,
+    Stop,
+}
+
+fn sleep(shared: &Shared, stop: &Receiver<()>, d: Duration) -> Wake {
+    let timer = shared.clock().after(d);
+    select_biased! {
+        recv(stop) -> _ => Wake::Stop,
+        recv(shared.template_changed_rx) -> _ => Wake::TemplateChanged,
+        recv(timer.receiver()) -> _ => Wake::Timer,
+    }
+}
+
+fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
+    let name = &shared.config.name;
+    // The deadline drawn for the certificate it was drawn for (compared by identity).
+    let mut drawn: Option<(Arc<Certificate>, SystemTime)> = None;
+    loop {
+        let now = shared.clock().now();
+        shared.update_ttl_gauge(now);
+        let cert = shared.current_at(now);
+        let template = shared.template();
+        let forced = shared.forced.load(Ordering::Relaxed);
+        let due_now =
+            forced || !crate::template::cert_satisfies_template(cert.as_deref(), template.as_ref());
+        let deadline = match (&cert, due_now) {
+            (Some(c), false) => match &drawn {
+                Some((d, at)) if Arc::ptr_eq(d, c) => *at,
+                _ => {
+                    let at = schedule::rotation_deadline(
+                        c.not_before(),
+                        c.not_after(),
+                        &mut *shared.rng.lock(),
+                    );
+                    log::info!(
+                        "{name}: certificate expiration is {}, rotation deadline is {}",
+                        fmt_time(c.not_after()),
+                        fmt_time(at)
+                    );
+                    drawn = Some((c.clone(), at));
+                    at
+                }
+            },
+            _ => now,
+        };
+        if deadline > now {
+            let d = schedule::sleep_slice(deadline, now, shared.config.max_sleep_slice);
+            log::debug!(
+                "{name}: waiting {} for the next certificate rotation",
+                fmt_duration(d)
+            );
+            match sleep(shared, stop, d) {
+                Wake::Stop => return,
+                // Either way, recompute from the wall clock and the current template: a changed
+                // template the certificate does not satisfy makes the deadline "now".
+                Wake::Timer | Wake::TemplateChanged => continue,
+            }
+        }
+        if template.is_none() && shared.template().is_none() {
+            // Nothing to request: wait for a template to appear, without counting a failure.
+            let d = shared
+                .config
+                .template_poll_interval
+                .unwrap_or(shared.config.max_sleep_slice)
+                .min(shared.config.max_sleep_slice);
+            if let Wake::Stop = sleep(shared, stop, d) {
+                return;
+            }
+            continue;
+        }
+        log::info!("{name}: Rotating certificates");
+        if let Flow::Stop = rotate_with_backoff(shared, stop) {
+            return;
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>) -> Flow {
+    let name = &shared.config.name;
+    let mut failures: u32 = 0;
+    loop {
+        match attempt(shared) {
+            Ok(_) => return Flow::Continue,
+            Err(Error::Stopped) => return Flow::Stop,
+            Err(Error::NoTemplate) => return Flow::Continue,
+            Err(Error::Csr(CsrError::Cancelled { .. })) => {
+                // Cancelled for a template change: recompute, which requests again at once if
+                // the certificate does not satisfy the new template.
+                if stop_requested(shared, stop) {
+                    return Flow::Stop;
+                }
+                return Flow::Continue;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let retry_after = match &e {
+                    Error::Csr(c) => c.retry_after(),
+                    _ => None,
+                };
+                let delay = schedule::backoff_delay(failures, retry_after, &mut *shared.rng.lock());
+                if schedule::backoff_exhausted(failures) {
+                    log::error!("{name}: Reached backoff limit, still unable to rotate certs: {e}");
+                }
+                log::debug!("{name}: next attempt in {}", fmt_duration(delay));
+                match sleep(shared, stop, delay) {
+                    Wake::Stop => return Flow::Stop,
+                    Wake::Timer => {}
+                    Wake::TemplateChanged => return Flow::Continue,
+                }
+            }
+        }
+    }
+}
+
+fn stop_requested(shared: &Shared, stop: &Receiver<()>) -> bool {
+    *shared.write_gate.lock()
+        || matches!(
+            stop.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+}
+
+/// Clears the in-flight cancel signal when an attempt ends, however it ends.
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        *self.0.in_flight.lock() = None;
+    }
+}
+
+/// One rotation attempt (client-go `rotateCerts`); counts the failure and logs it on error.
+pub(crate) fn attempt(shared: &Shared) -> Result<Arc<Certificate>, Error> {
+    let _serial = shared.attempt_lock.lock();
+    let _clear = InFlight(shared);
+    let cancel = arm(shared)?;
+    let result = attempt_inner(shared, cancel);
+    match &result {
+        Ok(cert) => log::info!(
+            "{}: rotated certificate: serial {}, valid {} to {}",
+            shared.config.name,
+            cert.serial_hex(),
+            fmt_time(cert.not_before()),
+            fmt_time(cert.not_after())
+        ),
+        Err(Error::Stopped | Error::NoTemplate) => {}
+        Err(Error::Csr(CsrError::Cancelled { .. })) => {
+            log::info!(
+                "{}: certificate request cancelled: template changed",
+                shared.config.name
+            );
+        }
+        Err(e) => {
+            log::error!(
+                "{}: failed while requesting a signed certificate from the control plane: {e}",
+                shared.config.name
+            );
+            if let Some(c) = &shared.config.renew_failure_counter {
+                c.inc();
+            }
+        }
+    }
+    result
+}
+
+/// Publishes a fresh cancel signal for the attempt in flight, then checks the write gate (in that
+/// order: `stop()` closes the gate, then cancels, so one of the two always catches a stop).
+fn arm(shared: &Shared) -> Result<Cancel, Error> {
+    let cancel = Cancel::new();
+    *shared.in_flight.lock() = Some(cancel.clone());
+    if *shared.write_gate.lock() {
+        return Err(Error::Stopped);
+    }
+    Ok(cancel)
+}
+
+fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>, Error> {
+    let config = &shared.config;
+    let template = shared.template().ok_or(Error::NoTemplate)?;
+    let factory = config.client_factory.as_ref().ok_or(Error::NoClient)?;
+    let key = shared.new_key()?;
+    let csr_pem = pki::build_csr_pem(&template, &key)?;
+    let now = shared.clock().now();
+    let current = shared.current_at(now);
+    let client = factory(current.as_deref()).map_err(|e| Error::ClientFactory {
+        message: e.to_string(),
+        source: Some(e),
+    })?;
+    let request = CsrRequest {
+        name: None,
+        csr_pem,
+        signer_name: config.signer_name.clone(),
+        usages: shared.usages_for(key.algorithm()),
+        expiration: config.requested_lifetime,
+        public_key_der: key.public_key_der(),
+    };
+    let csr = match client.create(&request) {
+        Ok(csr) => csr,
+        Err(e) => {
+            shared.set_healthy(e.server_healthy_after_create());
+            return Err(e.into());
+        }
+    };
+    *shared.last_request.lock() = Some(template.clone());
+    log::info!(
+        "{}: created certificate signing request {:?}",
+        config.name,
+        csr.name
+    );
+    let started = shared.clock().now();
+    let chain_pem = loop {
+        let waited = shared
+            .clock()
+            .now()
+            .duration_since(started)
+            .unwrap_or_default();
+        let left = config.certificate_wait_timeout.saturating_sub(waited);
+        match wait_with_timeout(shared, &*client, &csr, &cancel, left) {
+            Err(Error::Csr(CsrError::Cancelled { .. }))
+                if cancel.reason() == Some(CancelReason::TemplateChanged)
+                    && shared.template().as_ref() == Some(&template) =>
+            {
+                // The template went back to what this CSR asks for before the interrupt was
+                // handled: keep waiting for it rather than sending another CSR.
+                log::info!(
+                    "{}: template changed back, still waiting for {:?}",
+                    config.name,
+                    csr.name
+                );
+                cancel = arm(shared)?;
+            }
+            other => break other?,
+        }
+    };
+    let cert = pki::verify_issued(&chain_pem, &key, Some(&template), shared.clock().now())?;
+    store_and_publish(shared, cert, current.as_deref())
+}
+
+/// Waits for the certificate with the configured timeout measured on the manager's clock: a
+/// watchdog thread cancels the wait when the clock's timer fires.
+fn wait_with_timeout(
+    shared: &Shared,
+    client: &dyn crate::csr::CsrClient,
+    csr: &crate::csr::CsrRef,
+    cancel: &Cancel,
+    timeout: Duration,
+) -> Result<Vec<u8>, Error> {
+    let timer = shared.clock().after(timeout);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+    let result = std::thread::scope(|s| {
+        let watchdog = std::thread::Builder::new()
+            .name("certrotate-wait-timeout".into())
+            .stack_size(64 * 1024)
+            .spawn_scoped(s, || {
+                select_biased! {
+                    recv(done_rx) -> _ => {},
+                    recv(cancel.receiver()) -> _ => {},
+                    recv(timer.receiver()) -> _ => cancel.cancel(CancelReason::TimedOut),
+                }
+            });
+        if let Err(e) = watchdog {
+            log::warn!(
+                "{}: cannot start the wait timeout watchdog: {e}",
+                shared.config.name
+            );
+        }
+        let r = client.wait_for_certificate(csr, timeout, cancel);
+        drop(done_tx);
+        r
+    });
+    match result {
+        Ok(pem) => Ok(pem),
+        Err(CsrError::Cancelled { name }) if cancel.reason() == Some(CancelReason::TimedOut) => {
+            Err(CsrError::Timeout {
+                name,
+                waited: shared.config.certificate_wait_timeout,
+            }
+            .into())
+        }
+        Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
+            Err(Error::Stopped)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn store_and_publish(
+    shared: &Shared,
+    cert: Certificate,
+    old: Option<&Certificate>,
+) -> Result<Arc<Certificate>, Error> {
+    let gate = shared.write_gate.lock();
+    if *gate {
+        return Err(Error::Stopped);
+    }
+    shared
+        .config
+        .store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())?;
+    let now = shared.clock().now();
+    let published = shared.publish(cert);
+    drop(gate);
+    shared.forced.store(false, Ordering::Relaxed);
+    shared.set_healthy(true);
+    if let (Some(h), Some(old)) = (&shared.config.rotation_histogram, old) {
+        h.observe(
+            now.duration_since(old.not_before())
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+    }
+    shared.update_ttl_gauge(now);
+    Ok(published)
+}
+
+/// The template thread's loop.
+fn template_loop(shared: &Shared, stop: &Receiver<()>, interval: Duration) {
+    loop {
+        let timer = shared.clock().after(interval);
+        select_biased! {
+            recv(stop) -> _ => return,
+            recv(timer.receiver()) -> _ => check_template(shared),
+        }
+    }
+}
+
+/// client-go's template check: if the current certificate does not satisfy the template and
+/// the template differs from the last request, cancel the in-flight wait and signal.
+pub(crate) fn check_template(shared: &Shared) {
+    let Some(template) = shared.template() else {
+        return;
+    };
+    let cert = shared.current_at(shared.clock().now());
+    if cert.as_deref().is_some_and(|c| template.satisfied_by(c)) {
+        return;
+    }
+    if shared.last_request.lock().as_ref() == Some(&template) {
+        return;
+    }
+    changed(shared);
+}
+
+fn changed(shared: &Shared) {
+    shared.cancel_in_flight(CancelReason::TemplateChanged);
+    // A full channel already holds a pending signal; one is enough.
+    let _ = shared.template_changed_tx.try_send(());
+}

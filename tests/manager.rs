@@ -1,0 +1,1398 @@
+//! The certificate manager against a fake clock and a scripted CSR API: every scenario of
+//! client-go's certificate_manager_test.go, and the field cases that concern the engine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use certrotate::csr::CsrError;
+use certrotate::metrics::GaugeFn;
+use certrotate::testing::{ApiEvent, CreateStep, FakeClock, FakeCsrApi, WaitStep, api_error};
+use certrotate::{
+    Certificate, CertificateManager, Config, ConfigBuilder, CsrTemplate, Error, KeyAlgorithm,
+    KeyUsage, Manager, MemoryStore, PrivateKey, Store,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const BOUND: Duration = Duration::from_secs(10);
+
+/// 2026-01-01T00:00:00Z.
+fn start_time() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn fixture_cert(name: &str) -> Certificate {
+    Certificate::from_pem(
+        &fixture(&format!("{name}.crt")),
+        &fixture(&format!("{name}.key")),
+    )
+    .unwrap()
+}
+
+fn node_template() -> CsrTemplate {
+    CsrTemplate::new("system:node:fake-node-name").with_organization("system:nodes")
+}
+
+const USAGES: [KeyUsage; 3] = [
+    KeyUsage::DigitalSignature,
+    KeyUsage::KeyEncipherment,
+    KeyUsage::ClientAuth,
+];
+
+struct Rig {
+    clock: FakeClock,
+    api: Arc<FakeCsrApi>,
+    store: Arc<MemoryStore>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig::with_store(MemoryStore::new())
+    }
+
+    fn with_store(store: MemoryStore) -> Rig {
+        let clock = FakeClock::new(start_time());
+        let api = FakeCsrApi::new(Arc::new(clock.clone()), 100 * HOUR);
+        Rig {
+            clock,
+            api,
+            store: Arc::new(store),
+        }
+    }
+
+    fn builder(&self) -> ConfigBuilder {
+        Config::builder()
+            .template(node_template())
+            .usages(USAGES)
+            .signer_name("kubernetes.io/kube-apiserver-client")
+            .store(self.store.clone() as Arc<dyn Store>)
+            .clock(Arc::new(self.clock.clone()))
+            .client_factory(self.api.factory())
+            .rng_seed(1)
+    }
+
+    fn manager(&self) -> CertificateManager {
+        CertificateManager::new(self.builder().build().unwrap()).unwrap()
+    }
+
+    /// A certificate for `template` from the fake API's CA, valid `nb`..`na` from start.
+    fn cert(&self, template: &CsrTemplate, nb: i64, na: i64) -> Certificate {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let at = |s: i64| {
+            if s >= 0 {
+                start_time() + Duration::from_secs(s as u64)
+            } else {
+                start_time() - Duration::from_secs((-s) as u64)
+            }
+        };
+        self.api
+            .ca()
+            .issue(template, &key, &USAGES, at(nb), at(na))
+            .unwrap()
+    }
+
+    fn wait_created(&self) -> String {
+        match self
+            .api
+            .wait_for(BOUND, |e| matches!(e, ApiEvent::Created(Ok(_))))
+        {
+            Some(ApiEvent::Created(Ok(name))) => name,
+            other => panic!("no CSR created within {BOUND:?}: {other:?}"),
+        }
+    }
+
+    fn wait_event(&self, what: &str, pred: impl Fn(&ApiEvent) -> bool) -> ApiEvent {
+        self.api
+            .wait_for(BOUND, pred)
+            .unwrap_or_else(|| panic!("no {what} within {BOUND:?}"))
+    }
+
+    /// Waits until `n` timers are pending (the manager's threads are asleep).
+    fn asleep(&self, n: usize) {
+        assert!(
+            self.clock.wait_for_waiters(n, BOUND),
+            "threads did not go to sleep ({n} timers)"
+        );
+    }
+}
+
+fn same(a: Option<Arc<Certificate>>, b: &Certificate) -> bool {
+    a.is_some_and(|a| *a == *b)
+}
+
+/// Records every value a metric hook sees.
+#[derive(Default)]
+struct Recorded(parking_lot::Mutex<Vec<f64>>);
+
+impl Recorded {
+    fn values(&self) -> Vec<f64> {
+        self.0.lock().clone()
+    }
+}
+
+fn counter() -> (Arc<AtomicUsize>, Arc<dyn certrotate::metrics::Counter>) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let m = n.clone();
+    (
+        n,
+        Arc::new(move || {
+            m.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// client-go certificate_manager_test.go
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn new_manager_no_rotation() {
+    // Store has a cert, empty template, usages present but empty, no client: construction works.
+    let store = fixture_cert("store");
+    let rig = Rig::with_store(MemoryStore::with_certificate(store.clone()));
+    let config = Config::builder()
+        .template(CsrTemplate::default())
+        .usages([])
+        .store(rig.store.clone() as Arc<dyn Store>)
+        .clock(Arc::new(rig.clock.clone()))
+        .build()
+        .unwrap();
+    let m = CertificateManager::new(config).unwrap();
+    assert!(same(m.current(), &store));
+    m.start(); // no client: nothing runs
+    assert_eq!(rig.clock.waiters(), 0);
+    assert_eq!(
+        m.rotate_now().unwrap_err().to_string(),
+        Error::NoClient.to_string()
+    );
+}
+
+#[test]
+fn config_requires_usages_and_a_lifetime_the_api_accepts() {
+    let cases: [(&str, ConfigBuilder, &str); 5] = [
+        (
+            "no usages",
+            Config::builder(),
+            "either usages_fn or usages should be specified",
+        ),
+        (
+            "both usages",
+            Config::builder().usages([]).usages_fn(|_| vec![]),
+            "cannot specify both usages_fn and usages",
+        ),
+        (
+            "lifetime under 600 s",
+            Config::builder()
+                .usages([])
+                .requested_lifetime(Duration::from_secs(599)),
+            "below the CSR API minimum of 600 seconds",
+        ),
+        (
+            "zero poll interval",
+            Config::builder()
+                .usages([])
+                .template_poll_interval(Some(Duration::ZERO)),
+            "poll interval must not be zero",
+        ),
+        (
+            "zero wait timeout",
+            Config::builder()
+                .usages([])
+                .certificate_wait_timeout(Duration::ZERO),
+            "wait timeout",
+        ),
+    ];
+    for (name, builder, want) in cases {
+        let err = builder.build().unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{name}: {err}");
+        assert!(err.to_string().contains(want), "{name}: {err}");
+    }
+    Config::builder()
+        .usages([])
+        .requested_lifetime(Duration::from_secs(600))
+        .build()
+        .unwrap();
+}
+
+#[test]
+fn name_defaults_like_client_go() {
+    let name = |b: ConfigBuilder| {
+        CertificateManager::new(b.build().unwrap())
+            .unwrap()
+            .name()
+            .to_owned()
+    };
+    assert_eq!(
+        name(Config::builder().usages([]).name("kubelet-serving")),
+        "kubelet-serving"
+    );
+    assert_eq!(
+        name(Config::builder().usages([]).signer_name("example.com/s")),
+        "example.com/s"
+    );
+    assert_eq!(
+        name(Config::builder().usages([KeyUsage::ClientAuth])),
+        "client auth"
+    );
+    assert_eq!(
+        name(Config::builder().usages([KeyUsage::ServerAuth])),
+        "certificate"
+    );
+}
+
+#[test]
+fn cert_satisfies_template() {
+    let rig = Rig::new();
+    let ip = |s: &str| s.parse().unwrap();
+    let cert_t = CsrTemplate::new("system:node:n")
+        .with_organization("system:nodes")
+        .with_organization("extra")
+        .with_dns_name("n")
+        .with_dns_name("n.example.com")
+        .with_ip_address(ip("10.0.0.1"))
+        .with_ip_address(ip("10.0.0.2"));
+    let cert = rig.cert(&cert_t, 0, 3600);
+    let base = || {
+        CsrTemplate::new("system:node:n")
+            .with_organization("system:nodes")
+            .with_dns_name("n")
+            .with_ip_address(ip("10.0.0.1"))
+    };
+    let cases: Vec<(&str, Option<&Certificate>, Option<CsrTemplate>, bool)> = vec![
+        ("No certificate, no template", None, None, false),
+        ("No certificate", None, Some(base()), false),
+        ("No template", Some(&cert), None, true),
+        (
+            "Mismatched common name",
+            Some(&cert),
+            Some(CsrTemplate {
+                common_name: "other".into(),
+                ..base()
+            }),
+            false,
+        ),
+        (
+            "Missing orgs in certificate",
+            Some(&cert),
+            Some(base().with_organization("absent")),
+            false,
+        ),
+        ("Extra orgs in certificate", Some(&cert), Some(base()), true),
+        (
+            "Missing DNS names in certificate",
+            Some(&cert),
+            Some(base().with_dns_name("absent")),
+            false,
+        ),
+        (
+            "Extra DNS names in certificate",
+            Some(&cert),
+            Some(base()),
+            true,
+        ),
+        (
+            "Missing IP addresses in certificate",
+            Some(&cert),
+            Some(base().with_ip_address(ip("10.9.9.9"))),
+            false,
+        ),
+        (
+            "Extra IP addresses in certificate",
+            Some(&cert),
+            Some(base()),
+            true,
+        ),
+        (
+            "Matching certificate",
+            Some(&cert),
+            Some(cert_t.clone()),
+            true,
+        ),
+        (
+            "IPv4-mapped IPv6 equals IPv4",
+            Some(&cert),
+            Some(base().with_ip_address(ip("::ffff:10.0.0.2"))),
+            true,
+        ),
+    ];
+    for (name, cert, template, want) in cases {
+        let got = certrotate::template::cert_satisfies_template(cert, template.as_ref());
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn rotate_cert_create_csr_error() {
+    let rig = Rig::with_store(MemoryStore::with_certificate(fixture_cert("expired")));
+    let (failures, c) = counter();
+    let m = CertificateManager::new(
+        rig.builder()
+            .template(CsrTemplate::default())
+            .renew_failure_counter(c)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(m.current().is_none(), "an expired store cert is not served");
+    rig.api
+        .script_create(CreateStep::Fail(api_error(500, "InternalError", true)));
+    let err = m.rotate_now().unwrap_err();
+    assert!(matches!(err, Error::Csr(CsrError::Api { .. })), "{err}");
+    assert_eq!(failures.load(Ordering::SeqCst), 1);
+    assert_eq!(rig.store.updates(), 0);
+}
+
+#[test]
+fn rotate_cert_waiting_for_result_error() {
+    let rig = Rig::with_store(MemoryStore::with_certificate(fixture_cert("expired")));
+    let (failures, c) = counter();
+    let m = CertificateManager::new(
+        rig.builder()
+            .template(CsrTemplate::default())
+            .certificate_wait_timeout(Duration::from_millis(1))
+            .renew_failure_counter(c)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    rig.api
+        .script_wait(WaitStep::Fail(CsrError::InvalidResponse {
+            op: "watch",
+            message: "watch error".into(),
+        }));
+    let err = m.rotate_now().unwrap_err();
+    assert!(err.to_string().contains("watch error"), "{err}");
+    assert_eq!(failures.load(Ordering::SeqCst), 1);
+    assert_eq!(rig.store.updates(), 0);
+}
+
+#[test]
+fn new_manager_bootstrap() {
+    let rig = Rig::new();
+    let boot = fixture_cert("bootstrap");
+    let m = CertificateManager::new(
+        rig.builder()
+            .bootstrap(fixture("bootstrap.crt"), fixture("bootstrap.key"))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(same(m.current(), &boot), "bootstrap cert is current");
+    assert_eq!(
+        rig.store.updates(),
+        1,
+        "bootstrap pair written to the store"
+    );
+    // Rotation is forced: starting rotates at once, with no time passing.
+    let rotations = m.subscribe();
+    m.start();
+    let new = rotations.recv_timeout(BOUND).expect("forced rotation");
+    assert_ne!(*new, boot);
+    match rig.wait_event("client built", |e| matches!(e, ApiEvent::ClientBuilt(_))) {
+        ApiEvent::ClientBuilt(serial) => assert_eq!(
+            serial,
+            Some(boot.serial_hex()),
+            "factory got the bootstrap cert"
+        ),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn new_manager_no_bootstrap() {
+    // A valid store cert wins over the bootstrap pair; no forced rotation.
+    let rig = Rig::new();
+    let stored = rig.cert(&node_template(), 0, 100 * 3600);
+    rig.store
+        .update(stored.cert_pem().as_bytes(), stored.key_pem().as_bytes())
+        .unwrap();
+    let m = CertificateManager::new(
+        rig.builder()
+            .bootstrap(fixture("bootstrap.crt"), fixture("bootstrap.key"))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(same(m.current(), &stored));
+    m.start();
+    rig.asleep(1);
+    assert_eq!(rig.api.created(), 0, "no forced rotation");
+    assert!(rig.clock.next_timer_in().unwrap() <= Duration::from_secs(60));
+}
+
+#[test]
+fn get_current_certificate_or_bootstrap() {
+    // "return cert from store"
+    let rig = Rig::with_store(MemoryStore::with_certificate(fixture_cert("store")));
+    let m = CertificateManager::new(rig.builder().build().unwrap()).unwrap();
+    assert!(same(m.current(), &fixture_cert("store")));
+    // "no cert in store and no bootstrap cert": none, and rotation forced.
+    let rig = Rig::new();
+    let m = rig.manager();
+    assert!(m.current().is_none());
+    m.start();
+    rig.wait_created();
+}
+
+/// client-go TestInitializeCertificateSigningRequestClient and TestInitializeOtherRESTClients:
+/// the certificate before and after starting, with and without a signer name.
+#[test]
+fn initialize_csr_client_cases() {
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum C {
+        None,
+        Bootstrap,
+        Store,
+        Api,
+    }
+    let cases = [
+        (
+            "No current certificate, no bootstrap certificate",
+            false,
+            false,
+            false,
+            C::None,
+            C::Api,
+        ),
+        (
+            "No current certificate, bootstrap certificate",
+            false,
+            false,
+            true,
+            C::Bootstrap,
+            C::Api,
+        ),
+        (
+            "Current certificate, no bootstrap certificate",
+            true,
+            false,
+            false,
+            C::Store,
+            C::Store,
+        ),
+        (
+            "Current certificate, bootstrap certificate",
+            true,
+            false,
+            true,
+            C::Store,
+            C::Store,
+        ),
+        (
+            "Current certificate expired, no bootstrap certificate",
+            false,
+            true,
+            false,
+            C::None,
+            C::Api,
+        ),
+    ];
+    for signer in ["kubernetes.io/kube-apiserver-client", ""] {
+        for (name, store_cert, expired, bootstrap, before, after) in cases {
+            let name = format!("{name} (signer {signer:?})");
+            let store = match (store_cert, expired) {
+                (true, _) => MemoryStore::with_certificate(fixture_cert("store")),
+                (_, true) => MemoryStore::with_certificate(fixture_cert("expired")),
+                _ => MemoryStore::new(),
+            };
+            let rig = Rig::with_store(store);
+            // The template matches the store fixture, so only construction decides whether a
+            // rotation is forced (upstream calls rotateCerts only when forceRotation is set).
+            let mut b = rig
+                .builder()
+                .signer_name(signer)
+                .template(CsrTemplate::new("test-certificate-0"));
+            if bootstrap {
+                b = b.bootstrap(fixture("bootstrap.crt"), fixture("bootstrap.key"));
+            }
+            let m = CertificateManager::new(b.build().unwrap()).unwrap();
+            let kind = |c: Option<Arc<Certificate>>| match c {
+                None => C::None,
+                Some(c) if *c == fixture_cert("bootstrap") => C::Bootstrap,
+                Some(c) if *c == fixture_cert("store") => C::Store,
+                Some(_) => C::Api,
+            };
+            assert_eq!(kind(m.current()), before, "{name}: before");
+            let rotations = m.subscribe();
+            m.start();
+            if after == C::Api {
+                rotations
+                    .recv_timeout(BOUND)
+                    .unwrap_or_else(|_| panic!("{name}: no rotation"));
+                assert_eq!(rig.api.requests()[0].1.signer_name, signer, "{name}");
+            } else {
+                rig.asleep(1);
+                assert_eq!(rig.api.created(), 0, "{name}: no CSR");
+            }
+            assert_eq!(kind(m.current()), after, "{name}: after");
+            m.stop();
+        }
+    }
+}
+
+/// client-go TestServerHealth, plus 403 and a transport error (CASES C4).
+#[test]
+fn server_health() {
+    let transport = || CsrError::Transport {
+        op: "create",
+        message: "connection refused".into(),
+        source: None,
+    };
+    let cases: Vec<(&str, Option<CsrError>, bool)> = vec![
+        ("Current certificate, bootstrap certificate", None, true),
+        (
+            "Generic error on create",
+            Some(CsrError::InvalidResponse {
+                op: "create",
+                message: "create error".into(),
+            }),
+            false,
+        ),
+        (
+            "Unauthorized error on create",
+            Some(api_error(401, "Unauthorized", true)),
+            true,
+        ),
+        (
+            "Generic unauthorized error on create",
+            Some(api_error(401, "Unauthorized", false)),
+            true,
+        ),
+        (
+            "Generic not found error on create",
+            Some(api_error(404, "NotFound", false)),
+            false,
+        ),
+        (
+            "Not found error on create",
+            Some(api_error(404, "NotFound", true)),
+            true,
+        ),
+        (
+            "Forbidden error on create",
+            Some(api_error(403, "Forbidden", true)),
+            true,
+        ),
+        (
+            "Internal error from a load balancer",
+            Some(api_error(503, "ServiceUnavailable", false)),
+            false,
+        ),
+        ("Transport error on create", Some(transport()), false),
+    ];
+    for (name, err, healthy) in cases {
+        let store = fixture_cert("store");
+        let rig = Rig::with_store(MemoryStore::with_certificate(store.clone()));
+        let m = CertificateManager::new(
+            rig.builder()
+                .bootstrap(fixture("bootstrap.crt"), fixture("bootstrap.key"))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(!m.server_healthy(), "{name}: starts unhealthy");
+        let fails = err.is_some();
+        if let Some(e) = err {
+            rig.api.script_create(CreateStep::Fail(e));
+        }
+        let result = m.rotate_now();
+        assert_eq!(result.is_err(), fails, "{name}: {result:?}");
+        assert_eq!(m.server_healthy(), healthy, "{name}");
+        assert_eq!(same(m.current(), &store), fails, "{name}: cert after");
+    }
+}
+
+#[test]
+fn rotation_logs_duration() {
+    let rig = Rig::new();
+    let old = rig.cert(&node_template(), -7200, 100 * 3600);
+    rig.store
+        .update(old.cert_pem().as_bytes(), old.key_pem().as_bytes())
+        .unwrap();
+    let hist = Arc::new(Recorded::default());
+    let h = hist.clone();
+    let m = CertificateManager::new(
+        rig.builder()
+            .rotation_histogram(Arc::new(move |v: f64| h.0.lock().push(v)))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.rotate_now().unwrap();
+    assert_eq!(hist.values(), vec![7200.0]);
+}
+
+#[test]
+fn stop() {
+    let rig = Rig::new();
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(|| Some(node_template()))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(m.current().is_none());
+    let rotations = m.subscribe();
+    m.start();
+    rotations.recv_timeout(BOUND).expect("a cert while running");
+    assert!(m.current().is_some());
+    let t = std::time::Instant::now();
+    m.stop();
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(rig.clock.waiters(), 0, "both threads gone");
+    m.stop(); // idempotent
+}
+
+#[test]
+fn context_logs_rotating_certificates() {
+    logs::install();
+    let rig = Rig::new();
+    let m = CertificateManager::new(
+        rig.builder()
+            .signer_name("")
+            .name("certificate")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let rotations = m.subscribe();
+    m.start();
+    rotations.recv_timeout(BOUND).unwrap();
+    m.stop();
+    let lines = logs::lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("certificate: Rotating certificates")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("PRIVATE KEY")),
+        "no key material in logs"
+    );
+}
+
+/// client-go TestGenerateKeyConfig.
+#[test]
+fn generate_key_config() {
+    let rig = Rig::new();
+    // nil generator: the default EC P-256 key.
+    let m = rig.manager();
+    m.rotate_now().unwrap();
+    let (_, req) = rig.api.requests().pop().unwrap();
+    let csr = certrotate::pki::parse_csr_pem(req.csr_pem.as_bytes()).unwrap();
+    assert_eq!(
+        PrivateKey::from_pem(m.current().unwrap().key_pem().as_bytes())
+            .unwrap()
+            .algorithm(),
+        KeyAlgorithm::EcdsaP256
+    );
+    assert_eq!(csr.public_key_der, req.public_key_der);
+
+    // custom EC and RSA keys: the very key is used.
+    for (name, key) in [
+        (
+            "returns custom EC key (key2)",
+            PrivateKey::generate(KeyAlgorithm::EcdsaP384).unwrap(),
+        ),
+        (
+            "returns custom RSA key",
+            PrivateKey::from_pem(&fixture("two-certs.key")).unwrap(),
+        ),
+    ] {
+        let rig = Rig::new();
+        let k = key.clone();
+        let m = CertificateManager::new(
+            rig.builder()
+                .generate_key(move || Ok(k.clone()))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        let cert = m.rotate_now().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            cert.private_key().public_key_der(),
+            key.public_key_der(),
+            "{name}"
+        );
+    }
+
+    // simulate parsing error: the error wraps the generator's.
+    let rig = Rig::new();
+    let m = CertificateManager::new(
+        rig.builder()
+            .generate_key(|| Err("parsing error".into()))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let err = m.rotate_now().unwrap_err();
+    assert!(matches!(err, Error::KeyGeneration(_)), "{err}");
+    assert!(err.to_string().contains("parsing error"), "{err}");
+
+    // a weak key from a generator is refused before any CSR.
+    let rig = Rig::new();
+    let m = CertificateManager::new(
+        rig.builder()
+            .generate_key(|| Ok(PrivateKey::from_pem(&fixture("rsa1024.key")).unwrap()))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let err = m.rotate_now().unwrap_err();
+    assert!(matches!(err, Error::InsecureKey(_)), "{err}");
+    assert_eq!(rig.api.created(), 0);
+}
+
+#[test]
+fn usages_follow_the_key_algorithm() {
+    let rig = Rig::new();
+    let usages = |alg: KeyAlgorithm| {
+        let mut u = vec![KeyUsage::DigitalSignature];
+        if alg.is_rsa() {
+            u.push(KeyUsage::KeyEncipherment);
+        }
+        u.push(KeyUsage::ClientAuth);
+        u
+    };
+    let rsa = PrivateKey::from_pem(&fixture("two-certs.key")).unwrap();
+    for (gen_rsa, want) in [
+        (
+            false,
+            vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
+        ),
+        (
+            true,
+            vec![
+                KeyUsage::DigitalSignature,
+                KeyUsage::KeyEncipherment,
+                KeyUsage::ClientAuth,
+            ],
+        ),
+    ] {
+        let r = rsa.clone();
+        let mut b = Config::builder()
+            .template(node_template())
+            .usages_fn(usages)
+            .store(rig.store.clone() as Arc<dyn Store>)
+            .clock(Arc::new(rig.clock.clone()))
+            .client_factory(rig.api.factory());
+        if gen_rsa {
+            b = b.generate_key(move || Ok(r.clone()));
+        }
+        let m = CertificateManager::new(b.build().unwrap()).unwrap();
+        m.rotate_now().unwrap();
+        assert_eq!(
+            rig.api.requests().last().unwrap().1.usages,
+            want,
+            "rsa={gen_rsa}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time, lifecycle and bad input
+// ---------------------------------------------------------------------------------------------
+
+/// CASES C5: the wall clock jumps past the deadline while the thread sleeps on a monotonic
+/// timer; the attempt starts within one sleep slice, and an expired cert is hidden at once.
+#[test]
+fn c5_wall_clock_jump_is_noticed_within_one_slice() {
+    let rig = Rig::new();
+    let cert = rig.cert(&node_template(), 0, 100 * 3600);
+    rig.store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+        .unwrap();
+    rig.api.script_wait(WaitStep::Hang);
+    let m = rig.manager();
+    m.start();
+    rig.asleep(1);
+    rig.clock.set(start_time() + 95 * HOUR); // past any deadline, before NotAfter
+    assert!(same(m.current(), &cert));
+    assert_eq!(
+        rig.api.created(),
+        0,
+        "the sleeping thread has not noticed yet"
+    );
+    let moved = rig.clock.advance_to_next_timer().unwrap();
+    assert!(moved <= Duration::from_secs(60), "woke after {moved:?}");
+    rig.wait_created();
+    // Past NotAfter: hidden at once, even though nothing rotated.
+    rig.clock.set(cert.not_after() + Duration::from_secs(1));
+    assert!(m.current().is_none());
+    assert!(m.resolver().as_ref().is_some_with_no_cert());
+    m.stop();
+}
+
+trait ResolverProbe {
+    fn is_some_with_no_cert(&self) -> bool;
+}
+
+impl ResolverProbe for certrotate::tls::CertResolver {
+    fn is_some_with_no_cert(&self) -> bool {
+        !rustls::client::ResolvesClientCert::has_certs(self)
+    }
+}
+
+#[test]
+fn c2_start_returns_at_once_and_a_past_deadline_rotates_now() {
+    let rig = Rig::new();
+    // Issued long ago: its whole window [70 %, 90 %) is in the past, NotAfter still ahead.
+    let cert = rig.cert(&node_template(), -95 * 3600, 5 * 3600);
+    rig.store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+        .unwrap();
+    for _ in 0..3 {
+        rig.api.script_wait(WaitStep::Hang); // an API that never approves
+    }
+    let m = rig.manager();
+    assert!(
+        same(m.current(), &cert),
+        "usable straight after construction"
+    );
+    let t = std::time::Instant::now();
+    m.start();
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "start blocked for {:?}",
+        t.elapsed()
+    );
+    rig.wait_created();
+    m.stop();
+}
+
+#[test]
+fn stop_is_prompt_in_every_state_and_nothing_is_written_after() {
+    // Sleeping.
+    let rig = Rig::new();
+    let cert = rig.cert(&node_template(), 0, 100 * 3600);
+    rig.store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+        .unwrap();
+    let m = rig.manager();
+    m.start();
+    rig.asleep(1);
+    let t = std::time::Instant::now();
+    m.stop();
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "sleeping: {:?}",
+        t.elapsed()
+    );
+
+    // Backing off.
+    let rig = Rig::new();
+    rig.api
+        .script_create(CreateStep::Fail(api_error(500, "InternalError", true)));
+    let m = rig.manager();
+    m.start();
+    rig.wait_event("failed create", |e| matches!(e, ApiEvent::Created(Err(_))));
+    rig.asleep(1);
+    let t = std::time::Instant::now();
+    m.stop();
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "backing off: {:?}",
+        t.elapsed()
+    );
+
+    // A CSR wait in flight; the API answers after stop: nothing is written or served.
+    let rig = Rig::new();
+    rig.api.script_wait(WaitStep::Hang);
+    let m = rig.manager();
+    m.start();
+    rig.wait_event("wait start", |e| matches!(e, ApiEvent::WaitStarted(_)));
+    let t = std::time::Instant::now();
+    m.stop();
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "waiting: {:?}",
+        t.elapsed()
+    );
+    rig.wait_event("wait end", |e| matches!(e, ApiEvent::WaitEnded(Err(_))));
+    assert_eq!(rig.store.updates(), 0);
+    assert!(m.current().is_none());
+    assert!(matches!(m.rotate_now(), Err(Error::Stopped)));
+    assert_eq!(rig.store.updates(), 0);
+    m.stop();
+}
+
+/// `start()` after `stop()` starts again (client-go does not support it; here it is defined).
+#[test]
+fn start_after_stop_resumes_rotation() {
+    let rig = Rig::new();
+    rig.api.script_wait(WaitStep::Hang);
+    let m = rig.manager();
+    let rotations = m.subscribe();
+    m.start();
+    rig.wait_event("wait start", |e| matches!(e, ApiEvent::WaitStarted(_)));
+    m.stop();
+    assert!(m.current().is_none());
+    m.start();
+    rotations
+        .recv_timeout(BOUND)
+        .expect("rotation after restart");
+    assert_eq!(rig.api.created(), 2);
+    m.stop();
+}
+
+#[test]
+fn bad_issued_chains_are_rejected_and_the_old_cert_kept() {
+    let ip = "10.0.0.9".parse().unwrap();
+    let template = node_template().with_ip_address(ip);
+    type Make = certrotate::testing::Responder;
+    let for_key = |t: CsrTemplate, key: PrivateKey, nb: SystemTime, na: SystemTime| -> Make {
+        Box::new(move |req, ca| {
+            ca.issue_pem(&t, &key, &req.usages, nb, na)
+                .unwrap()
+                .into_bytes()
+        })
+    };
+    let now = start_time();
+    let cases: Vec<(&str, Make, &str)> = vec![
+        (
+            "chain for another key",
+            for_key(
+                template.clone(),
+                PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap(),
+                now,
+                now + HOUR,
+            ),
+            "different key",
+        ),
+        (
+            "expired chain",
+            Box::new(move |req, ca| {
+                let parsed = certrotate::pki::parse_csr_pem(req.csr_pem.as_bytes()).unwrap();
+                ca.sign_csr(&parsed, &req.usages, now - 2 * HOUR, now - HOUR)
+                    .unwrap()
+                    .into_bytes()
+            }),
+            "expired",
+        ),
+        (
+            "garbage PEM",
+            Box::new(|_, _| {
+                b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".to_vec()
+            }),
+            "PEM",
+        ),
+        (
+            "chain missing a requested SAN",
+            Box::new(move |req, ca| {
+                let mut parsed = certrotate::pki::parse_csr_pem(req.csr_pem.as_bytes()).unwrap();
+                parsed.san_der = None;
+                ca.sign_csr(&parsed, &req.usages, now, now + HOUR)
+                    .unwrap()
+                    .into_bytes()
+            }),
+            "missing IP address 10.0.0.9",
+        ),
+    ];
+    for (name, make, want) in cases {
+        let rig = Rig::new();
+        let old = rig.cert(&template, -3600, 1000 * 3600);
+        rig.store
+            .update(old.cert_pem().as_bytes(), old.key_pem().as_bytes())
+            .unwrap();
+        let (failures, c) = counter();
+        let m = CertificateManager::new(
+            rig.builder()
+                .template(template.clone())
+                .renew_failure_counter(c)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        rig.api.script_wait(WaitStep::Respond(make));
+        let err = m.rotate_now().unwrap_err();
+        assert!(err.to_string().contains(want), "{name}: {err}");
+        assert_eq!(failures.load(Ordering::SeqCst), 1, "{name}");
+        assert!(same(m.current(), &old), "{name}: old cert still served");
+        assert_eq!(rig.store.updates(), 1, "{name}: nothing stored");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle cost, counted on the fake clock
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the fake clock forward `span`, one timer at a time, waiting each time until `sleepers`
+/// timers are pending again. Returns the number of timers made meanwhile (wake-ups).
+fn simulate(rig: &Rig, sleepers: usize, span: Duration) -> u64 {
+    rig.asleep(sleepers);
+    let before = rig.clock.timers_created();
+    let mut elapsed = Duration::ZERO;
+    while elapsed < span {
+        elapsed += rig.clock.advance_to_next_timer().expect("a pending timer");
+        rig.asleep(sleepers);
+    }
+    rig.clock.timers_created() - before
+}
+
+fn satisfied_store(rig: &Rig) -> Certificate {
+    let t = node_template().with_ip_address("10.0.0.1".parse().unwrap());
+    let cert = rig.cert(&t, 0, 1000 * 3600);
+    rig.store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+        .unwrap();
+    cert
+}
+
+#[test]
+fn idle_wakes_per_hour_static_template() {
+    let rig = Rig::new();
+    satisfied_store(&rig);
+    let m = rig.manager();
+    m.start();
+    let wakes = simulate(&rig, 1, HOUR);
+    assert!(wakes <= 61, "{wakes} wakes per idle hour");
+    assert_eq!(rig.api.created(), 0);
+    m.stop();
+}
+
+#[test]
+fn idle_wakes_per_hour_dynamic_template_polled_every_second() {
+    let rig = Rig::new();
+    satisfied_store(&rig);
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(|| Some(node_template()))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.start();
+    let wakes = simulate(&rig, 2, HOUR);
+    assert!(
+        (3500..=3800).contains(&wakes),
+        "{wakes} wakes per idle hour"
+    );
+    assert_eq!(rig.api.created(), 0);
+    m.stop();
+}
+
+#[test]
+fn idle_wakes_per_hour_without_polling_and_notify_rotates_at_once() {
+    let rig = Rig::new();
+    satisfied_store(&rig);
+    let template = Arc::new(parking_lot::Mutex::new(node_template()));
+    let t = template.clone();
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(move || Some(t.lock().clone()))
+            .template_poll_interval(None)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.start();
+    let wakes = simulate(&rig, 1, HOUR);
+    assert!(wakes <= 61, "{wakes} wakes per idle hour");
+    *template.lock() = node_template().with_ip_address("10.0.0.2".parse().unwrap());
+    m.notify_template_changed();
+    rig.wait_created(); // no time passed
+    m.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field cases
+// ---------------------------------------------------------------------------------------------
+
+/// C3: an expired stored cert is never served; with a bootstrap pair the bootstrap wins, and
+/// without one the factory is given `None` so the caller can use bootstrap credentials.
+#[test]
+fn c3_expired_store_cert_never_wins() {
+    let rig = Rig::with_store(MemoryStore::with_certificate(fixture_cert("expired")));
+    let m = CertificateManager::new(
+        rig.builder()
+            .bootstrap(fixture("bootstrap.crt"), fixture("bootstrap.key"))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(same(m.current(), &fixture_cert("bootstrap")));
+
+    let rig = Rig::with_store(MemoryStore::with_certificate(fixture_cert("expired")));
+    let m = rig.manager();
+    assert!(m.current().is_none());
+    m.start();
+    match rig.wait_event("client built", |e| matches!(e, ApiEvent::ClientBuilt(_))) {
+        ApiEvent::ClientBuilt(serial) => assert_eq!(serial, None),
+        e => panic!("{e:?}"),
+    }
+    m.stop();
+}
+
+/// C9: a restart with a stored cert that satisfies a dynamic template sends no CSR; extra SANs
+/// in the cert do not count; a new IP in the template gives exactly one CSR within one poll.
+#[test]
+fn c9_no_csr_on_restart_with_a_good_cert() {
+    let rig = Rig::new();
+    let t = node_template()
+        .with_ip_address("10.0.0.1".parse().unwrap())
+        .with_dns_name("extra.example.com");
+    let cert = rig.cert(&t, 0, 1000 * 3600);
+    rig.store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+        .unwrap();
+    let template = Arc::new(parking_lot::Mutex::new(
+        node_template().with_ip_address("10.0.0.1".parse().unwrap()),
+    ));
+    let tt = template.clone();
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(move || Some(tt.lock().clone()))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let rotations = m.subscribe();
+    m.start();
+    simulate(&rig, 2, Duration::from_secs(10));
+    assert_eq!(rig.api.created(), 0, "no CSR in ten poll periods");
+    *template.lock() = node_template()
+        .with_ip_address("10.0.0.1".parse().unwrap())
+        .with_ip_address("10.0.0.2".parse().unwrap());
+    rig.asleep(2);
+    rig.clock.advance(Duration::from_secs(1));
+    rig.wait_created();
+    let cert = rotations
+        .recv_timeout(BOUND)
+        .expect("rotation for the new IP");
+    assert_eq!(cert.ip_addresses().len(), 2);
+    simulate(&rig, 2, Duration::from_secs(10));
+    assert_eq!(rig.api.created(), 1, "exactly one CSR");
+    m.stop();
+}
+
+/// C10: nothing ever approves. Over 24 simulated hours each attempt waits the full timeout,
+/// retries follow the backoff schedule, at most one CSR is outstanding, the CSR count stays
+/// bounded, every attempt is counted as a failure, and stop cancels the wait at once.
+#[test]
+fn c10_never_approved_for_a_day() {
+    let rig = Rig::new();
+    for _ in 0..200 {
+        rig.api.script_wait(WaitStep::Hang);
+    }
+    let (failures, c) = counter();
+    let m =
+        CertificateManager::new(rig.builder().renew_failure_counter(c).build().unwrap()).unwrap();
+    m.start();
+    let mut elapsed = Duration::ZERO;
+    let mut steps = Vec::new();
+    while elapsed < 24 * HOUR {
+        rig.asleep(1);
+        let d = rig.clock.advance_to_next_timer().unwrap();
+        elapsed += d;
+        steps.push(d);
+    }
+    rig.asleep(1);
+    let created = rig.api.created();
+    assert!((80..=97).contains(&created), "{created} CSRs in 24 h");
+    assert_eq!(rig.api.max_outstanding(), 1);
+    // Steps alternate: wait timeout (15 min), then the backoff delay.
+    let timeout = Duration::from_secs(900);
+    let backoffs: Vec<Duration> = steps.iter().copied().filter(|d| *d != timeout).collect();
+    assert!(steps.iter().filter(|d| **d == timeout).count() >= 80);
+    for (i, base) in [2u64, 4, 8, 16].into_iter().enumerate() {
+        let b = Duration::from_secs(base);
+        assert!(
+            backoffs[i] >= b && backoffs[i] < b.mul_f64(1.1),
+            "backoff {i}: {:?}",
+            backoffs[i]
+        );
+    }
+    assert!(
+        backoffs[4..]
+            .iter()
+            .all(|d| *d >= Duration::from_secs(24) && *d < Duration::from_secs(40)),
+        "{backoffs:?}"
+    );
+    let attempts = steps.iter().filter(|d| **d == timeout).count();
+    assert_eq!(failures.load(Ordering::SeqCst), attempts);
+    let t = std::time::Instant::now();
+    m.stop();
+    assert!(t.elapsed() < Duration::from_millis(100));
+}
+
+/// C11: a denied CSR ends the wait at once; the next attempt sends a new CSR with a new key.
+#[test]
+fn c11_denied_then_new_csr_with_new_key() {
+    let rig = Rig::new();
+    rig.api.script_wait(WaitStep::Fail(CsrError::Denied {
+        name: "csr-1".into(),
+        reason: "NotAllowed".into(),
+        message: "no".into(),
+    }));
+    let m = rig.manager();
+    let rotations = m.subscribe();
+    m.start();
+    // Backoff after the denial (2 s), no 15-minute wait sat out.
+    assert!(
+        rig.clock
+            .wait_for_timer_within(Duration::from_secs(3), BOUND)
+    );
+    assert_eq!(rig.api.created(), 1);
+    rig.clock.advance_to_next_timer();
+    rotations.recv_timeout(BOUND).unwrap();
+    let reqs = rig.api.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_ne!(reqs[0].1.public_key_der, reqs[1].1.public_key_der);
+    m.stop();
+}
+
+/// C15: the deadline comes from the issued cert, never from the requested lifetime.
+#[test]
+fn c15_deadline_from_the_issued_cert_not_the_request() {
+    let rig = Rig::new(); // issues 100 h certs
+    let m = CertificateManager::new(
+        rig.builder()
+            .requested_lifetime(HOUR)
+            .max_sleep_slice(10_000 * HOUR)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let rotations = m.subscribe();
+    m.start();
+    let cert = rotations.recv_timeout(BOUND).unwrap();
+    assert_eq!(rig.api.requests()[0].1.expiration, Some(HOUR));
+    rig.asleep(1);
+    let sleep = rig.clock.next_timer_in().unwrap();
+    assert!(sleep >= 70 * HOUR && sleep < 90 * HOUR, "{sleep:?}");
+    assert_eq!(cert.info().lifetime(), 100 * HOUR);
+    m.stop();
+}
+
+/// C17: a template change while a CSR is outstanding cancels the wait and requests the new
+/// template within one poll; a change that reverts before it is handled sends nothing new.
+#[test]
+fn c17_template_change_while_waiting() {
+    let rig = Rig::new();
+    let a = node_template().with_ip_address("10.0.0.1".parse().unwrap());
+    let b = node_template()
+        .with_ip_address("10.0.0.1".parse().unwrap())
+        .with_ip_address("10.0.0.2".parse().unwrap());
+    let c = node_template().with_ip_address("10.0.0.3".parse().unwrap());
+    let current = Arc::new(parking_lot::Mutex::new(a.clone()));
+    let flip = Arc::new(parking_lot::Mutex::new(None::<CsrTemplate>));
+    let (cur, fl) = (current.clone(), flip.clone());
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(move || Some(fl.lock().take().unwrap_or_else(|| cur.lock().clone())))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    rig.api.script_wait(WaitStep::Hang); // CSR for A
+    rig.api.script_wait(WaitStep::Hang); // CSR for B
+    rig.api.script_wait(WaitStep::Hang); // B again, after the reverted change
+    let rotations = m.subscribe();
+    m.start();
+    let first = rig.wait_created();
+    rig.wait_event("wait A", |e| matches!(e, ApiEvent::WaitStarted(_)));
+    rig.asleep(2); // the wait's timeout watchdog and the template poll
+    *current.lock() = b.clone();
+    rig.clock.advance(Duration::from_secs(1)); // one poll
+    let second = rig.wait_created();
+    assert_ne!(first, second);
+    let req = rig.api.requests()[1].1.clone();
+    let csr = certrotate::pki::parse_csr_pem(req.csr_pem.as_bytes()).unwrap();
+    assert_eq!(
+        csr.ip_addresses, b.ip_addresses,
+        "CSR from the latest template"
+    );
+    rig.wait_event(
+        "wait B",
+        |e| matches!(e, ApiEvent::WaitStarted(n) if *n == second),
+    );
+    rig.asleep(2);
+    // The poll sees C once; by the time the rotation thread looks, it is B again.
+    *flip.lock() = Some(c);
+    rig.clock.advance(Duration::from_secs(1));
+    rig.wait_event(
+        "B re-waited",
+        |e| matches!(e, ApiEvent::WaitStarted(n) if *n == second),
+    );
+    assert_eq!(rig.api.created(), 2, "no CSR for the reverted change");
+    m.stop();
+    assert!(rotations.try_recv().is_err(), "nothing was issued");
+}
+
+mod logs {
+    use std::sync::{Mutex, OnceLock};
+
+    static LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if let Some(l) = LINES.get() {
+                l.lock().unwrap().push(format!("{}", record.args()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    pub fn install() {
+        LINES.get_or_init(|| Mutex::new(Vec::new()));
+        let _ = log::set_logger(&Capture);
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+
+    pub fn lines() -> Vec<String> {
+        LINES
+            .get()
+            .map(|l| l.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn ttl_gauge_and_ttl() {
+    let rig = Rig::new();
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let m = CertificateManager::new(
+        rig.builder()
+            .ttl_gauge(Arc::new(GaugeFn(move |v: f64| {
+                s.store(v.to_bits(), Ordering::SeqCst)
+            })))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m.ttl(), None);
+    rig.api.script_wait(WaitStep::Hang);
+    m.start();
+    rig.wait_event("wait", |e| matches!(e, ApiEvent::WaitStarted(_)));
+    assert_eq!(f64::from_bits(seen.load(Ordering::SeqCst)), f64::INFINITY);
+    m.stop();
+    m.rotate_now().unwrap_err();
+    let rotations = m.subscribe();
+    m.start();
+    let cert = rotations.recv_timeout(BOUND).unwrap();
+    assert_eq!(m.ttl(), Some(100 * HOUR));
+    rig.asleep(1);
+    assert_eq!(f64::from_bits(seen.load(Ordering::SeqCst)), 100.0 * 3600.0);
+    assert_eq!(cert.info().lifetime(), 100 * HOUR);
+    m.stop();
+}
