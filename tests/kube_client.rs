@@ -1107,3 +1107,68 @@ fn round_trip_create_to_issued() {
     assert_eq!(issued.common_name(), "system:node:n1");
     eprintln!("create -> issued round trip: {took:?}");
 }
+
+/// The manager waits again on the same client when a template change is reverted before the
+/// interrupt is handled: a cancelled wait must leave the client usable.
+#[test]
+fn client_stays_usable_after_a_cancelled_wait() {
+    let api = FakeApi::new();
+    let (client, csr) = create_v1(&api);
+    let client = Arc::new(client);
+    let cancel = Cancel::new();
+    let (c, k, r) = (client.clone(), cancel.clone(), csr.clone());
+    let waiter = thread::spawn(move || c.wait_for_certificate(&r, LONG, &k));
+    api.wait_watch_open();
+    cancel.cancel(CancelReason::TemplateChanged);
+    assert!(matches!(
+        waiter.join().unwrap(),
+        Err(CsrError::Cancelled { .. })
+    ));
+    let cert = api.sign(&csr.name);
+    api.push_watch(vec![Step::Event(
+        "MODIFIED",
+        with_cert(
+            with_condition(api.object(&csr.name), "Approved", "", ""),
+            &cert,
+        ),
+    )]);
+    assert_eq!(wait(&client, &csr, LONG).unwrap(), cert.as_bytes());
+}
+
+/// A watch connection that stays silent past its timeoutSeconds (the server neither sends
+/// nor ends it) is dropped by the per-read timeout, and the wait lists and watches again.
+#[test]
+fn silent_watch_is_dropped_after_its_read_timeout() {
+    let api = FakeApi::new();
+    let client = api
+        .builder()
+        .watch_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+    let csr = client.create(&req).unwrap();
+    let cert = api.sign(&csr.name);
+    api.push_watch(vec![Step::Notify, Step::Hang]);
+    api.push_watch(vec![Step::Event(
+        "MODIFIED",
+        with_cert(
+            with_condition(api.object(&csr.name), "Approved", "", ""),
+            &cert,
+        ),
+    )]);
+    let t = Instant::now();
+    assert_eq!(wait(&client, &csr, LONG).unwrap(), cert.as_bytes());
+    let took = t.elapsed();
+    // timeoutSeconds=1, so reads give up after 2 s of silence.
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let watches: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|l| l.q("watch") == Some("true"))
+        .collect();
+    assert_eq!(watches.len(), 2);
+    assert_eq!(watches[0].q("timeoutSeconds"), Some("1"));
+}

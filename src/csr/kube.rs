@@ -17,23 +17,26 @@
 //! # Connections and credentials
 //! Each client owns one ureq `Agent` and so its own connections: a client built with a new
 //! certificate never reuses a connection made with an old one. The manager builds a client per
-//! rotation attempt through [`KubeCsrClientBuilder::factory`]. Cancelling a wait shuts the agent
-//! down, which interrupts a blocked read at once; the client cannot be used after that.
+//! rotation attempt through [`KubeCsrClientBuilder::factory`]. Cancelling a wait shuts its agent
+//! down, which interrupts a blocked read at once; the next call on the client makes a fresh
+//! agent with the same identity, so a client stays usable after a cancelled wait.
 //!
 //! # Limits against a broken or hostile server
 //! Every read is bounded: an object or error body ≤ 4 MiB, a list ≤ 16 MiB, one watch event
 //! line ≤ 4 MiB (memory stays flat however long a watch runs). Connects time out after 10 s,
 //! requests after 30 s; a watch asks the server to end it after `timeoutSeconds` (5–10 min,
 //! random, as client-go's reflector) and gives up on a connection silent for that long plus
-//! 30 s. Malformed JSON, an unknown event type or a stream that breaks off inside an event end
+//! as long again (at most 30 s more), then lists and watches again. Malformed JSON, an unknown event type or a stream that breaks off inside an event end
 //! the wait with [`CsrError::InvalidResponse`]; nothing panics.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rand::RngExt;
 use rustls::RootCertStore;
 use rustls::client::Resumption;
@@ -58,8 +61,10 @@ pub const DEFAULT_MAX_LIST_SIZE: usize = 16 << 20;
 pub const DEFAULT_MAX_WATCH_EVENT_SIZE: usize = 4 << 20;
 
 /// How much longer than `timeoutSeconds` a silent watch connection is given before it is
-/// considered dead.
-const WATCH_READ_GRACE: Duration = Duration::from_secs(30);
+/// considered dead: as long again, at most 30 s.
+fn watch_read_timeout(timeout_seconds: u64) -> Duration {
+    Duration::from_secs(timeout_seconds + timeout_seconds.min(30))
+}
 /// A watch that ends this soon without an event is "very short" (client-go's reflector) and
 /// is resumed only after a pause, so a server that closes every watch at once is not hammered.
 const SHORT_WATCH: Duration = Duration::from_secs(1);
@@ -290,7 +295,7 @@ impl KubeCsrClientBuilder {
     }
 
     /// The `timeoutSeconds` asked of each watch (whole seconds, at least 1); a watch connection
-    /// silent for this plus 30 s is dropped. Defaults to a random value in [5 min, 10 min) per
+    /// silent for twice this (at most this plus 30 s) is dropped and the wait lists again. Defaults to a random value in [5 min, 10 min) per
     /// watch, as client-go's reflector.
     pub fn watch_timeout(mut self, d: Duration) -> Self {
         self.watch_timeout = Some(d);
@@ -550,20 +555,14 @@ impl KubeCsrClientBuilder {
             .accept("application/json")
             .proxy(proxy)
             .build();
-        let connector =
-            ().chain(ConnectProxyConnector::default())
-                .chain(TcpConnector::default())
-                .chain(RustlsConnector {
-                    config: Arc::new(tls),
-                    server_name,
-                });
-        let agent = Agent::with_parts(
+        let spec = AgentSpec {
             config,
-            connector,
-            ureq::unversioned::resolver::DefaultResolver::default(),
-        );
+            tls: Arc::new(tls),
+            server_name,
+        };
         Ok(KubeCsrClient {
-            agent,
+            agent: Mutex::new(AgentSlot::new(&spec)),
+            spec,
             base: server,
             token,
             request_timeout: self.request_timeout,
@@ -613,7 +612,11 @@ fn certified_key(c: &Certificate, what: &'static str) -> Result<Arc<CertifiedKey
 /// Build it with [`KubeCsrClientBuilder`], [`KubeCsrClient::from_kubeconfig`],
 /// [`KubeCsrClient::from_default_kubeconfig`] or [`KubeCsrClient::in_cluster`].
 pub struct KubeCsrClient {
-    agent: Agent,
+    /// Everything needed to make an agent with this client's TLS identity.
+    spec: AgentSpec,
+    /// The agent in use; replaced by a fresh one (same identity) once a cancelled wait has
+    /// shut it down. Lock discipline: held only to read or swap the slot.
+    agent: Mutex<AgentSlot>,
     base: String,
     /// Secret.
     token: Option<String>,
@@ -624,6 +627,46 @@ pub struct KubeCsrClient {
     max_list_size: usize,
     max_watch_event_size: usize,
     clock: Arc<dyn Clock>,
+}
+
+/// How to make this client's agents: the ureq config and our TLS layer.
+struct AgentSpec {
+    config: ureq::config::Config,
+    tls: Arc<rustls::ClientConfig>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl AgentSpec {
+    fn new_agent(&self) -> Agent {
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(RustlsConnector {
+                    config: self.tls.clone(),
+                    server_name: self.server_name.clone(),
+                });
+        Agent::with_parts(
+            self.config.clone(),
+            connector,
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        )
+    }
+}
+
+/// An agent and whether it has been shut down.
+struct AgentSlot {
+    agent: Agent,
+    /// Set (before the shutdown) by the cancel callback of a wait that used this agent.
+    dead: Arc<AtomicBool>,
+}
+
+impl AgentSlot {
+    fn new(spec: &AgentSpec) -> AgentSlot {
+        AgentSlot {
+            agent: spec.new_agent(),
+            dead: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl fmt::Debug for KubeCsrClient {
@@ -674,17 +717,27 @@ impl KubeCsrClient {
         &self.base
     }
 
+    /// The live agent, replacing one a cancelled wait shut down.
+    fn agent(&self) -> (Agent, Arc<AtomicBool>) {
+        let mut slot = self.agent.lock();
+        if slot.dead.load(Ordering::SeqCst) {
+            *slot = AgentSlot::new(&self.spec);
+        }
+        (slot.agent.clone(), slot.dead.clone())
+    }
+
     // ---- HTTP ----
 
     fn get(
         &self,
+        agent: &Agent,
         op: &'static str,
         path: &str,
         global: Duration,
         per_read: Option<Duration>,
     ) -> Result<Response<ureq::Body>, CsrError> {
         let url = format!("{}{}", self.base, path);
-        let mut rb = self.agent.get(&url);
+        let mut rb = agent.get(&url);
         if let Some(t) = &self.token {
             rb = rb.header("Authorization", format!("Bearer {t}"));
         }
@@ -699,15 +752,13 @@ impl KubeCsrClient {
 
     fn post(
         &self,
+        agent: &Agent,
         op: &'static str,
         path: &str,
         body: &[u8],
     ) -> Result<Response<ureq::Body>, CsrError> {
         let url = format!("{}{}", self.base, path);
-        let mut rb = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json");
+        let mut rb = agent.post(&url).header("Content-Type", "application/json");
         if let Some(t) = &self.token {
             rb = rb.header("Authorization", format!("Bearer {t}"));
         }
@@ -775,7 +826,7 @@ impl KubeCsrClient {
             op: "create",
             message: format!("cannot encode the request: {e}"),
         })?;
-        let resp = self.post("create", &path, &body)?;
+        let resp = self.post(&self.agent().0, "create", &path, &body)?;
         let bytes = self.body("create", &path, resp, self.max_object_size)?;
         let created = decode_csr("create", &bytes)?;
         csr_ref("create", &created, version)
@@ -787,7 +838,13 @@ impl KubeCsrClient {
         name: &str,
     ) -> Result<CertificateSigningRequest, CsrError> {
         let path = format!("{}/{}", collection(version), encode(name));
-        let resp = self.get("retrieve", &path, self.request_timeout, None)?;
+        let resp = self.get(
+            &self.agent().0,
+            "retrieve",
+            &path,
+            self.request_timeout,
+            None,
+        )?;
         let bytes = self.body("retrieve", &path, resp, self.max_object_size)?;
         decode_csr("retrieve", &bytes)
     }
@@ -816,13 +873,19 @@ impl KubeCsrClient {
 
     // ---- list ----
 
-    fn list(&self, version: ApiVersion, name: &str, global: Duration) -> Result<CsrList, CsrError> {
+    fn list(
+        &self,
+        agent: &Agent,
+        version: ApiVersion,
+        name: &str,
+        global: Duration,
+    ) -> Result<CsrList, CsrError> {
         let path = format!(
             "{}?fieldSelector={}",
             collection(version),
             encode(&format!("metadata.name={name}"))
         );
-        let resp = self.get("list", &path, self.request_timeout.min(global), None)?;
+        let resp = self.get(agent, "list", &path, self.request_timeout.min(global), None)?;
         let bytes = self.body("list", &path, resp, self.max_list_size)?;
         serde_json::from_slice(&bytes).map_err(|e| CsrError::InvalidResponse {
             op: "list",
@@ -867,12 +930,19 @@ impl CsrClient for KubeCsrClient {
         if cancel.is_cancelled() {
             return Err(cancelled());
         }
-        // Shutting the agent down interrupts a read blocked in another thread at once.
-        let agent = self.agent.clone();
-        cancel.on_cancel(move || agent.shutdown());
+        // The wait runs on one agent; cancelling marks it dead and shuts it down, which
+        // interrupts a read blocked in another thread at once. A later call on this client gets
+        // a fresh agent.
+        let (agent, dead) = self.agent();
+        let to_shut = agent.clone();
+        cancel.on_cancel(move || {
+            dead.store(true, Ordering::SeqCst);
+            to_shut.shutdown();
+        });
         let started = Instant::now();
         let waiter = Waiter {
             client: self,
+            agent,
             csr,
             deadline: started + timeout,
             timeout,
@@ -888,6 +958,8 @@ impl CsrClient for KubeCsrClient {
 /// One wait: list, then watch, until a verdict.
 struct Waiter<'a> {
     client: &'a KubeCsrClient,
+    /// The agent the cancel callback shuts down; every request of this wait goes through it.
+    agent: Agent,
     csr: &'a CsrRef,
     deadline: Instant,
     timeout: Duration,
@@ -990,7 +1062,10 @@ impl Waiter<'_> {
             self.check()?;
             let mut delay = self.client.retry_interval;
             for &v in versions {
-                match self.client.list(v, self.name(), self.remaining()) {
+                match self
+                    .client
+                    .list(&self.agent, v, self.name(), self.remaining())
+                {
                     Ok(list) => return Ok((v, list)),
                     Err(e @ CsrError::InvalidResponse { .. }) => return Err(e),
                     Err(e) => {
@@ -1029,10 +1104,11 @@ impl Waiter<'_> {
         }
         let retry = self.client.retry_interval;
         let resp = match self.client.get(
+            &self.agent,
             "watch",
             &path,
             self.remaining(),
-            Some(Duration::from_secs(secs) + WATCH_READ_GRACE),
+            Some(watch_read_timeout(secs)),
         ) {
             Ok(r) => r,
             Err(e) => {
@@ -1463,11 +1539,14 @@ mod tests {
         }
     }
 
-    /// client-go csr_test.go TestEnsureCompatible (an EC key stands in for RSA-2048, which the
-    /// ring backend cannot generate; the rule does not depend on the key type).
+    /// client-go csr_test.go TestEnsureCompatible: an RSA-2048 key (a fixture, as the ring
+    /// backend cannot generate RSA), a CSR for CN "something", O "test", the same request on
+    /// both sides.
     #[test]
     fn ensure_compatible_table() {
-        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let key =
+            PrivateKey::from_pem(include_bytes!("../../tests/fixtures/two-certs.key")).unwrap();
+        assert_eq!(key.algorithm(), KeyAlgorithm::Rsa { bits: 2048 });
         let now = SystemTime::now();
         let cases: [(&str, &str, &str, Result<(), String>); 4] = [
             (
