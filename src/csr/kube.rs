@@ -14,6 +14,26 @@
 //!   until the CSR is approved and issued, denied, failed, deleted or replaced (uid change), or
 //!   the wait times out or is cancelled.
 //!
+//! # Example: the kubelet's wiring
+//! Bootstrap credentials from the kubeconfig until a certificate exists, then that certificate:
+//! ```no_run
+//! use std::sync::Arc;
+//! use certrotate::kubeconfig::Kubeconfig;
+//! use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, MemoryStore};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kube = Kubeconfig::load_default()?.client_builder(None)?;
+//! let config = Config::builder()
+//!     .template(CsrTemplate::new("system:node:node-1").with_organization("system:nodes"))
+//!     .usages([KeyUsage::DigitalSignature, KeyUsage::ClientAuth])
+//!     .signer_name("kubernetes.io/kube-apiserver-client-kubelet")
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .client_factory(kube.factory())
+//!     .build()?;
+//! let manager = CertificateManager::new(config)?;
+//! manager.start();
+//! # Ok(()) }
+//! ```
+//!
 //! # Connections and credentials
 //! Each client owns one ureq `Agent` and so its own connections: a client built with a new
 //! certificate never reuses a connection made with an old one. The manager builds a client per
@@ -940,11 +960,16 @@ impl CsrClient for KubeCsrClient {
             to_shut.shutdown();
         });
         let started = Instant::now();
+        // A huge timeout (Duration::MAX) means "practically forever", not an overflow.
+        let deadline = started
+            .checked_add(timeout)
+            .or_else(|| started.checked_add(Duration::from_secs(1 << 32)))
+            .unwrap_or(started);
         let waiter = Waiter {
             client: self,
             agent,
             csr,
-            deadline: started + timeout,
+            deadline,
             timeout,
             cancel,
         };
