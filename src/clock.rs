@@ -18,9 +18,10 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// The current wall-clock time.
     fn now(&self) -> SystemTime;
 
-    /// A cheaper reading of the wall clock for hot paths, never earlier than [`now`] would
-    /// have been (it may be later by up to one coarse-clock tick). Used only to decide "has this
-    /// certificate expired?", where erring late by milliseconds is safe. Defaults to [`now`].
+    /// A cheaper, less exact reading of the wall clock for hot paths: within
+    /// [`COARSE_CLOCK_SLACK`] of [`now`] (usually behind it by about a tick; on some virtual
+    /// machines a few milliseconds ahead). Only [`is_past`] uses it, to skip the precise reading
+    /// while a deadline is far away. Defaults to [`now`].
     ///
     /// [`now`]: Clock::now
     fn now_coarse(&self) -> SystemTime {
@@ -30,6 +31,20 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// A timer that fires once, `d` of monotonic time from now. A zero duration fires at once.
     /// Dropping the timer cancels it.
     fn after(&self, d: Duration) -> Timer;
+}
+
+/// How far [`Clock::now_coarse`] may lag [`Clock::now`]: 10 s, ten times the longest the Linux
+/// kernel goes without a timekeeping update.
+pub const COARSE_CLOCK_SLACK: Duration = Duration::from_secs(10);
+
+/// Whether `t` has passed by `clock`'s wall time: "now > t". Reads only the coarse clock while
+/// `t` is more than [`COARSE_CLOCK_SLACK`] away, and the precise clock near `t`, so the answer
+/// is exact and the common case costs a coarse read.
+pub fn is_past(clock: &dyn Clock, t: SystemTime) -> bool {
+    if clock.now_coarse() + COARSE_CLOCK_SLACK <= t {
+        return false;
+    }
+    clock.now() > t
 }
 
 /// A one-shot timer from a [`Clock`]: its [`receiver`](Timer::receiver) gets one message when it
@@ -301,14 +316,31 @@ pub(crate) mod fake {
         use super::*;
 
         #[test]
-        fn coarse_system_time_is_never_early() {
+        fn coarse_system_time_lags_within_the_slack() {
             let c = crate::SystemClock;
             for _ in 0..1000 {
-                let precise = c.now();
                 let coarse = c.now_coarse();
-                assert!(coarse >= precise, "{coarse:?} < {precise:?}");
-                assert!(coarse.duration_since(precise).unwrap() < Duration::from_millis(100));
+                let precise = c.now();
+                let gap = precise
+                    .duration_since(coarse)
+                    .unwrap_or_else(|e| e.duration());
+                assert!(
+                    gap < crate::clock::COARSE_CLOCK_SLACK,
+                    "{coarse:?} vs {precise:?}"
+                );
             }
+        }
+
+        #[test]
+        fn is_past_is_exact_near_the_deadline() {
+            let c = crate::SystemClock;
+            let now = c.now();
+            assert!(crate::clock::is_past(&c, now - Duration::from_millis(1)));
+            assert!(!crate::clock::is_past(&c, now + Duration::from_secs(1)));
+            assert!(!crate::clock::is_past(&c, now + Duration::from_secs(3600)));
+            let f = FakeClock::new(now);
+            assert!(!crate::clock::is_past(&f, now));
+            assert!(crate::clock::is_past(&f, now - Duration::from_nanos(1)));
         }
 
         #[test]

@@ -74,6 +74,10 @@ pub enum Error {
     /// The manager was stopped before or during the operation.
     #[error("certificate manager stopped")]
     Stopped,
+
+    /// A TLS configuration could not be built (bad CA bundle, no usable protocol versions).
+    #[error("cannot build TLS configuration: {0}")]
+    Tls(String),
 }
 
 impl Error {

@@ -1,6 +1,83 @@
 //! certrotate keeps a TLS certificate fresh through the Kubernetes CSR API
 //! (`certificates.k8s.io/v1`), the way client-go's certificate manager does it for the kubelet,
 //! with plain OS threads and blocking I/O instead of an async runtime.
+//!
+//! It does not approve or sign CSRs (a cluster's approver and signer do that; the embedded
+//! server behind feature `server` plays both for tests and demos), it does not run on an async
+//! runtime, and it does not manage trust bundles: the CA you trust comes from your kubeconfig
+//! or your own configuration.
+//!
+//! # Quick start
+//!
+//! A [`CertificateManager`] is built from a [`Config`]: what to request (a [`CsrTemplate`],
+//! usages, a signer name), where pairs persist (a [`Store`]), and how to reach the CSR API (a
+//! client factory). [`Manager::start`] returns at once; the certificate is then kept fresh in
+//! the background, and [`Manager::current`] or a rustls resolver ([`tls`]) hands it out.
+//!
+//! ```
+//! # #[cfg(feature = "test-util")] {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock};
+//! # let api = certrotate::testing::FakeCsrApi::new(Arc::new(SystemClock), Duration::from_secs(3600));
+//! # let client_factory = api.factory();
+//!
+//! let config = Config::builder()
+//!     .template(
+//!         CsrTemplate::new("system:node:node-1")
+//!             .with_organization("system:nodes")
+//!             .with_dns_name("node-1")
+//!             .with_ip_address("10.0.0.7".parse().unwrap()),
+//!     )
+//!     .signer_name("kubernetes.io/kubelet-serving")
+//!     .usages([KeyUsage::DigitalSignature, KeyUsage::ServerAuth])
+//!     .client_factory(client_factory) // e.g. a KubeCsrClient factory from a kubeconfig
+//!     .build()?;
+//! let manager = CertificateManager::new(config)?;
+//! let rotations = manager.subscribe();
+//! manager.start();
+//!
+//! let cert = rotations.recv_timeout(Duration::from_secs(10)).expect("first certificate");
+//! assert_eq!(cert.common_name(), "system:node:node-1");
+//! assert_eq!(manager.current().as_deref(), Some(&*cert));
+//! manager.stop();
+//! # }
+//! # Ok::<(), certrotate::Error>(())
+//! ```
+//!
+//! # How rotation is timed
+//! At a random point in [70 %, 90 %) of the certificate's lifetime, counted from its NotBefore
+//! (client-go's rule; see [`schedule`]); at once when there is no usable certificate, when the
+//! certificate is a bootstrap one, or when it does not satisfy the template. Failed attempts
+//! back off 2 s, 4 s, 8 s, 16 s, then retry every 32 s ± 25 %.
+//!
+//! # Threads
+//! A started manager runs one rotation thread (plus one template thread when the template is a
+//! polled function), with a 512 KiB stack by default. Idle, they are blocked in
+//! `crossbeam_channel::select!`; the rotation thread wakes at most once per `max_sleep_slice`
+//! (60 s) to notice wall-clock jumps. A rotation attempt briefly adds a watchdog thread that
+//! enforces the CSR wait timeout on the manager's [`Clock`]. [`Manager::stop`] joins everything
+//! and returns promptly in every state; dropping the manager stops it. [`Manager::current`]
+//! never blocks and never returns an expired certificate.
+//!
+//! # Errors
+//! One crate error type, [`Error`]; the CSR API's cases are [`CsrError`] and the store's
+//! [`StoreError`], reachable through it. A failed rotation never replaces or damages the stored
+//! or served certificate; it increments the renew-failure counter and, for create errors,
+//! updates [`Manager::server_healthy`] as client-go does.
+//!
+//! # Features
+//! - `test-util`: [`testing::FakeClock`], a clock tests move by hand, and
+//!   [`testing::FakeCsrApi`], a scripted in-process CSR API.
+//! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback).
+//!
+//! Features only add; none changes default behaviour.
+//!
+//! # Logging
+//! Through the `log` crate, prefixed with the manager's name. `info`: rotations (old and new
+//! serial, validity, the next deadline), CSRs created; `warn`/`error`: failed attempts and why,
+//! corrupt stored pairs, repairs; `debug`: sleeps and backoff delays. Private keys, tokens and
+//! PEM bodies are never logged.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -9,6 +86,7 @@ pub mod clock;
 pub mod csr;
 mod error;
 pub mod kubeconfig;
+pub mod kubelet;
 mod manager;
 pub mod metrics;
 pub mod pki;
@@ -27,9 +105,11 @@ pub use csr::{
 };
 pub use error::Error;
 pub use manager::{
-    BoxError, CertificateManager, ClientFactory, Config, ConfigBuilder, KeyGenerator, Manager,
+    BoxError, CertificateManager, ClientFactory, Config, ConfigBuilder,
+    DEFAULT_CERTIFICATE_WAIT_TIMEOUT, DEFAULT_MAX_SLEEP_SLICE, DEFAULT_TEMPLATE_POLL_INTERVAL,
+    DEFAULT_THREAD_STACK_SIZE, KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, SUBSCRIBER_BACKLOG,
     TemplateFn, UsagesFn,
 };
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{FileStore, MemoryStore, Store, StoreError};
 pub use template::CsrTemplate;

@@ -11,25 +11,39 @@
 //!   not change until [`start`](Manager::start) is called again.
 //!
 //! # The current certificate
-//! client-go's `Current()` takes a mutex and reads the precise wall clock on every call (about
-//! 115 ns). Here `current()` is an `arc-swap` load plus a coarse clock read
-//! ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, biased so it is never earlier than
-//! the precise time): readers never wait for the rotation thread, and a certificate is hidden the
-//! moment the coarse clock passes its NotAfter — at worst one clock tick early, never late. The
-//! published certificate is kept in a few identical copies, one per reader slot, so that
-//! concurrent readers do not contend on a single reference count.
+//! client-go's `Current()` takes a mutex and reads the precise wall clock on every call. Here
+//! `current()` takes no lock and writes no shared memory:
+//!
+//! - Each reader thread keeps its own handle on the published certificate and compares a
+//!   generation number (one atomic load of a line only the rotation thread writes) to learn
+//!   that a rotation happened; only then does it reload through an `arc-swap` slot.
+//! - The certificate is published in a few identical copies, one per reader slot, so that
+//!   readers on different threads do not bounce one reference count between cores.
+//! - Expiry is checked on every call with [`is_past`](crate::clock::is_past): a coarse clock
+//!   read ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, a few nanoseconds) while
+//!   NotAfter is more than 10 s away, the precise clock closer to it. The answer is exact —
+//!   a certificate is hidden from its NotAfter on, never later and never earlier — whether or
+//!   not the rotation thread is running. Relying on the rotation thread to withdraw an expired
+//!   certificate would be cheaper still, but a late or suspended thread would then serve an
+//!   expired one.
+//!
+//! The price: a thread that called `current()` keeps a handle on the certificate it last saw
+//! until it calls again or exits.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use thread_local::ThreadLocal;
 
 use crate::clock::{Clock, SystemClock};
 use crate::csr::{Cancel, CancelReason, CsrClient, KeyUsage};
@@ -445,7 +459,15 @@ impl ConfigBuilder {
 
 /// The published certificate, in one copy per reader slot (see the module docs).
 struct Published {
+    generation: u64,
     copies: Box<[Arc<Certificate>]>,
+    not_after: SystemTime,
+}
+
+/// A reader thread's view of the published certificate.
+struct ReaderCache {
+    generation: u64,
+    cert: Option<Arc<Certificate>>,
     not_after: SystemTime,
 }
 
@@ -468,6 +490,10 @@ fn copies_per_certificate() -> usize {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     published: ArcSwapOption<Published>,
+    /// Bumped after every publish; readers compare it with their cache.
+    generation: AtomicU64,
+    /// Each entry padded to its own cache line: readers write their borrow flags on every call.
+    readers: ThreadLocal<CachePadded<RefCell<ReaderCache>>>,
     /// The canonical current certificate (one of the copies), for policy code that wants the
     /// certificate even after expiry (deadline computation, metrics).
     latest: Mutex<Option<Arc<Certificate>>>,
@@ -514,12 +540,35 @@ impl Shared {
     }
 
     pub(crate) fn current_fast(&self) -> Option<Arc<Certificate>> {
-        let guard = self.published.load();
-        let p = guard.as_ref()?;
-        if self.config.clock.now_coarse() > p.not_after {
+        let cell = self.readers.get_or(|| {
+            CachePadded::new(RefCell::new(ReaderCache {
+                generation: u64::MAX,
+                cert: None,
+                not_after: SystemTime::UNIX_EPOCH,
+            }))
+        });
+        // The reader's own cell: nothing else borrows it, and nothing below re-enters.
+        let mut cache = cell.borrow_mut();
+        let generation = self.generation.load(Ordering::Acquire);
+        if cache.generation != generation {
+            let guard = self.published.load();
+            match guard.as_ref() {
+                Some(p) => {
+                    cache.cert = Some(p.copies[reader_slot() % p.copies.len()].clone());
+                    cache.not_after = p.not_after;
+                    cache.generation = p.generation;
+                }
+                None => {
+                    cache.cert = None;
+                    cache.generation = generation;
+                }
+            }
+        }
+        let cert = cache.cert.as_ref()?;
+        if crate::clock::is_past(&*self.config.clock, cache.not_after) {
             return None;
         }
-        Some(p.copies[reader_slot() % p.copies.len()].clone())
+        Some(cert.clone())
     }
 
     /// Publishes `cert` to readers, the resolver and subscribers.
@@ -531,10 +580,14 @@ impl Shared {
         for _ in 1..n {
             copies.push(Arc::new((*canonical).clone()));
         }
+        // Publish the copies first, then the generation that tells readers to look.
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
         self.published.store(Some(Arc::new(Published {
+            generation,
             copies: copies.into_boxed_slice(),
             not_after: canonical.not_after(),
         })));
+        self.generation.store(generation, Ordering::Release);
         *self.latest.lock() = Some(canonical.clone());
         self.resolver.set(Some(&canonical));
         self.subscribers.lock().retain(|tx| match tx.try_send(canonical.clone()) {
@@ -687,6 +740,8 @@ impl CertificateManager {
             resolver: Arc::new(CertResolver::new(config.clock.clone())),
             config,
             published: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            readers: ThreadLocal::new(),
             latest: Mutex::new(None),
             forced: AtomicBool::new(forced),
             healthy: AtomicBool::new(false),

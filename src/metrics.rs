@@ -2,8 +2,8 @@
 //! that any metrics library can sit behind them.
 //!
 //! Closures implement the traits, so wiring to a registry is one line:
-//! `.renew_failure_counter(Arc::new(move || failures.inc()))`. The kubelet's names, help texts
-//! and buckets are in [`kubelet`](crate::kubelet) once presets exist; this module knows no names.
+//! `.renew_failure_counter(Arc::new(move || failures.inc()))`. This module knows no metric
+//! names; the kubelet presets carry the kubelet's names, help texts and buckets.
 
 /// A histogram (client-go `Histogram`). The manager observes, at each successful rotation, how
 /// many seconds the previous certificate lived: now − its NotBefore.

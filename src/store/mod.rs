@@ -1,14 +1,17 @@
 //! Where certificate/key pairs live between restarts.
 //!
-//! [`Store`] is the seam between the manager and persistence. [`MemoryStore`] keeps the pair in memory (tests, or programs that persist
+//! [`Store`] is the seam between the manager and persistence. [`FileStore`] keeps it on disk in
+//! the kubelet's layout; [`MemoryStore`] keeps the pair in memory (tests, or programs that persist
 //! elsewhere). A store validates what it is given (the chain parses, the key matches the leaf)
 //! and never replaces a good pair with a bad one. Stores do not look at expiry: the manager
 //! decides what an expired pair means.
 
+mod file;
 mod memory;
 
 use std::path::PathBuf;
 
+pub use file::{DEFAULT_RETENTION, FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
 
 use crate::pki::Certificate;
@@ -66,6 +69,9 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A store was configured with values it cannot work with (an empty pair name prefix, …).
+    #[error("invalid certificate store configuration: {0}")]
+    InvalidConfig(String),
 }
 
 impl StoreError {
