@@ -1173,3 +1173,71 @@ fn silent_watch_is_dropped_after_its_read_timeout() {
     assert_eq!(watches.len(), 2);
     assert_eq!(watches[0].q("timeoutSeconds"), Some("1"));
 }
+
+/// An ERROR event other than Expired, and a watch answered with a 5xx: list again after the
+/// retry pause, then carry on.
+#[test]
+fn other_watch_errors_relist_after_a_pause() {
+    let api = FakeApi::new();
+    let (client, csr) = create_v1(&api);
+    let cert = api.sign(&csr.name);
+    api.push_watch(vec![
+        Step::Event(
+            "ERROR",
+            json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                   "message":"etcd is sad","reason":"InternalError","code":500}),
+        ),
+        Step::Hang,
+    ]);
+    api.push_watch(vec![Step::Http(Reply::plain(503, "upstream unavailable"))]);
+    api.push_watch(vec![Step::Event(
+        "MODIFIED",
+        with_cert(
+            with_condition(api.object(&csr.name), "Approved", "", ""),
+            &cert,
+        ),
+    )]);
+    assert_eq!(wait(&client, &csr, LONG).unwrap(), cert.as_bytes());
+    let lists = api
+        .requests()
+        .iter()
+        .filter(|l| l.method == "GET" && l.q("watch").is_none())
+        .count();
+    assert_eq!(lists, 3, "one list per watch attempt");
+    // A malformed ERROR object is a protocol violation.
+    expect_invalid(
+        watch_error(
+            vec![
+                Step::Event("ERROR", json!({"code": "not a number"})),
+                Step::Hang,
+            ],
+            LONG,
+        ),
+        "malformed Status",
+    );
+}
+
+/// A server that ends every watch at once, with no event, is not hammered: each very short
+/// watch is followed by the retry pause.
+#[test]
+fn watches_ending_at_once_are_paced() {
+    let api = FakeApi::new();
+    let client = api
+        .builder()
+        .retry_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+    let csr = client.create(&req).unwrap();
+    for _ in 0..200 {
+        api.push_watch(vec![]);
+    }
+    let err = wait(&client, &csr, Duration::from_millis(1000)).unwrap_err();
+    assert!(matches!(err, CsrError::Timeout { .. }), "{err:?}");
+    let watches = api
+        .requests()
+        .iter()
+        .filter(|l| l.q("watch") == Some("true"))
+        .count();
+    assert!((2..=12).contains(&watches), "{watches} watches in 1 s");
+}
