@@ -29,7 +29,8 @@
 //!
 //! kubectl's rules: files are read in order, empty entries and duplicates are skipped, files that
 //! do not exist are skipped (at least one must exist), the first file to define a cluster, user
-//! or context name wins, and the first file to set `current-context` wins.
+//! or context name wins, and the first file to set `current-context` wins. Within one file a name
+//! may appear only once, as client-go requires.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -236,17 +237,31 @@ impl Kubeconfig {
             current_context: raw.current_context.filter(|c| !c.is_empty()),
             ..Kubeconfig::default()
         };
-        // Within one file the first entry of a name wins, as across files.
+        // Within one file a name may appear once (client-go refuses duplicates); across files
+        // the first wins (see `merge`).
+        let duplicate = |kind: &str, name: &str| ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("duplicate {kind} name {name:?}"),
+        };
         for NamedCluster { name, mut cluster } in raw.clusters {
             cluster.resolve_paths(base);
-            cfg.clusters.entry(name).or_insert(cluster);
+            if cfg.clusters.contains_key(&name) {
+                return Err(duplicate("cluster", &name));
+            }
+            cfg.clusters.insert(name, cluster);
         }
         for NamedUser { name, mut user } in raw.users {
             user.resolve_paths(base);
-            cfg.users.entry(name).or_insert(user);
+            if cfg.users.contains_key(&name) {
+                return Err(duplicate("user", &name));
+            }
+            cfg.users.insert(name, user);
         }
         for NamedContext { name, context } in raw.contexts {
-            cfg.contexts.entry(name).or_insert(context);
+            if cfg.contexts.contains_key(&name) {
+                return Err(duplicate("context", &name));
+            }
+            cfg.contexts.insert(name, context);
         }
         Ok(cfg)
     }

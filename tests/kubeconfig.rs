@@ -387,6 +387,15 @@ fn invalid_values_are_clear_errors() {
     assert!(err.to_string().contains("base64"), "{err}");
     let err = Kubeconfig::from_slice(b"clusters: {not: [a list", "/").unwrap_err();
     assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+    let err = Kubeconfig::from_slice(
+        b"users: [{name: u, user: {token: a}}, {name: u, user: {token: b}}]",
+        "/",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(r#"duplicate user name "u""#),
+        "{err}"
+    );
 }
 
 /// `KUBECONFIG=a:missing:b`: missing files are skipped, the first file to define a name or
