@@ -85,6 +85,7 @@
 pub mod clock;
 pub mod csr;
 mod error;
+pub mod kubeconfig;
 pub mod kubelet;
 mod manager;
 pub mod metrics;
@@ -100,7 +101,10 @@ pub mod testing;
 pub mod tls;
 
 pub use clock::{Clock, SystemClock, Timer};
-pub use csr::{Cancel, CancelReason, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage};
+pub use csr::{
+    Cancel, CancelReason, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage, KubeCsrClient,
+    KubeCsrClientBuilder,
+};
 pub use error::Error;
 pub use manager::{
     BoxError, CertificateManager, ClientFactory, Config, ConfigBuilder,

@@ -8,6 +8,14 @@
 //! changes, and when its own (clock-driven) wait timeout fires.
 
 pub mod api;
+mod http;
+mod kube;
+
+pub(crate) use kube::PemSource;
+pub use kube::{
+    DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient,
+    KubeCsrClientBuilder,
+};
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,186 @@
+//! The HTTP/TLS plumbing under [`KubeCsrClient`](super::KubeCsrClient): a ureq `Agent` whose
+//! TLS layer is our own rustls `ClientConfig`.
+//!
+//! ureq's stable TLS settings cannot set the name a server certificate is verified against
+//! (kubeconfig `tls-server-name`), and ureq panics inside its first request when a client
+//! certificate and key do not match. So the TLS step of the connector chain is ours, built on
+//! ureq's (semver-exempt, hence the `~3.5` pin) `unversioned::transport` API:
+//! proxy CONNECT → TCP → [`RustlsConnector`] with a `ClientConfig` that
+//! - uses the crate's explicit crypto provider ([`crate::pki::crypto_provider`]), never a
+//!   process default;
+//! - trusts only the configured CA (or, behind the dangerous switch, nothing is verified);
+//! - has TLS session resumption off, so a resumed session can never carry an old client
+//!   identity;
+//! - presents a client certificate that was checked against its key before it got here.
+//!
+//! The TCP connector registers every socket with the agent, so `Agent::shutdown()` interrupts
+//! a read blocked on a watch in another thread.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    TransportAdapter,
+};
+
+/// Wraps the chained transport in TLS with a fixed `ClientConfig`.
+pub(crate) struct RustlsConnector {
+    pub(crate) config: Arc<ClientConfig>,
+    /// kubeconfig `tls-server-name`: verify the server certificate against this name instead
+    /// of the URL's host.
+    pub(crate) server_name: Option<ServerName<'static>>,
+}
+
+impl fmt::Debug for RustlsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RustlsConnector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<In: Transport> Connector<In> for RustlsConnector {
+    type Out = Either<In, RustlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let name = match &self.server_name {
+            Some(n) => n.clone(),
+            None => {
+                let host = details
+                    .uri
+                    .authority()
+                    .ok_or(ureq::Error::Tls("URL has no host"))?
+                    .host();
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host);
+                ServerName::try_from(host.to_owned())
+                    .map_err(|_| ureq::Error::Tls("URL host is not a valid TLS server name"))?
+            }
+        };
+        let mut conn = ClientConnection::new(self.config.clone(), name)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        conn.complete_io(&mut sock)?;
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(RustlsTransport {
+            buffers,
+            stream: StreamOwned { conn, sock },
+        })))
+    }
+}
+
+/// A TLS transport (the same shape as ureq's own rustls transport).
+pub(crate) struct RustlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl fmt::Debug for RustlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RustlsTransport").finish_non_exhaustive()
+    }
+}
+
+impl Transport for RustlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
+
+/// Accepts any server certificate but still checks handshake signatures, for kubeconfig
+/// `insecure-skip-tls-verify: true`.
+#[derive(Debug)]
+pub(crate) struct NoServerVerification {
+    pub(crate) provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for NoServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,1677 @@
+//! [`KubeCsrClient`]: the [`CsrClient`] that talks to a real Kubernetes API server over HTTPS
+//! with blocking ureq calls, and its [`KubeCsrClientBuilder`].
+//!
+//! It does what client-go's `csr.RequestCertificate` and `csr.WaitForCertificate` do:
+//!
+//! - **Create** a `CertificateSigningRequest` (`generateName: csr-` unless a name is given)
+//!   under `certificates.k8s.io/v1` when a signer name other than
+//!   `kubernetes.io/legacy-unknown` and usages are given, falling back to `v1beta1` when v1
+//!   answers 404; otherwise straight under `v1beta1`. With a fixed name, an `AlreadyExists`
+//!   answer makes it fetch the existing object and adopt it when it is compatible (same subject,
+//!   same signer unless one is empty, a request signed by our key, no expired certificate).
+//! - **Wait**: list with `fieldSelector=metadata.name=<name>`, then watch from the list's
+//!   `resourceVersion`, resuming a watch the server ends and re-listing after `410 Expired`,
+//!   until the CSR is approved and issued, denied, failed, deleted or replaced (uid change), or
+//!   the wait times out or is cancelled.
+//!
+//! # Example: the kubelet's wiring
+//! Bootstrap credentials from the kubeconfig until a certificate exists, then that certificate:
+//! ```no_run
+//! use std::sync::Arc;
+//! use certrotate::kubeconfig::Kubeconfig;
+//! use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, MemoryStore};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kube = Kubeconfig::load_default()?.client_builder(None)?;
+//! let config = Config::builder()
+//!     .template(CsrTemplate::new("system:node:node-1").with_organization("system:nodes"))
+//!     .usages([KeyUsage::DigitalSignature, KeyUsage::ClientAuth])
+//!     .signer_name("kubernetes.io/kube-apiserver-client-kubelet")
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .client_factory(kube.factory())
+//!     .build()?;
+//! let manager = CertificateManager::new(config)?;
+//! manager.start();
+//! # Ok(()) }
+//! ```
+//!
+//! # Connections and credentials
+//! Each client owns one ureq `Agent` and so its own connections: a client built with a new
+//! certificate never reuses a connection made with an old one. The manager builds a client per
+//! rotation attempt through [`KubeCsrClientBuilder::factory`]. Cancelling a wait shuts its agent
+//! down, which interrupts a blocked read at once; the next call on the client makes a fresh
+//! agent with the same identity, so a client stays usable after a cancelled wait.
+//!
+//! # Limits against a broken or hostile server
+//! Every read is bounded: an object or error body ≤ 4 MiB, a list ≤ 16 MiB, one watch event
+//! line ≤ 4 MiB (memory stays flat however long a watch runs). Connects time out after 10 s,
+//! requests after 30 s; a watch asks the server to end it after `timeoutSeconds` (5–10 min,
+//! random, as client-go's reflector) and gives up on a connection silent for that long plus
+//! as long again (at most 30 s more), then lists and watches again. Malformed JSON, an unknown event type or a stream that breaks off inside an event end
+//! the wait with [`CsrError::InvalidResponse`]; nothing panics.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rand::RngExt;
+use rustls::RootCertStore;
+use rustls::client::Resumption;
+use rustls::pki_types::ServerName;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use ureq::Agent;
+use ureq::http::Response;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+
+use super::api::{self, CertificateSigningRequest, CsrList, Status, WatchEvent};
+use super::http::{NoServerVerification, RustlsConnector};
+use super::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest};
+use crate::clock::{Clock, SystemClock};
+use crate::kubeconfig::{ConfigError, Kubeconfig};
+use crate::pki::{self, CertInfo, Certificate};
+
+/// Default limit of one object or error body (4 MiB).
+pub const DEFAULT_MAX_OBJECT_SIZE: usize = 4 << 20;
+/// Default limit of one list answer (16 MiB).
+pub const DEFAULT_MAX_LIST_SIZE: usize = 16 << 20;
+/// Default limit of one watch event line (4 MiB).
+pub const DEFAULT_MAX_WATCH_EVENT_SIZE: usize = 4 << 20;
+
+/// How much longer than `timeoutSeconds` a silent watch connection is given before it is
+/// considered dead: as long again, at most 30 s.
+fn watch_read_timeout(timeout_seconds: u64) -> Duration {
+    Duration::from_secs(timeout_seconds + timeout_seconds.min(30))
+}
+/// A watch that ends this soon without an event is "very short" (client-go's reflector) and
+/// is resumed only after a pause, so a server that closes every watch at once is not hammered.
+const SHORT_WATCH: Duration = Duration::from_secs(1);
+
+/// Where a PEM document comes from: given inline, or a file read each time a client is built.
+#[derive(Clone)]
+pub(crate) enum PemSource {
+    /// The bytes themselves.
+    Inline(Vec<u8>),
+    /// A file, read on every [`KubeCsrClientBuilder::client_for`].
+    File(PathBuf),
+}
+
+impl PemSource {
+    fn read(&self, what: &'static str) -> Result<Vec<u8>, ConfigError> {
+        match self {
+            PemSource::Inline(b) => Ok(b.clone()),
+            PemSource::File(p) => std::fs::read(p).map_err(|source| ConfigError::ReadFile {
+                what,
+                path: p.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            PemSource::Inline(_) => "inline data".into(),
+            PemSource::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum TokenSource {
+    Static(String),
+    File(PathBuf),
+}
+
+/// Configuration of a [`KubeCsrClient`]: the API server, its CA, and the credentials. Cheap to
+/// clone; build one client per rotation attempt with [`client_for`](Self::client_for) or
+/// [`factory`](Self::factory).
+///
+/// Files (CA, client certificate and key, token file) are read each time a client is built, so
+/// a rotated service-account token or certificate file is picked up by the next client.
+#[derive(Clone)]
+pub struct KubeCsrClientBuilder {
+    server: String,
+    ca: Option<PemSource>,
+    tls_server_name: Option<String>,
+    skip_tls_verify: bool,
+    client_cert: Option<(PemSource, PemSource)>,
+    token: Option<TokenSource>,
+    proxy: Option<String>,
+    allow_plain_http: bool,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    watch_timeout: Option<Duration>,
+    retry_interval: Duration,
+    max_object_size: usize,
+    max_list_size: usize,
+    max_watch_event_size: usize,
+    clock: Arc<dyn Clock>,
+    user_agent: String,
+}
+
+impl fmt::Debug for KubeCsrClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials are secret: only say where they come from.
+        f.debug_struct("KubeCsrClientBuilder")
+            .field("server", &self.server)
+            .field("ca", &self.ca.as_ref().map(PemSource::describe))
+            .field("tls_server_name", &self.tls_server_name)
+            .field("skip_tls_verify", &self.skip_tls_verify)
+            .field(
+                "client_cert",
+                &self.client_cert.as_ref().map(|(c, _)| c.describe()),
+            )
+            .field(
+                "token",
+                &self.token.as_ref().map(|t| match t {
+                    TokenSource::Static(_) => "<static>".to_owned(),
+                    TokenSource::File(p) => p.display().to_string(),
+                }),
+            )
+            .field("allow_plain_http", &self.allow_plain_http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeCsrClientBuilder {
+    /// A builder for the API server at `server` (`https://host:port`, optionally with a path
+    /// prefix), with no CA, no credentials and the default limits and timeouts.
+    pub fn new(server: impl Into<String>) -> KubeCsrClientBuilder {
+        KubeCsrClientBuilder {
+            server: server.into(),
+            ca: None,
+            tls_server_name: None,
+            skip_tls_verify: false,
+            client_cert: None,
+            token: None,
+            proxy: None,
+            allow_plain_http: false,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            watch_timeout: None,
+            retry_interval: Duration::from_secs(1),
+            max_object_size: DEFAULT_MAX_OBJECT_SIZE,
+            max_list_size: DEFAULT_MAX_LIST_SIZE,
+            max_watch_event_size: DEFAULT_MAX_WATCH_EVENT_SIZE,
+            clock: Arc::new(SystemClock),
+            user_agent: concat!("certrotate/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+
+    /// The server URL as given.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// PEM certificates of the CA(s) that sign the server's certificate; the only roots
+    /// trusted (kubeconfig `certificate-authority-data`). Defaults to none, which makes
+    /// building an `https` client fail unless TLS verification is skipped.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca = Some(PemSource::Inline(pem.into()));
+        self
+    }
+
+    /// As [`ca_pem`](Self::ca_pem), read from a file each time a client is built (kubeconfig
+    /// `certificate-authority`). Defaults to none.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(PemSource::File(path.into()));
+        self
+    }
+
+    /// The name the server's certificate must be valid for, and the SNI sent, instead of the
+    /// URL's host (kubeconfig `tls-server-name`). Defaults to the URL's host.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// **WARNING: turns off verification of the server's certificate.** Anyone on the network
+    /// path can then impersonate the API server, read the bearer token and hand out
+    /// certificates of their choosing. Mirrors kubeconfig `insecure-skip-tls-verify: true`,
+    /// which is the only reason it exists; every client built with it logs a warning. Refused
+    /// together with a CA, as client-go does. Defaults to `false`.
+    pub fn dangerous_skip_tls_verify(mut self, skip: bool) -> Self {
+        self.skip_tls_verify = skip;
+        self
+    }
+
+    /// **WARNING: allows `http://` servers**, sending credentials and CSRs in clear text with
+    /// no server authentication. Meant for tests against a local fake; never for a real
+    /// cluster. Defaults to `false`: an `http://` URL is refused.
+    pub fn allow_plain_http(mut self, allow: bool) -> Self {
+        self.allow_plain_http = allow;
+        self
+    }
+
+    /// The client certificate chain (leaf first) and key, PEM, to authenticate with (kubeconfig
+    /// `client-certificate-data` / `client-key-data`). They are checked to match before use.
+    /// Defaults to none.
+    pub fn client_cert_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_cert = Some((
+            PemSource::Inline(cert_pem.into()),
+            PemSource::Inline(key_pem.into()),
+        ));
+        self
+    }
+
+    /// As [`client_cert_pem`](Self::client_cert_pem), read from files each time a client is
+    /// built (kubeconfig `client-certificate` / `client-key`; they may be the same file).
+    /// Defaults to none.
+    pub fn client_cert_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some((PemSource::File(cert.into()), PemSource::File(key.into())));
+        self
+    }
+
+    /// Authenticates with `cert` (its chain and key). Defaults to none.
+    pub fn client_certificate(self, cert: &Certificate) -> Self {
+        let key = cert.key_pem();
+        self.client_cert_pem(cert.cert_pem().as_bytes().to_vec(), key.into_bytes())
+    }
+
+    pub(crate) fn client_cert_source(mut self, cert: PemSource, key: PemSource) -> Self {
+        self.client_cert = Some((cert, key));
+        self
+    }
+
+    /// A bearer token sent as `Authorization: Bearer …` (kubeconfig `token`). Replaces a token
+    /// file. Defaults to none.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(TokenSource::Static(token.into()));
+        self
+    }
+
+    /// A file holding the bearer token, re-read (and trimmed) for every client built
+    /// (kubeconfig `tokenFile`, the in-cluster service-account token). Replaces a static
+    /// token. Defaults to none.
+    pub fn bearer_token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token = Some(TokenSource::File(path.into()));
+        self
+    }
+
+    /// An `http://` proxy to tunnel through with CONNECT (kubeconfig `proxy-url`). Defaults to
+    /// the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` with `NO_PROXY`, as client-go.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
+    /// How long a TCP connect may take. Defaults to 10 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long one non-watch request (create, get, list) may take from start to the end of
+    /// its body. Defaults to 30 s.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// The `timeoutSeconds` asked of each watch (whole seconds, at least 1); a watch connection
+    /// silent for twice this (at most this plus 30 s) is dropped and the wait lists again. Defaults to a random value in [5 min, 10 min) per
+    /// watch, as client-go's reflector.
+    pub fn watch_timeout(mut self, d: Duration) -> Self {
+        self.watch_timeout = Some(d);
+        self
+    }
+
+    /// The pause before retrying a failed list or re-listing after a failed watch (client-go
+    /// polls every second). A `Retry-After` from the server lengthens it. Defaults to 1 s.
+    pub fn retry_interval(mut self, d: Duration) -> Self {
+        self.retry_interval = d;
+        self
+    }
+
+    /// The largest object or error body read, in bytes. Defaults to 4 MiB.
+    pub fn max_object_size(mut self, bytes: usize) -> Self {
+        self.max_object_size = bytes;
+        self
+    }
+
+    /// The largest list body read, in bytes. Defaults to 16 MiB.
+    pub fn max_list_size(mut self, bytes: usize) -> Self {
+        self.max_list_size = bytes;
+        self
+    }
+
+    /// The longest watch event line read, in bytes. Defaults to 4 MiB.
+    pub fn max_watch_event_size(mut self, bytes: usize) -> Self {
+        self.max_watch_event_size = bytes;
+        self
+    }
+
+    /// The clock used to judge whether certificates of an existing CSR have expired before
+    /// adopting it. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The `User-Agent` header. Defaults to `certrotate/<version>`.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+
+    /// The bearer token a client built now would send (a token file is read now).
+    ///
+    /// # Errors
+    /// [`ConfigError::ReadFile`] or [`ConfigError::Invalid`] for an unreadable or malformed
+    /// token file.
+    pub fn current_token(&self) -> Result<Option<String>, ConfigError> {
+        let token = match &self.token {
+            None => return Ok(None),
+            Some(TokenSource::Static(t)) => t.clone(),
+            Some(TokenSource::File(p)) => {
+                let raw = std::fs::read_to_string(p).map_err(|source| ConfigError::ReadFile {
+                    what: "token file",
+                    path: p.clone(),
+                    source,
+                })?;
+                raw.trim().to_owned()
+            }
+        };
+        if token.is_empty() {
+            return Ok(None);
+        }
+        if !token.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(ConfigError::Invalid {
+                what: "bearer token",
+                message: "contains characters that cannot go into an HTTP header".into(),
+            });
+        }
+        Ok(Some(token))
+    }
+
+    /// Checks the configuration by building (and dropping) a client with the configured
+    /// credentials.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        self.client_for(None).map(drop)
+    }
+
+    /// Builds a client with the configured credentials: the kubeconfig's own (bootstrap)
+    /// client certificate and/or token.
+    ///
+    /// # Errors
+    /// As [`client_for`](Self::client_for).
+    pub fn build(&self) -> Result<KubeCsrClient, ConfigError> {
+        self.client_for(None)
+    }
+
+    /// Builds a client for one rotation attempt. With `Some(cert)` it authenticates with that
+    /// certificate only (no token), as the kubelet does once it has a certificate; with `None`
+    /// it uses the configured (bootstrap) credentials. Every client has its own ureq agent and
+    /// connections.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a bad server URL, `http://` without
+    /// [`allow_plain_http`](Self::allow_plain_http), no CA for `https`, a CA together with
+    /// skipped verification, PEM that does not parse, a key that does not match its
+    /// certificate or that rustls cannot sign with (RSA below 2048 bits), or an unsupported
+    /// proxy; [`ConfigError::ReadFile`] for unreadable files.
+    pub fn client_for(&self, cert: Option<&Certificate>) -> Result<KubeCsrClient, ConfigError> {
+        let server = self.server.trim_end_matches('/').to_owned();
+        let uri: ureq::http::Uri = server.parse().map_err(|e| ConfigError::Invalid {
+            what: "server URL",
+            message: format!("{server:?}: {e}"),
+        })?;
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid {
+                what: "server URL",
+                message: format!("{server:?} has no host"),
+            });
+        }
+        if uri.query().is_some() {
+            return Err(ConfigError::Invalid {
+                what: "server URL",
+                message: format!("{server:?} has a query"),
+            });
+        }
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") if self.allow_plain_http => {
+                log::warn!(
+                    "talking to {server} over plain http: credentials and CSRs travel unencrypted"
+                );
+                false
+            }
+            Some("http") => {
+                return Err(ConfigError::Invalid {
+                    what: "server URL",
+                    message: format!(
+                        "{server:?} is plain http, which is refused (credentials would travel in clear text); use https"
+                    ),
+                });
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    what: "server URL",
+                    message: format!("{server:?} must start with https://"),
+                });
+            }
+        };
+
+        let identity: Option<Arc<CertifiedKey>> = match cert {
+            Some(c) => Some(certified_key(c, "certificate")?),
+            None => match &self.client_cert {
+                None => None,
+                Some((cert_src, key_src)) => {
+                    let cert_pem = cert_src.read("client certificate")?;
+                    let key_pem = key_src.read("client key")?;
+                    let pair = Certificate::from_pem(&cert_pem, &key_pem).map_err(|e| {
+                        ConfigError::Invalid {
+                            what: "client certificate",
+                            message: format!(
+                                "{} / {}: {e}",
+                                cert_src.describe(),
+                                key_src.describe()
+                            ),
+                        }
+                    })?;
+                    Some(certified_key(&pair, "client certificate")?)
+                }
+            },
+        };
+        let token = match cert {
+            Some(_) => None,
+            None => self.current_token()?,
+        };
+
+        let provider = pki::crypto_provider();
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::Invalid {
+                what: "TLS configuration",
+                message: e.to_string(),
+            })?;
+        let builder = if self.skip_tls_verify {
+            if self.ca.is_some() {
+                return Err(ConfigError::Invalid {
+                    what: "TLS configuration",
+                    message: "specifying a certificate authority with insecure-skip-tls-verify is not allowed".into(),
+                });
+            }
+            if https {
+                log::warn!(
+                    "TLS VERIFICATION IS DISABLED for {server} (insecure-skip-tls-verify): anyone on the network path can impersonate the API server, read the credentials sent to it and issue certificates of their choosing"
+                );
+            }
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoServerVerification {
+                    provider: provider.clone(),
+                }))
+        } else {
+            let mut roots = RootCertStore::empty();
+            match &self.ca {
+                Some(src) => {
+                    let pem = src.read("certificate authority")?;
+                    let certs = pki::parse_chain_pem(&pem).map_err(|e| ConfigError::Invalid {
+                        what: "certificate authority",
+                        message: format!("{}: {e}", src.describe()),
+                    })?;
+                    for c in certs {
+                        roots.add(c).map_err(|e| ConfigError::Invalid {
+                            what: "certificate authority",
+                            message: format!("{}: {e}", src.describe()),
+                        })?;
+                    }
+                }
+                None if https => {
+                    return Err(ConfigError::Invalid {
+                        what: "TLS configuration",
+                        message: format!(
+                            "no certificate authority for {server}; set certificate-authority(-data), only the configured CA is trusted"
+                        ),
+                    });
+                }
+                None => {}
+            }
+            builder.with_root_certificates(roots)
+        };
+        let mut tls = match identity {
+            Some(ck) => builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ck))),
+            None => builder.with_no_client_auth(),
+        };
+        tls.resumption = Resumption::disabled();
+        let server_name = match &self.tls_server_name {
+            None => None,
+            Some(n) => Some(
+                ServerName::try_from(n.clone()).map_err(|e| ConfigError::Invalid {
+                    what: "tls-server-name",
+                    message: format!("{n:?}: {e}"),
+                })?,
+            ),
+        };
+
+        let proxy = match &self.proxy {
+            None => ureq::Proxy::try_from_env(),
+            Some(p) => {
+                if !p.starts_with("http://") {
+                    return Err(ConfigError::Invalid {
+                        what: "proxy-url",
+                        message: format!("{p:?}: only http:// proxies are supported"),
+                    });
+                }
+                Some(ureq::Proxy::new(p).map_err(|e| ConfigError::Invalid {
+                    what: "proxy-url",
+                    message: format!("{p:?}: {e}"),
+                })?)
+            }
+        };
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .https_only(!self.allow_plain_http)
+            .max_redirects(0)
+            .timeout_connect(Some(self.connect_timeout))
+            .user_agent(self.user_agent.as_str())
+            .accept("application/json")
+            .proxy(proxy)
+            .build();
+        let spec = AgentSpec {
+            config,
+            tls: Arc::new(tls),
+            server_name,
+        };
+        Ok(KubeCsrClient {
+            agent: Mutex::new(AgentSlot::new(&spec)),
+            spec,
+            base: server,
+            token,
+            request_timeout: self.request_timeout,
+            watch_timeout: self.watch_timeout,
+            retry_interval: self.retry_interval,
+            max_object_size: self.max_object_size,
+            max_list_size: self.max_list_size,
+            max_watch_event_size: self.max_watch_event_size,
+            clock: self.clock.clone(),
+        })
+    }
+
+    /// A client factory for the certificate manager
+    /// ([`ConfigBuilder::client_factory`](crate::ConfigBuilder::client_factory)): called once
+    /// per rotation attempt with the current certificate (or `None`), it returns a new client
+    /// as [`client_for`](Self::client_for) does. This is the kubelet's wiring: bootstrap
+    /// credentials until a certificate exists, then that certificate. Its errors are
+    /// [`ConfigError`]s, boxed.
+    pub fn factory(
+        self,
+    ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, crate::BoxError>
+    + Send
+    + Sync
+    + 'static {
+        move |cert| match self.client_for(cert) {
+            Ok(c) => Ok(Box::new(c) as Box<dyn CsrClient>),
+            Err(e) => Err(Box::new(e) as crate::BoxError),
+        }
+    }
+}
+
+fn certified_key(c: &Certificate, what: &'static str) -> Result<Arc<CertifiedKey>, ConfigError> {
+    c.certified_key()
+        .cloned()
+        .ok_or_else(|| ConfigError::Invalid {
+            what,
+            message: format!(
+                "the key of {} (serial {}) cannot sign TLS handshakes (RSA below 2048 bits?)",
+                c.common_name(),
+                c.serial_hex()
+            ),
+        })
+}
+
+/// A [`CsrClient`] for a Kubernetes API server (blocking ureq, rustls).
+///
+/// Build it with [`KubeCsrClientBuilder`], [`KubeCsrClient::from_kubeconfig`],
+/// [`KubeCsrClient::from_default_kubeconfig`] or [`KubeCsrClient::in_cluster`].
+pub struct KubeCsrClient {
+    /// Everything needed to make an agent with this client's TLS identity.
+    spec: AgentSpec,
+    /// The agent in use; replaced by a fresh one (same identity) once a cancelled wait has
+    /// shut it down. Lock discipline: held only to read or swap the slot.
+    agent: Mutex<AgentSlot>,
+    base: String,
+    /// Secret.
+    token: Option<String>,
+    request_timeout: Duration,
+    watch_timeout: Option<Duration>,
+    retry_interval: Duration,
+    max_object_size: usize,
+    max_list_size: usize,
+    max_watch_event_size: usize,
+    clock: Arc<dyn Clock>,
+}
+
+/// How to make this client's agents: the ureq config and our TLS layer.
+struct AgentSpec {
+    config: ureq::config::Config,
+    tls: Arc<rustls::ClientConfig>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl AgentSpec {
+    fn new_agent(&self) -> Agent {
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(RustlsConnector {
+                    config: self.tls.clone(),
+                    server_name: self.server_name.clone(),
+                });
+        Agent::with_parts(
+            self.config.clone(),
+            connector,
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        )
+    }
+}
+
+/// An agent and whether it has been shut down.
+struct AgentSlot {
+    agent: Agent,
+    /// Set (before the shutdown) by the cancel callback of a wait that used this agent.
+    dead: Arc<AtomicBool>,
+}
+
+impl AgentSlot {
+    fn new(spec: &AgentSpec) -> AgentSlot {
+        AgentSlot {
+            agent: spec.new_agent(),
+            dead: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl fmt::Debug for KubeCsrClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeCsrClient")
+            .field("server", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeCsrClient {
+    /// A builder for the API server at `server`.
+    pub fn builder(server: impl Into<String>) -> KubeCsrClientBuilder {
+        KubeCsrClientBuilder::new(server)
+    }
+
+    /// A client for the `current-context` of the kubeconfig at `path`.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`] of loading, resolving or building.
+    pub fn from_kubeconfig(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<KubeCsrClient, ConfigError> {
+        Kubeconfig::load(path)?.client_builder(None)?.build()
+    }
+
+    /// A client for the `current-context` of the default kubeconfig (`KUBECONFIG`, which may
+    /// list several files merged as kubectl does, else `~/.kube/config`).
+    ///
+    /// # Errors
+    /// Any [`ConfigError`] of loading, resolving or building.
+    pub fn from_default_kubeconfig() -> Result<KubeCsrClient, ConfigError> {
+        Kubeconfig::load_default()?.client_builder(None)?.build()
+    }
+
+    /// A client with the pod's in-cluster configuration (see
+    /// [`KubeCsrClientBuilder::in_cluster`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::NotInCluster`] outside a pod; otherwise as building.
+    pub fn in_cluster() -> Result<KubeCsrClient, ConfigError> {
+        KubeCsrClientBuilder::in_cluster()?.build()
+    }
+
+    /// The server URL.
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    /// The live agent, replacing one a cancelled wait shut down.
+    fn agent(&self) -> (Agent, Arc<AtomicBool>) {
+        let mut slot = self.agent.lock();
+        if slot.dead.load(Ordering::SeqCst) {
+            *slot = AgentSlot::new(&self.spec);
+        }
+        (slot.agent.clone(), slot.dead.clone())
+    }
+
+    // ---- HTTP ----
+
+    fn get(
+        &self,
+        agent: &Agent,
+        op: &'static str,
+        path: &str,
+        global: Duration,
+        per_read: Option<Duration>,
+    ) -> Result<Response<ureq::Body>, CsrError> {
+        let url = format!("{}{}", self.base, path);
+        let mut rb = agent.get(&url);
+        if let Some(t) = &self.token {
+            rb = rb.header("Authorization", format!("Bearer {t}"));
+        }
+        let rb = rb
+            .config()
+            .timeout_global(Some(global))
+            .timeout_recv_response(Some(self.request_timeout.min(global)))
+            .timeout_per_read(per_read)
+            .build();
+        rb.call().map_err(|e| transport_error(op, "GET", &url, e))
+    }
+
+    fn post(
+        &self,
+        agent: &Agent,
+        op: &'static str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Response<ureq::Body>, CsrError> {
+        let url = format!("{}{}", self.base, path);
+        let mut rb = agent.post(&url).header("Content-Type", "application/json");
+        if let Some(t) = &self.token {
+            rb = rb.header("Authorization", format!("Bearer {t}"));
+        }
+        let rb = rb
+            .config()
+            .timeout_global(Some(self.request_timeout))
+            .build();
+        rb.send(body)
+            .map_err(|e| transport_error(op, "POST", &url, e))
+    }
+
+    /// Reads a 2xx body (≤ `limit`), or turns a non-2xx answer into [`CsrError::Api`].
+    fn body(
+        &self,
+        op: &'static str,
+        path: &str,
+        mut resp: Response<ureq::Body>,
+        limit: usize,
+    ) -> Result<Vec<u8>, CsrError> {
+        let code = resp.status().as_u16();
+        if !(200..300).contains(&code) {
+            return Err(self.api_error(op, path, resp));
+        }
+        read_limited(op, path, &mut resp, limit)
+    }
+
+    fn api_error(&self, op: &'static str, path: &str, mut resp: Response<ureq::Body>) -> CsrError {
+        let code = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = read_limited(op, path, &mut resp, self.max_object_size).unwrap_or_default();
+        CsrError::Api {
+            op,
+            path: path.to_owned(),
+            error: parse_api_error(code, retry_after, &body),
+        }
+    }
+
+    // ---- create ----
+
+    fn post_csr(&self, version: ApiVersion, req: &CsrRequest) -> Result<CsrRef, CsrError> {
+        let path = collection(version);
+        let obj = CertificateSigningRequest {
+            api_version: Some(version.as_str().to_owned()),
+            kind: Some(api::KIND_CSR.to_owned()),
+            metadata: api::ObjectMeta {
+                name: req.name.clone(),
+                generate_name: req.name.is_none().then(|| "csr-".to_owned()),
+                ..api::ObjectMeta::default()
+            },
+            spec: api::CsrSpec {
+                request: req.csr_pem.as_bytes().to_vec(),
+                signer_name: (!req.signer_name.is_empty()).then(|| req.signer_name.clone()),
+                expiration_seconds: req.expiration.map(api::duration_to_expiration_seconds),
+                usages: req.usages.iter().map(|u| u.as_str().to_owned()).collect(),
+                ..api::CsrSpec::default()
+            },
+            status: None,
+        };
+        let body = serde_json::to_vec(&obj).map_err(|e| CsrError::InvalidResponse {
+            op: "create",
+            message: format!("cannot encode the request: {e}"),
+        })?;
+        let resp = self.post(&self.agent().0, "create", &path, &body)?;
+        let bytes = self.body("create", &path, resp, self.max_object_size)?;
+        let created = decode_csr("create", &bytes)?;
+        csr_ref("create", &created, version)
+    }
+
+    fn get_csr(
+        &self,
+        version: ApiVersion,
+        name: &str,
+    ) -> Result<CertificateSigningRequest, CsrError> {
+        let path = format!("{}/{}", collection(version), encode(name));
+        let resp = self.get(
+            &self.agent().0,
+            "retrieve",
+            &path,
+            self.request_timeout,
+            None,
+        )?;
+        let bytes = self.body("retrieve", &path, resp, self.max_object_size)?;
+        decode_csr("retrieve", &bytes)
+    }
+
+    fn adopt(&self, req: &CsrRequest, name: &str) -> Result<CsrRef, CsrError> {
+        log::info!(
+            "certificate signing request {name:?} already exists, checking whether it can be reused"
+        );
+        let (version, existing) = match self.get_csr(ApiVersion::V1, name) {
+            Ok(o) => (ApiVersion::V1, o),
+            Err(CsrError::Api { error, .. }) if error.is_not_found() => (
+                ApiVersion::V1beta1,
+                self.get_csr(ApiVersion::V1beta1, name)?,
+            ),
+            Err(e) => return Err(e),
+        };
+        ensure_compatible(req, &existing, self.clock.now()).map_err(|message| {
+            CsrError::Incompatible {
+                name: name.to_owned(),
+                message,
+            }
+        })?;
+        log::info!("certificate signing request {name:?} is compatible, reusing it");
+        csr_ref("retrieve", &existing, version)
+    }
+
+    // ---- list ----
+
+    fn list(
+        &self,
+        agent: &Agent,
+        version: ApiVersion,
+        name: &str,
+        global: Duration,
+    ) -> Result<CsrList, CsrError> {
+        let path = format!(
+            "{}?fieldSelector={}",
+            collection(version),
+            encode(&format!("metadata.name={name}"))
+        );
+        let resp = self.get(agent, "list", &path, self.request_timeout.min(global), None)?;
+        let bytes = self.body("list", &path, resp, self.max_list_size)?;
+        serde_json::from_slice(&bytes).map_err(|e| CsrError::InvalidResponse {
+            op: "list",
+            message: format!("malformed CertificateSigningRequestList from {path}: {e}"),
+        })
+    }
+}
+
+impl CsrClient for KubeCsrClient {
+    fn create(&self, req: &CsrRequest) -> Result<CsrRef, CsrError> {
+        let use_v1 = !req.usages.is_empty()
+            && !req.signer_name.is_empty()
+            && req.signer_name != api::LEGACY_UNKNOWN_SIGNER;
+        let result = if use_v1 {
+            match self.post_csr(ApiVersion::V1, req) {
+                Err(CsrError::Api { error, .. }) if error.is_not_found() => {
+                    log::debug!("certificates.k8s.io/v1 not found, falling back to v1beta1");
+                    self.post_csr(ApiVersion::V1beta1, req)
+                }
+                other => other,
+            }
+        } else {
+            self.post_csr(ApiVersion::V1beta1, req)
+        };
+        match (result, req.name.as_deref()) {
+            (Err(CsrError::Api { error, .. }), Some(name)) if error.is_already_exists() => {
+                self.adopt(req, name)
+            }
+            (other, _) => other,
+        }
+    }
+
+    fn wait_for_certificate(
+        &self,
+        csr: &CsrRef,
+        timeout: Duration,
+        cancel: &Cancel,
+    ) -> Result<Vec<u8>, CsrError> {
+        let cancelled = || CsrError::Cancelled {
+            name: csr.name.clone(),
+        };
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        // The wait runs on one agent; cancelling marks it dead and shuts it down, which
+        // interrupts a read blocked in another thread at once. A later call on this client gets
+        // a fresh agent.
+        let (agent, dead) = self.agent();
+        let to_shut = agent.clone();
+        cancel.on_cancel(move || {
+            dead.store(true, Ordering::SeqCst);
+            to_shut.shutdown();
+        });
+        let started = Instant::now();
+        // A huge timeout (Duration::MAX) means "practically forever", not an overflow.
+        let deadline = started
+            .checked_add(timeout)
+            .or_else(|| started.checked_add(Duration::from_secs(1 << 32)))
+            .unwrap_or(started);
+        let waiter = Waiter {
+            client: self,
+            agent,
+            csr,
+            deadline,
+            timeout,
+            cancel,
+        };
+        match waiter.run() {
+            Err(_) if cancel.is_cancelled() => Err(cancelled()),
+            other => other,
+        }
+    }
+}
+
+/// One wait: list, then watch, until a verdict.
+struct Waiter<'a> {
+    client: &'a KubeCsrClient,
+    /// The agent the cancel callback shuts down; every request of this wait goes through it.
+    agent: Agent,
+    csr: &'a CsrRef,
+    deadline: Instant,
+    timeout: Duration,
+    cancel: &'a Cancel,
+}
+
+enum WatchEnd {
+    /// The CSR was issued.
+    Issued(Vec<u8>),
+    /// The server ended the watch cleanly; resume from the last resourceVersion (after a
+    /// pause when it was very short).
+    Closed { short: bool },
+    /// The resourceVersion is too old (410 Expired): list again.
+    Relist,
+    /// The watch failed; list again after this pause.
+    Retry(Duration),
+}
+
+impl Waiter<'_> {
+    fn name(&self) -> &str {
+        &self.csr.name
+    }
+
+    /// `Cancelled` or `Timeout` when the wait must stop.
+    fn check(&self) -> Result<(), CsrError> {
+        if self.cancel.is_cancelled() {
+            return Err(CsrError::Cancelled {
+                name: self.csr.name.clone(),
+            });
+        }
+        if Instant::now() >= self.deadline {
+            return Err(CsrError::Timeout {
+                name: self.csr.name.clone(),
+                waited: self.timeout,
+            });
+        }
+        Ok(())
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Sleeps `d` (at most until the deadline), waking at once on cancel.
+    fn pause(&self, d: Duration) -> Result<(), CsrError> {
+        let d = d.min(self.remaining());
+        if let Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
+            self.cancel.receiver().recv_timeout(d)
+        {
+            return Err(CsrError::Cancelled {
+                name: self.csr.name.clone(),
+            });
+        }
+        self.check()
+    }
+
+    fn run(&self) -> Result<Vec<u8>, CsrError> {
+        let first = self.csr.api_version;
+        let versions = [first, other_version(first)];
+        'relist: loop {
+            let (version, list) = self.probe(&versions)?;
+            let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
+            for item in &list.items {
+                if item.metadata.name.as_deref() == Some(self.name())
+                    && let Some(cert) = judge(self.csr, item)?
+                {
+                    return Ok(cert);
+                }
+            }
+            loop {
+                self.check()?;
+                match self.watch(version, &mut rv)? {
+                    WatchEnd::Issued(cert) => return Ok(cert),
+                    WatchEnd::Closed { short } => {
+                        log::debug!(
+                            "watch of {:?} ended, resuming at resourceVersion {rv:?}",
+                            self.name()
+                        );
+                        if short {
+                            self.pause(self.client.retry_interval)?;
+                        }
+                    }
+                    WatchEnd::Relist => {
+                        log::debug!("watch of {:?} expired, listing again", self.name());
+                        continue 'relist;
+                    }
+                    WatchEnd::Retry(d) => {
+                        self.pause(d)?;
+                        continue 'relist;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists the CSR under the preferred version, then the other, until one answers
+    /// (client-go polls every second). Protocol violations end the wait at once.
+    fn probe(&self, versions: &[ApiVersion; 2]) -> Result<(ApiVersion, CsrList), CsrError> {
+        loop {
+            self.check()?;
+            let mut delay = self.client.retry_interval;
+            for &v in versions {
+                match self
+                    .client
+                    .list(&self.agent, v, self.name(), self.remaining())
+                {
+                    Ok(list) => return Ok((v, list)),
+                    Err(e @ CsrError::InvalidResponse { .. }) => return Err(e),
+                    Err(e) => {
+                        self.check()?;
+                        if let Some(ra) = e.retry_after() {
+                            delay = delay.max(ra);
+                        }
+                        log::debug!("waiting for {:?}: {e}", self.name());
+                    }
+                }
+            }
+            self.pause(delay)?;
+        }
+    }
+
+    fn watch_seconds(&self) -> u64 {
+        let wanted = match self.client.watch_timeout {
+            Some(d) => d.as_secs(),
+            None => rand::rng().random_range(300..600),
+        };
+        let remaining = self.remaining();
+        let remaining_secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+        wanted.min(remaining_secs).max(1)
+    }
+
+    fn watch(&self, version: ApiVersion, rv: &mut String) -> Result<WatchEnd, CsrError> {
+        let secs = self.watch_seconds();
+        let mut path = format!(
+            "{}?watch=true&fieldSelector={}&allowWatchBookmarks=true&timeoutSeconds={secs}",
+            collection(version),
+            encode(&format!("metadata.name={}", self.name()))
+        );
+        if !rv.is_empty() {
+            path.push_str("&resourceVersion=");
+            path.push_str(&encode(rv));
+        }
+        let retry = self.client.retry_interval;
+        let resp = match self.client.get(
+            &self.agent,
+            "watch",
+            &path,
+            self.remaining(),
+            Some(watch_read_timeout(secs)),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.check()?;
+                log::debug!("waiting for {:?}: {e}", self.name());
+                return Ok(WatchEnd::Retry(retry));
+            }
+        };
+        if !resp.status().is_success() {
+            let e = self.client.api_error("watch", &path, resp);
+            let Some(api) = e.api_error() else {
+                return Err(e);
+            };
+            if api.is_expired() {
+                return Ok(WatchEnd::Relist);
+            }
+            log::debug!("waiting for {:?}: {e}", self.name());
+            return Ok(WatchEnd::Retry(
+                retry.max(api.retry_after.unwrap_or_default()),
+            ));
+        }
+
+        let limit = self.client.max_watch_event_size;
+        let started = Instant::now();
+        let mut events = 0usize;
+        let mut reader = BufReader::with_capacity(64 * 1024, resp.into_body().into_reader());
+        let mut line = Vec::new();
+        loop {
+            if line.capacity() > 1 << 20 {
+                line = Vec::new(); // keep memory flat after one large event
+            }
+            line.clear();
+            let read = (&mut reader)
+                .take(limit as u64 + 1)
+                .read_until(b'\n', &mut line);
+            match read {
+                Err(e) => {
+                    self.check()?;
+                    if !line.is_empty() {
+                        return Err(CsrError::InvalidResponse {
+                            op: "watch",
+                            message: format!(
+                                "watch of {:?} broke off inside an event after {} bytes: {e}",
+                                self.name(),
+                                line.len()
+                            ),
+                        });
+                    }
+                    log::debug!("watch of {:?} failed: {e}", self.name());
+                    return Ok(WatchEnd::Retry(retry));
+                }
+                Ok(0) => {
+                    return Ok(WatchEnd::Closed {
+                        short: events == 0 && started.elapsed() < SHORT_WATCH,
+                    });
+                }
+                Ok(_) => {}
+            }
+            if line.last() != Some(&b'\n') {
+                let message = if line.len() > limit {
+                    format!(
+                        "watch event of {:?} is larger than {limit} bytes",
+                        self.name()
+                    )
+                } else {
+                    format!(
+                        "watch of {:?} ended inside an event ({} bytes without a newline)",
+                        self.name(),
+                        line.len()
+                    )
+                };
+                return Err(CsrError::InvalidResponse {
+                    op: "watch",
+                    message,
+                });
+            }
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            events += 1;
+            let event: WatchEvent =
+                serde_json::from_slice(text).map_err(|e| CsrError::InvalidResponse {
+                    op: "watch",
+                    message: format!("malformed watch event: {e}"),
+                })?;
+            if let Some(v) = event
+                .object
+                .pointer("/metadata/resourceVersion")
+                .and_then(|v| v.as_str())
+                && event.type_ != "ERROR"
+            {
+                *rv = v.to_owned();
+            }
+            match event.type_.as_str() {
+                "ADDED" | "MODIFIED" => {
+                    let obj = csr_from_value(event.object)?;
+                    if obj.metadata.name.as_deref() == Some(self.name())
+                        && let Some(cert) = judge(self.csr, &obj)?
+                    {
+                        return Ok(WatchEnd::Issued(cert));
+                    }
+                }
+                "DELETED" => {
+                    let obj = csr_from_value(event.object)?;
+                    if obj.metadata.name.as_deref() == Some(self.name()) {
+                        return Err(CsrError::Deleted {
+                            name: self.csr.name.clone(),
+                        });
+                    }
+                }
+                "BOOKMARK" => {}
+                "ERROR" => {
+                    let status: Status = serde_json::from_value(event.object).map_err(|e| {
+                        CsrError::InvalidResponse {
+                            op: "watch",
+                            message: format!("malformed Status in watch ERROR event: {e}"),
+                        }
+                    })?;
+                    let code = status
+                        .code
+                        .and_then(|c| u16::try_from(c).ok())
+                        .filter(|c| (100..600).contains(c))
+                        .unwrap_or(500);
+                    let err = api_error_from_status(code, None, status);
+                    if err.is_expired() {
+                        return Ok(WatchEnd::Relist);
+                    }
+                    log::debug!("watch of {:?} sent an error: {err}", self.name());
+                    return Ok(WatchEnd::Retry(
+                        retry.max(err.retry_after.unwrap_or_default()),
+                    ));
+                }
+                other => {
+                    return Err(CsrError::InvalidResponse {
+                        op: "watch",
+                        message: format!("unknown watch event type {other:?}"),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The verdict on one observed object (client-go's condition loop: by type, in order).
+fn judge(csr: &CsrRef, obj: &CertificateSigningRequest) -> Result<Option<Vec<u8>>, CsrError> {
+    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+    if uid != csr.uid {
+        return Err(CsrError::UidChanged {
+            name: csr.name.clone(),
+            expected: csr.uid.clone(),
+            got: uid.to_owned(),
+        });
+    }
+    let Some(status) = &obj.status else {
+        return Ok(None);
+    };
+    for c in &status.conditions {
+        let reason = || c.reason.clone().unwrap_or_default();
+        let message = || c.message.clone().unwrap_or_default();
+        match c.type_.as_str() {
+            api::CONDITION_DENIED => {
+                return Err(CsrError::Denied {
+                    name: csr.name.clone(),
+                    reason: reason(),
+                    message: message(),
+                });
+            }
+            api::CONDITION_FAILED => {
+                return Err(CsrError::Failed {
+                    name: csr.name.clone(),
+                    reason: reason(),
+                    message: message(),
+                });
+            }
+            api::CONDITION_APPROVED => {
+                if let Some(cert) = status.certificate.as_ref().filter(|c| !c.is_empty()) {
+                    return Ok(Some(cert.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Whether an existing CSR may be adopted for `req` (client-go `ensureCompatible`): the
+/// subjects are equal, the signer names are equal unless one is empty, the existing request
+/// carries our public key (its self-signature verifies, so it was signed with our key), and
+/// no certificate already issued for it has expired at `now`. The error text is client-go's
+/// where it has one.
+pub(crate) fn ensure_compatible(
+    req: &CsrRequest,
+    orig: &CertificateSigningRequest,
+    now: std::time::SystemTime,
+) -> Result<(), String> {
+    let new = pki::parse_csr_pem(req.csr_pem.as_bytes())
+        .map_err(|e| format!("unable to parse new csr: {e}"))?;
+    let old = pki::parse_csr_pem(&orig.spec.request)
+        .map_err(|e| format!("unable to parse original csr: {e}"))?;
+    if new.subject_der != old.subject_der {
+        return Err(format!(
+            "csr subjects differ: new: CN={:?} O={:?}, orig: CN={:?} O={:?}",
+            new.common_name, new.organizations, old.common_name, old.organizations
+        ));
+    }
+    let new_signer = req.signer_name.as_str();
+    let old_signer = orig.spec.signer_name.as_deref().unwrap_or_default();
+    if !new_signer.is_empty() && !old_signer.is_empty() && new_signer != old_signer {
+        return Err(format!(
+            "csr signerNames differ: new {new_signer:?}, orig: {old_signer:?}"
+        ));
+    }
+    let ours = if req.public_key_der.is_empty() {
+        &new.public_key_der
+    } else {
+        &req.public_key_der
+    };
+    if &old.public_key_der != ours {
+        return Err(
+            "error validating signature of the existing csr against our key: it was made with another key"
+                .into(),
+        );
+    }
+    if let Some(pem) = orig
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .filter(|c| !c.is_empty())
+    {
+        let chain = pki::parse_chain_pem(pem)
+            .map_err(|e| format!("unable to parse the existing csr's certificate: {e}"))?;
+        for der in chain {
+            let info = CertInfo::from_der(&der)
+                .map_err(|e| format!("unable to parse the existing csr's certificate: {e}"))?;
+            if now > info.not_after {
+                return Err(format!(
+                    "one of the certificates for the csr has expired: {}",
+                    pki::fmt_time(info.not_after)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turns a non-2xx answer into an [`ApiError`]: a `Status` body (non-empty `status`, kind
+/// `Status` or absent) gives its reason, message and `retryAfterSeconds`; any other body gives
+/// a generic error with the code's standard reason and `is_status: false` (apimachinery
+/// `NewGenericServerResponse`, whose `UnexpectedServerResponse` cause makes the server count as
+/// unhealthy). A `Retry-After` header wins over the body.
+pub(crate) fn parse_api_error(code: u16, retry_after: Option<Duration>, body: &[u8]) -> ApiError {
+    if let Ok(status) = serde_json::from_slice::<Status>(body)
+        && status.status.as_deref().is_some_and(|s| !s.is_empty())
+        && status.kind.as_deref().is_none_or(|k| k == "Status")
+    {
+        return api_error_from_status(code, retry_after, status);
+    }
+    let snippet: String = String::from_utf8_lossy(&body[..body.len().min(200)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let snippet = snippet.trim();
+    ApiError {
+        code,
+        reason: api::reason_for_code(code).to_owned(),
+        message: if snippet.is_empty() {
+            format!("the server responded with HTTP {code} and no Status body")
+        } else {
+            format!("the server responded with HTTP {code} and no Status body: {snippet:?}")
+        },
+        is_status: false,
+        retry_after,
+    }
+}
+
+fn api_error_from_status(
+    http_code: u16,
+    retry_after: Option<Duration>,
+    status: Status,
+) -> ApiError {
+    let code = status
+        .code
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (100..600).contains(c))
+        .unwrap_or(http_code);
+    let body_retry = status
+        .details
+        .as_ref()
+        .and_then(|d| d.retry_after_seconds)
+        .and_then(|s| u64::try_from(s).ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs);
+    ApiError {
+        code,
+        reason: status.reason.unwrap_or_default(),
+        message: status.message.unwrap_or_default(),
+        is_status: true,
+        retry_after: retry_after.or(body_retry),
+    }
+}
+
+fn read_limited(
+    op: &'static str,
+    path: &str,
+    resp: &mut Response<ureq::Body>,
+    limit: usize,
+) -> Result<Vec<u8>, CsrError> {
+    resp.body_mut()
+        .with_config()
+        .limit(limit as u64)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => CsrError::InvalidResponse {
+                op,
+                message: format!("the answer from {path} is larger than {limit} bytes"),
+            },
+            other => transport_error(op, "reading", path, other),
+        })
+}
+
+fn transport_error(op: &'static str, method: &str, url: &str, e: ureq::Error) -> CsrError {
+    CsrError::Transport {
+        op,
+        message: format!("{method} {url}: {e}"),
+        source: Some(Box::new(e)),
+    }
+}
+
+fn decode_csr(op: &'static str, bytes: &[u8]) -> Result<CertificateSigningRequest, CsrError> {
+    serde_json::from_slice(bytes).map_err(|e| CsrError::InvalidResponse {
+        op,
+        message: format!("malformed CertificateSigningRequest: {e}"),
+    })
+}
+
+fn csr_from_value(v: serde_json::Value) -> Result<CertificateSigningRequest, CsrError> {
+    serde_json::from_value(v).map_err(|e| CsrError::InvalidResponse {
+        op: "watch",
+        message: format!("malformed CertificateSigningRequest in watch event: {e}"),
+    })
+}
+
+fn csr_ref(
+    op: &'static str,
+    obj: &CertificateSigningRequest,
+    version: ApiVersion,
+) -> Result<CsrRef, CsrError> {
+    let missing = |field: &str| CsrError::InvalidResponse {
+        op,
+        message: format!("the CertificateSigningRequest has no {field}"),
+    };
+    let name = obj
+        .metadata
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| missing("metadata.name"))?;
+    let uid = obj
+        .metadata
+        .uid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| missing("metadata.uid"))?;
+    Ok(CsrRef {
+        name,
+        uid,
+        api_version: version,
+    })
+}
+
+fn collection(v: ApiVersion) -> String {
+    format!("/apis/{}/certificatesigningrequests", v.as_str())
+}
+
+fn other_version(v: ApiVersion) -> ApiVersion {
+    match v {
+        ApiVersion::V1 => ApiVersion::V1beta1,
+        ApiVersion::V1beta1 => ApiVersion::V1,
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{KeyAlgorithm, PrivateKey, build_csr_pem};
+    use crate::template::CsrTemplate;
+    use std::time::SystemTime;
+
+    fn request(key: &PrivateKey, signer: &str) -> CsrRequest {
+        let t = CsrTemplate::new("something").with_organization("test");
+        CsrRequest {
+            name: Some("fixed".into()),
+            csr_pem: build_csr_pem(&t, key).unwrap(),
+            signer_name: signer.into(),
+            usages: vec![],
+            expiration: None,
+            public_key_der: key.public_key_der(),
+        }
+    }
+
+    fn existing(req: &CsrRequest, signer: &str) -> CertificateSigningRequest {
+        CertificateSigningRequest {
+            metadata: api::ObjectMeta {
+                name: Some("fixed".into()),
+                uid: Some("u".into()),
+                ..Default::default()
+            },
+            spec: api::CsrSpec {
+                request: req.csr_pem.as_bytes().to_vec(),
+                signer_name: (!signer.is_empty()).then(|| signer.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// client-go csr_test.go TestEnsureCompatible: an RSA-2048 key (a fixture, as the ring
+    /// backend cannot generate RSA), a CSR for CN "something", O "test", the same request on
+    /// both sides.
+    #[test]
+    fn ensure_compatible_table() {
+        let key =
+            PrivateKey::from_pem(include_bytes!("../../tests/fixtures/two-certs.key")).unwrap();
+        assert_eq!(key.algorithm(), KeyAlgorithm::Rsa { bits: 2048 });
+        let now = SystemTime::now();
+        let cases: [(&str, &str, &str, Result<(), String>); 4] = [
+            (
+                "nil signerName on 'new' matches any signerName on 'orig'",
+                "",
+                "example.com/test",
+                Ok(()),
+            ),
+            (
+                "nil signerName on 'orig' matches any signerName on 'new'",
+                "example.com/test",
+                "",
+                Ok(()),
+            ),
+            (
+                "signerName on 'orig' matches signerName on 'new'",
+                "example.com/test",
+                "example.com/test",
+                Ok(()),
+            ),
+            (
+                "signerName on 'orig' does not match signerName on 'new'",
+                "example.com/test",
+                "example.com/not-test",
+                Err(r#"csr signerNames differ: new "example.com/test", orig: "example.com/not-test""#.into()),
+            ),
+        ];
+        for (name, new_signer, orig_signer, want) in cases {
+            let req = request(&key, new_signer);
+            let orig = existing(&req, orig_signer);
+            assert_eq!(ensure_compatible(&req, &orig, now), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn ensure_compatible_rejects_other_subject_other_key_and_expired_cert() {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let now = SystemTime::now();
+        let req = request(&key, "example.com/test");
+
+        let mut other_subject = existing(&req, "example.com/test");
+        other_subject.spec.request = build_csr_pem(&CsrTemplate::new("else"), &key)
+            .unwrap()
+            .into_bytes();
+        let e = ensure_compatible(&req, &other_subject, now).unwrap_err();
+        assert!(e.starts_with("csr subjects differ"), "{e}");
+
+        let mut other_key = existing(&req, "example.com/test");
+        other_key.spec.request = request(&other, "").csr_pem.into_bytes();
+        let e = ensure_compatible(&req, &other_key, now).unwrap_err();
+        assert!(e.contains("another key"), "{e}");
+
+        let ca = crate::pki::CertificateAuthority::for_tests("ca").unwrap();
+        let t = CsrTemplate::new("something").with_organization("test");
+        let day = Duration::from_secs(86_400);
+        let expired = ca
+            .issue_pem(&t, &key, &[], now - 3 * day, now - day)
+            .unwrap();
+        let mut issued = existing(&req, "example.com/test");
+        issued.status = Some(api::CsrStatus {
+            conditions: vec![],
+            certificate: Some(expired.into_bytes()),
+        });
+        let e = ensure_compatible(&req, &issued, now).unwrap_err();
+        assert!(
+            e.starts_with("one of the certificates for the csr has expired"),
+            "{e}"
+        );
+
+        let valid = ca.issue_pem(&t, &key, &[], now - day, now + day).unwrap();
+        issued.status = Some(api::CsrStatus {
+            conditions: vec![],
+            certificate: Some(valid.into_bytes()),
+        });
+        assert_eq!(ensure_compatible(&req, &issued, now), Ok(()));
+    }
+
+    #[test]
+    fn status_bodies_and_generic_bodies() {
+        let st = br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"nope","reason":"Forbidden","code":403,"details":{"retryAfterSeconds":7}}"#;
+        let e = parse_api_error(403, None, st);
+        assert!(e.is_status && e.is_forbidden(), "{e:?}");
+        assert_eq!(e.message, "nope");
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        let e = parse_api_error(429, Some(Duration::from_secs(3)), st);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(3)), "header wins");
+
+        let e = parse_api_error(404, None, b"404 page not found\n");
+        assert!(!e.is_status && e.is_not_found(), "{e:?}");
+        assert!(e.message.contains("404 page not found"), "{}", e.message);
+        let e = parse_api_error(502, None, br#"{"kind":"Other","status":"x"}"#);
+        assert!(!e.is_status);
+        assert_eq!(e.reason, "Unknown");
+        let e = parse_api_error(401, None, b"");
+        assert!(!e.is_status && e.is_unauthorized());
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode("metadata.name=csr-a b"), "metadata.name%3Dcsr-a%20b");
+    }
+}
