@@ -497,6 +497,9 @@ pub(crate) struct Shared {
     /// The canonical current certificate (one of the copies), for policy code that wants the
     /// certificate even after expiry (deadline computation, metrics).
     latest: Mutex<Option<Arc<Certificate>>>,
+    /// The jittered rotation deadline, drawn once when a certificate is published (re-drawing
+    /// at every wake would pull rotations towards the start of the window).
+    deadline: Mutex<Option<(Arc<Certificate>, SystemTime)>>,
     /// A rotation is due at once (bootstrap certificate, no usable certificate at start).
     pub(crate) forced: AtomicBool,
     healthy: AtomicBool,
@@ -589,6 +592,18 @@ impl Shared {
         })));
         self.generation.store(generation, Ordering::Release);
         *self.latest.lock() = Some(canonical.clone());
+        let at = crate::schedule::rotation_deadline(
+            canonical.not_before(),
+            canonical.not_after(),
+            &mut *self.rng.lock(),
+        );
+        log::info!(
+            "{}: certificate expiration is {}, rotation deadline is {}",
+            self.config.name,
+            crate::pki::fmt_time(canonical.not_after()),
+            crate::pki::fmt_time(at)
+        );
+        *self.deadline.lock() = Some((canonical.clone(), at));
         self.resolver.set(Some(&canonical));
         self.subscribers.lock().retain(|tx| match tx.try_send(canonical.clone()) {
             Ok(()) => true,
@@ -602,6 +617,23 @@ impl Shared {
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
         });
         canonical
+    }
+
+    /// The deadline drawn for `cert` when it was published (drawn now if it was not).
+    pub(crate) fn deadline_of(&self, cert: &Arc<Certificate>) -> SystemTime {
+        let mut d = self.deadline.lock();
+        match &*d {
+            Some((c, at)) if Arc::ptr_eq(c, cert) => *at,
+            _ => {
+                let at = crate::schedule::rotation_deadline(
+                    cert.not_before(),
+                    cert.not_after(),
+                    &mut *self.rng.lock(),
+                );
+                *d = Some((cert.clone(), at));
+                at
+            }
+        }
     }
 
     pub(crate) fn set_healthy(&self, healthy: bool) {
@@ -743,6 +775,7 @@ impl CertificateManager {
             generation: AtomicU64::new(0),
             readers: ThreadLocal::new(),
             latest: Mutex::new(None),
+            deadline: Mutex::new(None),
             forced: AtomicBool::new(forced),
             healthy: AtomicBool::new(false),
             last_request: Mutex::new(None),
@@ -807,6 +840,15 @@ impl CertificateManager {
             .lock()
             .as_ref()
             .map(|c| c.not_after().duration_since(now).unwrap_or_default())
+    }
+
+    /// The rotation deadline drawn for the current certificate (a random point in [70 %, 90 %)
+    /// of its lifetime after NotBefore), or `None` without a certificate. The manager rotates
+    /// earlier when rotation is forced (a bootstrap certificate) or the certificate stops
+    /// satisfying the template.
+    pub fn rotation_deadline(&self) -> Option<SystemTime> {
+        let cert = self.shared.latest.lock().clone()?;
+        Some(self.shared.deadline_of(&cert))
     }
 
     /// The config's name, as used in log lines.

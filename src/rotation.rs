@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select_biased};
 
@@ -87,8 +87,6 @@ fn sleep(shared: &Shared, stop: &Receiver<()>, d: Duration) -> Wake {
 
 fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
     let name = &shared.config.name;
-    // The deadline drawn for the certificate it was drawn for (compared by identity).
-    let mut drawn: Option<(Arc<Certificate>, SystemTime)> = None;
     loop {
         let now = shared.clock().now();
         shared.update_ttl_gauge(now);
@@ -98,23 +96,7 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
         let due_now =
             forced || !crate::template::cert_satisfies_template(cert.as_deref(), template.as_ref());
         let deadline = match (&cert, due_now) {
-            (Some(c), false) => match &drawn {
-                Some((d, at)) if Arc::ptr_eq(d, c) => *at,
-                _ => {
-                    let at = schedule::rotation_deadline(
-                        c.not_before(),
-                        c.not_after(),
-                        &mut *shared.rng.lock(),
-                    );
-                    log::info!(
-                        "{name}: certificate expiration is {}, rotation deadline is {}",
-                        fmt_time(c.not_after()),
-                        fmt_time(at)
-                    );
-                    drawn = Some((c.clone(), at));
-                    at
-                }
-            },
+            (Some(c), false) => shared.deadline_of(c),
             _ => now,
         };
         if deadline > now {

@@ -1274,6 +1274,11 @@ fn c15_deadline_from_the_issued_cert_not_the_request() {
     rig.asleep(1);
     let sleep = rig.clock.next_timer_in().unwrap();
     assert!(sleep >= 70 * HOUR && sleep < 90 * HOUR, "{sleep:?}");
+    assert_eq!(
+        m.rotation_deadline(),
+        Some(start_time() + sleep),
+        "the deadline it sleeps to"
+    );
     assert_eq!(cert.info().lifetime(), 100 * HOUR);
     m.stop();
 }
