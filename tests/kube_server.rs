@@ -488,8 +488,11 @@ fn c11_approved_then_issued_returns_the_certificate() {
 /// ends at once with an error naming the CSR, far from its timeout.
 #[test]
 fn c11_denied_failed_uid_replaced_and_deleted_end_the_wait_at_once() {
+    /// Changes the CSR on the server; returns the new uid when it makes one.
     type Act = fn(&CsrApiServer, &str) -> String;
-    let cases: [(&str, Act, fn(&CsrError, &str) -> bool); 4] = [
+    /// Checks the error, given what `Act` returned.
+    type Check = fn(&CsrError, &str) -> bool;
+    let cases: [(&str, Act, Check); 4] = [
         (
             "denied",
             |s, n| {
