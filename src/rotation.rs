@@ -359,10 +359,12 @@ fn store_and_publish(
         .store
         .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())?;
     let now = shared.clock().now();
+    // Healthy before the new certificate is visible, as client-go sets both under one lock: a
+    // subscriber or reader that sees the certificate also sees the healthy server.
+    shared.set_healthy(true);
     let published = shared.publish(cert);
     drop(gate);
     shared.forced.store(false, Ordering::Relaxed);
-    shared.set_healthy(true);
     if let (Some(h), Some(old)) = (&shared.config.rotation_histogram, old) {
         h.observe(
             now.duration_since(old.not_before())
