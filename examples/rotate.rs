@@ -102,7 +102,10 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<bool, BoxError> {
     let temp = tempfile::tempdir()?;
-    let cert_dir = args.cert_dir.clone().unwrap_or_else(|| temp.path().join("pki"));
+    let cert_dir = args
+        .cert_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().join("pki"));
     let mut template = CsrTemplate::new(&args.cn);
     template.dns_names = args.dns.clone();
     template.ip_addresses = args.ip.clone();
@@ -237,9 +240,10 @@ fn run(args: &Args) -> Result<bool, BoxError> {
                 }
             }
         }
-        std::thread::sleep(Duration::from_secs(args.interval.max(1)).min(
-            deadline.saturating_duration_since(Instant::now()),
-        ));
+        std::thread::sleep(
+            Duration::from_secs(args.interval.max(1))
+                .min(deadline.saturating_duration_since(Instant::now())),
+        );
     }
 
     manager.stop();
@@ -256,14 +260,21 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     println!();
     println!("summary:");
     println!("  handshakes: {ok} ok, {failed} failed");
-    println!("  distinct serials served by the one HTTPS server: {}", serials.len());
+    println!(
+        "  distinct serials served by the one HTTPS server: {}",
+        serials.len()
+    );
     for s in &serials {
         println!("    {s}");
     }
     println!(
         "  current certificate: {}",
         current
-            .map(|c| format!("serial {}, NotAfter {}", c.serial_hex(), fmt_time(c.not_after())))
+            .map(|c| format!(
+                "serial {}, NotAfter {}",
+                c.serial_hex(),
+                fmt_time(c.not_after())
+            ))
             .unwrap_or_else(|| "none".into())
     );
     if embedded {

@@ -359,11 +359,9 @@ fn store_and_publish(
         .store
         .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())?;
     let now = shared.clock().now();
-    // Healthy before the new certificate is visible, as client-go sets both under one lock: a
-    // subscriber or reader that sees the certificate also sees the healthy server.
+    // Everything a reader may look at once it sees the new certificate is set before it is
+    // published (client-go sets these under the one lock that guards the certificate).
     shared.set_healthy(true);
-    let published = shared.publish(cert);
-    drop(gate);
     shared.forced.store(false, Ordering::Relaxed);
     if let (Some(h), Some(old)) = (&shared.config.rotation_histogram, old) {
         h.observe(
@@ -372,7 +370,11 @@ fn store_and_publish(
                 .as_secs_f64(),
         );
     }
-    shared.update_ttl_gauge(now);
+    if let Some(g) = &shared.config.ttl_gauge {
+        g.set(crate::manager::ttl_seconds(Some(&cert), now));
+    }
+    let published = shared.publish(cert);
+    drop(gate);
     Ok(published)
 }
 
