@@ -34,6 +34,7 @@ use crate::error::Error;
 use crate::manager::Shared;
 use crate::pki::{self, Certificate, fmt_duration, fmt_time};
 use crate::schedule;
+use crate::template::CsrTemplate;
 
 /// Spawns the rotation thread, and the template thread when the template is dynamic and polled.
 /// Returns the stop sender (dropping it stops the threads) and the handles to join.
@@ -158,6 +159,7 @@ fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>) -> Flow {
     let name = &shared.config.name;
     let mut failures: u32 = 0;
     loop {
+        let requested = shared.template();
         match attempt(shared) {
             Ok(_) => return Flow::Continue,
             Err(Error::Stopped) => return Flow::Stop,
@@ -181,12 +183,38 @@ fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>) -> Flow {
                     log::error!("{name}: Reached backoff limit, still unable to rotate certs: {e}");
                 }
                 log::debug!("{name}: next attempt in {}", fmt_duration(delay));
-                match sleep(shared, stop, delay) {
+                match backoff_sleep(shared, stop, delay, requested.as_ref()) {
                     Wake::Stop => return Flow::Stop,
                     Wake::Timer => {}
                     Wake::TemplateChanged => return Flow::Continue,
                 }
             }
+        }
+    }
+}
+
+/// Sleeps a backoff delay. A template-changed signal ends it early only when the template now
+/// differs from `requested`, the one the failed attempt asked for. The template thread signals
+/// at every poll while the certificate does not satisfy the template and no CSR was created for
+/// it (the last request is recorded on create), which is the case all along while creates
+/// fail; those signals alone must not cut the backoff short (client-go does not listen for
+/// template changes while backing off at all).
+fn backoff_sleep(
+    shared: &Shared,
+    stop: &Receiver<()>,
+    d: Duration,
+    requested: Option<&CsrTemplate>,
+) -> Wake {
+    let timer = shared.clock().after(d);
+    loop {
+        select_biased! {
+            recv(stop) -> _ => return Wake::Stop,
+            recv(shared.template_changed_rx) -> _ => {
+                if shared.template().as_ref() != requested {
+                    return Wake::TemplateChanged;
+                }
+            }
+            recv(timer.receiver()) -> _ => return Wake::Timer,
         }
     }
 }

@@ -1426,9 +1426,11 @@ fn backoff_is_not_reset_by_template_polls_while_creates_fail() {
         }));
     }
     let (failures, c) = counter();
+    let template = Arc::new(parking_lot::Mutex::new(node_template()));
+    let t = template.clone();
     let m = CertificateManager::new(
         rig.builder()
-            .template_fn(|| Some(node_template()))
+            .template_fn(move || Some(t.lock().clone()))
             .renew_failure_counter(c)
             .build()
             .unwrap(),
@@ -1443,6 +1445,14 @@ fn backoff_is_not_reset_by_template_polls_while_creates_fail() {
         "{attempts} create attempts in one minute of outage"
     );
     assert_eq!(failures.load(Ordering::SeqCst), attempts);
+    // A real template change still ends the backoff: the new template is tried at the next
+    // poll, not after the rest of a 32 s retry.
+    *template.lock() = node_template().with_ip_address("10.0.0.2".parse().unwrap());
+    rig.asleep(2);
+    rig.clock.advance(Duration::from_secs(1));
+    rig.wait_event("create for the new template", |e| {
+        matches!(e, ApiEvent::Created(Err(_)))
+    });
     m.stop();
 }
 
