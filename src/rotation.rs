@@ -387,6 +387,17 @@ fn wait_with_timeout(
         Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
             Err(Error::Stopped)
         }
+        // Only a template change may end an attempt without counting as a failure (and then
+        // request again at once); a client that reports a cancel nobody made has failed.
+        Err(CsrError::Cancelled { name }) if cancel.reason().is_none() => {
+            Err(CsrError::InvalidResponse {
+                op: "watch",
+                message: format!(
+                    "the client reported the wait for {name:?} as cancelled, but nothing cancelled it"
+                ),
+            }
+            .into())
+        }
         Err(e) => Err(e.into()),
     }
 }
