@@ -320,7 +320,8 @@ impl ConfigBuilder {
     }
 
     /// The name in log lines. Defaults as client-go: the signer name, else `client auth` when
-    /// the usages include it, else `certificate`.
+    /// the usages include it (a usages function is asked for the configured key algorithm),
+    /// else `certificate`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -412,11 +413,16 @@ impl ConfigBuilder {
             return invalid("thread stack size must be at least 64 KiB");
         }
         let signer_name = self.signer_name.unwrap_or_default();
+        let key_algorithm = self.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
         let name = self.name.unwrap_or_else(|| {
+            // client-go asks GetUsages with no key; the configured algorithm is the closest.
+            let client_auth = || match &usages {
+                UsagesSource::List(u) => u.contains(&KeyUsage::ClientAuth),
+                UsagesSource::PerKey(f) => f(key_algorithm).contains(&KeyUsage::ClientAuth),
+            };
             if !signer_name.is_empty() {
                 signer_name.clone()
-            } else if matches!(&usages, UsagesSource::List(u) if u.contains(&KeyUsage::ClientAuth))
-            {
+            } else if client_auth() {
                 "client auth".to_owned()
             } else {
                 "certificate".to_owned()
@@ -428,7 +434,7 @@ impl ConfigBuilder {
         };
         let key = match self.generate_key {
             Some(g) => KeySource::Generator(g),
-            None => KeySource::Algorithm(self.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256)),
+            None => KeySource::Algorithm(key_algorithm),
         };
         Ok(Config {
             template,
