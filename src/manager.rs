@@ -586,15 +586,17 @@ impl Shared {
         for _ in 1..n {
             copies.push(Arc::new((*canonical).clone()));
         }
-        // Publish the copies first, then the generation that tells readers to look.
+        // Publish the copies and the canonical certificate first, then the generation that tells
+        // readers to look (the rotation thread relies on it too: a generation it has seen
+        // implies `latest` holds that certificate or a later one).
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         self.published.store(Some(Arc::new(Published {
             generation,
             copies: copies.into_boxed_slice(),
             not_after: canonical.not_after(),
         })));
-        self.generation.store(generation, Ordering::Release);
         *self.latest.lock() = Some(canonical.clone());
+        self.generation.store(generation, Ordering::Release);
         self.resolver.set(Some(&canonical));
         self.subscribers.lock().retain(|tx| match tx.try_send(canonical.clone()) {
             Ok(()) => true,
@@ -608,6 +610,11 @@ impl Shared {
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
         });
         canonical
+    }
+
+    /// How many certificates have been published; changes at every rotation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_healthy(&self, healthy: bool) {

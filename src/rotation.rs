@@ -91,6 +91,9 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
     // The deadline drawn for the certificate it was drawn for (compared by identity).
     let mut drawn: Option<(Arc<Certificate>, SystemTime)> = None;
     loop {
+        // Read before the certificate the decision below rests on: if it has changed by the time
+        // this thread's attempt may run, another attempt (`rotate_now`) rotated meanwhile.
+        let seen = shared.generation();
         let now = shared.clock().now();
         shared.update_ttl_gauge(now);
         let cert = shared.current_at(now);
@@ -144,7 +147,7 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
             continue;
         }
         log::info!("{name}: Rotating certificates");
-        if let Flow::Stop = rotate_with_backoff(shared, stop) {
+        if let Flow::Stop = rotate_with_backoff(shared, stop, seen) {
             return;
         }
     }
@@ -155,12 +158,23 @@ enum Flow {
     Stop,
 }
 
-fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>) -> Flow {
+/// Attempts until one succeeds, backing off between failures. `seen` is the publish generation
+/// the decision to rotate was made on; when another attempt has published a certificate since,
+/// this returns without an attempt so that the caller decides again.
+fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>, seen: u64) -> Flow {
     let name = &shared.config.name;
     let mut failures: u32 = 0;
     loop {
         let requested = shared.template();
-        match attempt(shared) {
+        let result = {
+            let _serial = shared.attempt_lock.lock();
+            if shared.generation() != seen {
+                log::debug!("{name}: the certificate was rotated meanwhile, deciding again");
+                return Flow::Continue;
+            }
+            attempt_serialised(shared)
+        };
+        match result {
             Ok(_) => return Flow::Continue,
             Err(Error::Stopped) => return Flow::Stop,
             Err(Error::NoTemplate) => return Flow::Continue,
@@ -239,6 +253,11 @@ impl Drop for InFlight<'_> {
 /// One rotation attempt (client-go `rotateCerts`); counts the failure and logs it on error.
 pub(crate) fn attempt(shared: &Shared) -> Result<Arc<Certificate>, Error> {
     let _serial = shared.attempt_lock.lock();
+    attempt_serialised(shared)
+}
+
+/// [`attempt`], for a caller that holds `attempt_lock`.
+fn attempt_serialised(shared: &Shared) -> Result<Arc<Certificate>, Error> {
     let _clear = InFlight(shared);
     let cancel = arm(shared)?;
     let result = attempt_inner(shared, cancel);
