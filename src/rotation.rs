@@ -7,7 +7,9 @@
 //! so a clock step or a suspend is noticed within one slice. The jittered deadline is drawn once
 //! per certificate (re-drawing at every wake would pull rotations towards the start of the
 //! window). When the deadline is reached it runs attempts with backoff until one succeeds, the
-//! template disappears, or stop. Idle, the thread is blocked in `select!`.
+//! template disappears, or stop. A certificate that arrives already past its rotation deadline
+//! (a backdated one, or a signer whose clock is behind) is not rotated again at once: such
+//! rotations are spaced out as failed attempts are. Idle, the thread is blocked in `select!`.
 //!
 //! # The template thread
 //! Only for a dynamic template with polling on: every poll interval it checks whether the
@@ -90,6 +92,9 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
     let name = &shared.config.name;
     // The deadline drawn for the certificate it was drawn for (compared by identity).
     let mut drawn: Option<(Arc<Certificate>, SystemTime)> = None;
+    // Whether the last pass rotated, and how many passes in a row found the certificate it got
+    // already past its rotation deadline.
+    let (mut rotated, mut issued_late) = (false, 0u32);
     loop {
         // Read before the certificate the decision below rests on: if it has changed by the time
         // this thread's attempt may run, another attempt (`rotate_now`) rotated meanwhile.
@@ -122,6 +127,7 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
             _ => now,
         };
         if deadline > now {
+            (rotated, issued_late) = (false, 0);
             let d = schedule::sleep_slice(deadline, now, shared.config.max_sleep_slice);
             log::debug!(
                 "{name}: waiting {} for the next certificate rotation",
@@ -146,14 +152,36 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
             }
             continue;
         }
+        if rotated && !due_now {
+            // The certificate just issued is already past its rotation deadline (the signer
+            // backdated it, or its clock is behind). Another rotation at once would only get
+            // another such certificate: space them out as failed attempts are.
+            rotated = false;
+            issued_late = issued_late.saturating_add(1);
+            let d = schedule::backoff_delay(issued_late, None, &mut *shared.rng.lock());
+            log::warn!(
+                "{name}: the certificate just issued is already past its rotation deadline {} (is the signer's clock behind?); rotating again in {}",
+                fmt_time(deadline),
+                fmt_duration(d)
+            );
+            if let Wake::Stop = sleep(shared, stop, d) {
+                return;
+            }
+            continue;
+        }
         log::info!("{name}: Rotating certificates");
-        if let Flow::Stop = rotate_with_backoff(shared, stop, seen) {
-            return;
+        match rotate_with_backoff(shared, stop, seen) {
+            Flow::Stop => return,
+            Flow::Rotated => rotated = true,
+            Flow::Continue => rotated = false,
         }
     }
 }
 
 enum Flow {
+    /// An attempt succeeded.
+    Rotated,
+    /// Decide again without a rotation (template change, no template, rotated meanwhile).
     Continue,
     Stop,
 }
@@ -175,7 +203,7 @@ fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>, seen: u64) -> Flow 
             attempt_serialised(shared)
         };
         match result {
-            Ok(_) => return Flow::Continue,
+            Ok(_) => return Flow::Rotated,
             Err(Error::Stopped) => return Flow::Stop,
             Err(Error::NoTemplate) => return Flow::Continue,
             Err(Error::Csr(CsrError::Cancelled { .. })) => {

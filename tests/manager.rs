@@ -1603,6 +1603,16 @@ fn a_certificate_issued_past_its_rotation_point_does_not_spin() {
         "{} CSRs with no time passing",
         rig.api.created()
     );
+    // It keeps rotating, with growing pauses (2 s, then 4 s, as after failures).
+    let first = rig.clock.advance_to_next_timer().unwrap();
+    assert!(first >= Duration::from_secs(2), "{first:?}");
+    rotations.recv_timeout(BOUND).expect("second rotation");
+    assert!(
+        rig.clock
+            .wait_for_timer_within(Duration::from_secs(60), BOUND)
+    );
+    let second = rig.clock.next_timer_in().unwrap();
+    assert!(second >= Duration::from_secs(4), "{second:?}");
     m.stop();
 }
 
