@@ -15,6 +15,13 @@ use certrotate::{
 
 const HOUR: Duration = Duration::from_secs(3600);
 const BOUND: Duration = Duration::from_secs(10);
+/// How long `start()` and `stop()` may take here. The target is 100 ms (DESIGN §3), and on an
+/// idle machine they take under 10 ms. Neither call can be waiting on the fake clock or on a
+/// hanging CSR wait (nothing advances the clock or answers the wait meanwhile, so such a call
+/// would never return); a wall-clock bound adds only thread scheduling to that, which on a
+/// loaded two-core machine reached 240 ms. Loose enough not to fail on scheduling, tight
+/// enough to catch a call that sleeps or polls.
+const PROMPT: Duration = Duration::from_secs(1);
 
 /// 2026-01-01T00:00:00Z.
 fn start_time() -> SystemTime {
@@ -647,11 +654,7 @@ fn stop() {
     assert!(m.current().is_some());
     let t = std::time::Instant::now();
     m.stop();
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "stop took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < PROMPT, "stop took {:?}", t.elapsed());
     assert_eq!(rig.clock.waiters(), 0, "both threads gone");
     m.stop(); // idempotent
 }
@@ -865,11 +868,7 @@ fn c2_start_returns_at_once_and_a_past_deadline_rotates_now() {
     );
     let t = std::time::Instant::now();
     m.start();
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "start blocked for {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < PROMPT, "start blocked for {:?}", t.elapsed());
     rig.wait_created();
     m.stop();
 }
@@ -887,11 +886,7 @@ fn stop_is_prompt_in_every_state_and_nothing_is_written_after() {
     rig.asleep(1);
     let t = std::time::Instant::now();
     m.stop();
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "sleeping: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < PROMPT, "sleeping: {:?}", t.elapsed());
 
     // Backing off.
     let rig = Rig::new();
@@ -903,11 +898,7 @@ fn stop_is_prompt_in_every_state_and_nothing_is_written_after() {
     rig.asleep(1);
     let t = std::time::Instant::now();
     m.stop();
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "backing off: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < PROMPT, "backing off: {:?}", t.elapsed());
 
     // A CSR wait in flight; the API answers after stop: nothing is written or served.
     let rig = Rig::new();
@@ -917,11 +908,7 @@ fn stop_is_prompt_in_every_state_and_nothing_is_written_after() {
     rig.wait_event("wait start", |e| matches!(e, ApiEvent::WaitStarted(_)));
     let t = std::time::Instant::now();
     m.stop();
-    assert!(
-        t.elapsed() < Duration::from_millis(100),
-        "waiting: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < PROMPT, "waiting: {:?}", t.elapsed());
     rig.wait_event("wait end", |e| matches!(e, ApiEvent::WaitEnded(Err(_))));
     assert_eq!(rig.store.updates(), 0);
     assert!(m.current().is_none());
@@ -1226,7 +1213,7 @@ fn c10_never_approved_for_a_day() {
     assert_eq!(failures.load(Ordering::SeqCst), attempts);
     let t = std::time::Instant::now();
     m.stop();
-    assert!(t.elapsed() < Duration::from_millis(100));
+    assert!(t.elapsed() < PROMPT);
 }
 
 /// C11: a denied CSR ends the wait at once; the next attempt sends a new CSR with a new key.
