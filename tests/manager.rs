@@ -1673,3 +1673,148 @@ fn stop_is_prompt_while_a_create_call_hangs() {
         "stop() still blocked after 1 s by a hanging create call"
     );
 }
+
+/// Readers on several threads (`current()` and the rustls resolver) while the rotation thread
+/// publishes, and while the wall clock jumps past NotAfter before each rotation: no reader ever
+/// gets a certificate that had expired before its call, one whose key does not match, or an
+/// older certificate after a newer one.
+#[test]
+fn readers_never_see_an_expired_mismatched_or_older_certificate_during_rotations() {
+    use std::sync::atomic::AtomicBool;
+    let clock = FakeClock::new(start_time());
+    let api = FakeCsrApi::new(Arc::new(clock.clone()), Duration::from_secs(100));
+    let rig = Rig {
+        clock,
+        api,
+        store: Arc::new(MemoryStore::new()),
+    };
+    // One timer per certificate: the next one fired is the rotation deadline.
+    let m = CertificateManager::new(
+        rig.builder()
+            .max_sleep_slice(10_000 * HOUR)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let rotations = m.subscribe();
+    let done = AtomicBool::new(false);
+    let resolver = m.resolver();
+    /// Ends the readers however the driving thread leaves the scope (a panic included).
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..3)
+            .map(|i| {
+                let (m, done, clock, resolver) = (&m, &done, &rig.clock, resolver.clone());
+                s.spawn(move || {
+                    let mut newest = UNIX_EPOCH;
+                    let mut checked = 0u64;
+                    while !done.load(Ordering::Relaxed) {
+                        let before = certrotate::Clock::now(clock);
+                        if let Some(c) = m.current() {
+                            assert!(c.not_after() >= before, "reader {i}: expired certificate");
+                            assert!(c.not_before() >= newest, "reader {i}: older certificate");
+                            newest = c.not_before();
+                            if checked % 64 == 0 {
+                                Certificate::from_pem(
+                                    c.cert_pem().as_bytes(),
+                                    c.key_pem().as_bytes(),
+                                )
+                                .unwrap_or_else(|e| panic!("reader {i}: {e}"));
+                            }
+                            checked += 1;
+                        }
+                        std::thread::yield_now();
+                        let before = certrotate::Clock::now(clock);
+                        if rustls::client::ResolvesClientCert::has_certs(&*resolver) {
+                            // Offered only while the current certificate is unexpired.
+                            let c = m.current();
+                            assert!(
+                                c.is_none_or(|c| c.not_after() >= before),
+                                "reader {i}: resolver and current disagree"
+                            );
+                        }
+                    }
+                    checked
+                })
+            })
+            .collect();
+        let _done = Done(&done);
+        m.start();
+        for i in 0..200 {
+            let cert = rotations
+                .recv_timeout(BOUND)
+                .unwrap_or_else(|_| panic!("rotation {i}"));
+            rig.asleep(1);
+            if i % 2 == 0 {
+                // Past NotAfter before the thread wakes: readers must see none meanwhile.
+                rig.clock.set(cert.not_after() + Duration::from_secs(1));
+                assert!(m.current().is_none());
+            }
+            rig.clock.advance_to_next_timer();
+        }
+        done.store(true, Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().unwrap() > 0, "a reader saw no certificate at all");
+        }
+    });
+    m.stop();
+}
+
+/// `stop()` racing an attempt that is finishing on another thread (`rotate_now()`, which
+/// `stop()` does not join): whichever wins, nothing is written and `current()` does not change
+/// after `stop()` has returned, and the attempt's result says which won.
+#[test]
+fn stop_racing_a_finishing_rotate_now_writes_nothing_after_it_returns() {
+    for i in 0..100 {
+        let rig = Rig::new();
+        let (release_tx, release) = crossbeam_channel::bounded::<()>(0);
+        let clock = rig.clock.clone();
+        rig.api
+            .script_wait(WaitStep::Respond(Box::new(move |req, ca| {
+                release.recv().unwrap();
+                let parsed = certrotate::pki::parse_csr_pem(req.csr_pem.as_bytes()).unwrap();
+                let now = certrotate::Clock::now(&clock);
+                ca.sign_csr(&parsed, &req.usages, now, now + HOUR)
+                    .unwrap()
+                    .into_bytes()
+            })));
+        let m = rig.manager();
+        std::thread::scope(|s| {
+            let sync = s.spawn(|| m.rotate_now());
+            rig.wait_event("wait start", |e| matches!(e, ApiEvent::WaitStarted(_)));
+            let stopper = s.spawn(|| {
+                m.stop();
+                (rig.store.updates(), m.current().map(|c| c.serial_hex()))
+            });
+            release_tx.send(()).unwrap();
+            let (updates, current) = stopper.join().unwrap();
+            let result = sync.join().unwrap();
+            assert_eq!(
+                rig.store.updates(),
+                updates,
+                "iteration {i}: store written after stop() returned"
+            );
+            assert_eq!(
+                m.current().map(|c| c.serial_hex()),
+                current,
+                "iteration {i}: current() changed after stop() returned"
+            );
+            match result {
+                Ok(c) => {
+                    assert_eq!(updates, 1, "iteration {i}");
+                    assert_eq!(current, Some(c.serial_hex()), "iteration {i}");
+                }
+                Err(Error::Stopped) => {
+                    assert_eq!(updates, 0, "iteration {i}");
+                    assert_eq!(current, None, "iteration {i}");
+                }
+                Err(e) => panic!("iteration {i}: {e}"),
+            }
+        });
+    }
+}
