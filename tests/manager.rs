@@ -1818,3 +1818,32 @@ fn stop_racing_a_finishing_rotate_now_writes_nothing_after_it_returns() {
         });
     }
 }
+
+/// Durations in the config are outside input: `Duration::MAX` (the kube client reads it as
+/// "practically forever") must not panic a thread on the way to a timer, on the real clock
+/// or the fake one.
+#[test]
+fn huge_durations_in_the_config_do_not_panic() {
+    let rig = Rig::new();
+    rig.clock.advance(Duration::from_secs(1)); // timers then start from a non-zero time
+    let m = CertificateManager::new(
+        rig.builder()
+            .certificate_wait_timeout(Duration::MAX)
+            .template_fn(|| Some(node_template()))
+            .template_poll_interval(Some(Duration::MAX))
+            .max_sleep_slice(Duration::MAX)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.rotate_now()
+        .expect("a rotation with no practical wait timeout");
+    let rotations = m.subscribe();
+    m.start();
+    rig.asleep(2); // the rotation thread and the template thread, each on one long timer
+    assert!(rotations.try_recv().is_err());
+    m.stop();
+    let sys = certrotate::SystemClock;
+    let t = certrotate::Clock::after(&sys, Duration::MAX);
+    assert!(t.receiver().try_recv().is_err());
+}
