@@ -1847,3 +1847,41 @@ fn huge_durations_in_the_config_do_not_panic() {
     let t = certrotate::Clock::after(&sys, Duration::MAX);
     assert!(t.receiver().try_recv().is_err());
 }
+
+/// The TTL gauge is refreshed at every wake of the rotation thread — including the wakes of a
+/// long outage, when the thread retries in backoff. That is when the gauge matters: alerts on a
+/// shrinking TTL must see it shrink.
+#[test]
+fn ttl_gauge_keeps_falling_while_rotation_fails() {
+    let rig = Rig::new();
+    // Past its rotation window, five hours left.
+    let cert = rig.cert(&node_template(), -95 * 3600, 5 * 3600);
+    rig.store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+        .unwrap();
+    for _ in 0..500 {
+        rig.api
+            .script_create(CreateStep::Fail(api_error(503, "ServiceUnavailable", true)));
+    }
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let m = CertificateManager::new(
+        rig.builder()
+            .ttl_gauge(Arc::new(GaugeFn(move |v: f64| {
+                s.store(v.to_bits(), Ordering::SeqCst)
+            })))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.start();
+    simulate(&rig, 1, HOUR);
+    assert!(rig.api.created() == 0 && failed_creates(&rig) > 100);
+    let ttl = f64::from_bits(seen.load(Ordering::SeqCst));
+    let want = m.ttl().unwrap().as_secs_f64();
+    assert!(
+        (want.floor()..=want + 41.0).contains(&ttl),
+        "gauge {ttl} s after an hour of failed attempts; TTL is {want} s"
+    );
+    m.stop();
+}
