@@ -193,6 +193,8 @@ fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>, seen: u64) -> Flow 
     let name = &shared.config.name;
     let mut failures: u32 = 0;
     loop {
+        // A wake, as the deadline sleep's: an outage may keep the thread here for hours.
+        shared.update_ttl_gauge(shared.clock().now());
         let requested = shared.template();
         let result = {
             let _serial = shared.attempt_lock.lock();
