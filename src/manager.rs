@@ -28,7 +28,10 @@
 //!   expired one.
 //!
 //! The price: a thread that called `current()` keeps a handle on the certificate it last saw
-//! until it calls again or exits.
+//! (key included) until it calls again. The handle outlives the thread: per-reader slots are
+//! freed only when the manager is dropped, and a slot is reused by a later thread. So memory
+//! holds at most one superseded certificate per thread that ever called `current()` at the
+//! same time as the others.
 
 use std::cell::RefCell;
 use std::fmt;
