@@ -1719,7 +1719,7 @@ fn readers_never_see_an_expired_mismatched_or_older_certificate_during_rotations
                             assert!(c.not_after() >= before, "reader {i}: expired certificate");
                             assert!(c.not_before() >= newest, "reader {i}: older certificate");
                             newest = c.not_before();
-                            if checked % 64 == 0 {
+                            if checked.is_multiple_of(64) {
                                 Certificate::from_pem(
                                     c.cert_pem().as_bytes(),
                                     c.key_pem().as_bytes(),
@@ -1745,12 +1745,12 @@ fn readers_never_see_an_expired_mismatched_or_older_certificate_during_rotations
             .collect();
         let _done = Done(&done);
         m.start();
-        for i in 0..200 {
+        for i in 0..200u32 {
             let cert = rotations
                 .recv_timeout(BOUND)
                 .unwrap_or_else(|_| panic!("rotation {i}"));
             rig.asleep(1);
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 // Past NotAfter before the thread wakes: readers must see none meanwhile.
                 rig.clock.set(cert.not_after() + Duration::from_secs(1));
                 assert!(m.current().is_none());
