@@ -332,8 +332,13 @@ fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>
         expiration: config.requested_lifetime,
         public_key_der: key.public_key_der(),
     };
-    let csr = match client.create(&request) {
+    let csr = match client.create_cancellable(&request, &cancel) {
         Ok(csr) => csr,
+        Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
+            return Err(Error::Stopped);
+        }
+        // A cancelled create says nothing about the server's health.
+        Err(e @ CsrError::Cancelled { .. }) => return Err(e.into()),
         Err(e) => {
             shared.set_healthy(e.server_healthy_after_create());
             return Err(e.into());
