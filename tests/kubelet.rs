@@ -81,8 +81,8 @@ impl Env {
             let parsed = pki::parse_csr_pem(&csr.spec.request).unwrap();
             let signer = csr.spec.signer_name.clone().unwrap_or_default();
             // Decide before reporting: a test may change the flags as soon as it hears of it.
-            let approve = !m.load(Ordering::SeqCst)
-                && !(signer == SERVING_SIGNER && h.load(Ordering::SeqCst));
+            let held =
+                m.load(Ordering::SeqCst) || (signer == SERVING_SIGNER && h.load(Ordering::SeqCst));
             let _ = tx.send(Created {
                 name: csr.metadata.name.clone().unwrap_or_default(),
                 user: csr.spec.username.clone().unwrap_or_default(),
@@ -90,7 +90,7 @@ impl Env {
                 ips: parsed.ip_addresses,
                 signer,
             });
-            approve
+            !held
         });
         let server = CsrApiServer::builder()
             .clock(Arc::new(clock.clone()))
@@ -789,7 +789,8 @@ fn c3_inline_kubeconfig_credentials_valid_then_expired() {
 #[test]
 fn c7_corrupt_client_pair_on_disk_goes_back_to_bootstrap() {
     let other = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let corruptions: [(&str, fn(&Certificate, &PrivateKey) -> Vec<u8>); 3] = [
+    type Corrupt = fn(&Certificate, &PrivateKey) -> Vec<u8>;
+    let corruptions: [(&str, Corrupt); 3] = [
         ("empty", |_, _| Vec::new()),
         ("certificate without its key", |c, _| {
             c.cert_pem().as_bytes().to_vec()

@@ -21,6 +21,10 @@
 //! certificate on disk never wins over the bootstrap credentials. Only an error other than
 //! "not found" when looking at the file is returned as an error, as the kubelet does.
 //!
+//! A corrupt pair is not deleted: it is left for inspection, the store's next update points
+//! `kubelet-client-current.pem` at the new pair, and the store's retention prunes the old file
+//! later. Neither mode ever serves or authenticates with it.
+//!
 //! # The bootstrap private key and CSR name (one-shot mode)
 //! The key is the store's current key while the stored certificate is unexpired; otherwise it is
 //! kept in `<cert_dir>/kubelet-client.key.tmp` (PKCS#8 PEM, mode 0600), made once and reused by
@@ -150,7 +154,7 @@ pub enum BootstrapError {
         path: PathBuf,
         /// Why (unparsable, too weak).
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// A new private key or the CSR could not be made.
     #[error("cannot make the certificate signing request for node {node:?}")]
@@ -159,7 +163,7 @@ pub enum BootstrapError {
         node: String,
         /// Why.
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// Creating the CSR or waiting for its certificate failed (including denied, failed,
     /// timed out and cancelled; see [`BootstrapError::csr_error`]).
@@ -169,7 +173,7 @@ pub enum BootstrapError {
         node: String,
         /// The CSR API error.
         #[source]
-        source: CsrError,
+        source: Box<CsrError>,
     },
     /// The CSR API returned a certificate that fails verification; nothing was stored.
     #[error("the client certificate issued for node {node:?} is unusable")]
@@ -178,7 +182,7 @@ pub enum BootstrapError {
         node: String,
         /// Which check failed.
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// Writing the kubeconfig or the key file failed.
     #[error("cannot {op} {}", path.display())]
@@ -197,7 +201,7 @@ impl BootstrapError {
     /// The CSR API error, when the request or the wait failed.
     pub fn csr_error(&self) -> Option<&CsrError> {
         match self {
-            BootstrapError::Request { source, .. } => Some(source),
+            BootstrapError::Request { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
@@ -264,7 +268,7 @@ impl BootstrapOptions {
 }
 
 /// What [`load_client_config`] decided (the kubelet's `certConfig`/`userConfig` pair).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The API server and the credentials to request client certificates with while the node
     /// has none: the bootstrap kubeconfig's when bootstrapping, else the kubeconfig's own.
@@ -287,6 +291,23 @@ pub struct ClientConfig {
     pub kubeconfig: PathBuf,
     /// The certificate directory.
     pub cert_dir: PathBuf,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bootstrap pair holds a private key: only say whether there is one.
+        f.debug_struct("ClientConfig")
+            .field("cert_config", &self.cert_config)
+            .field(
+                "bootstrap_pair",
+                &self.bootstrap_pair.as_ref().map(|_| "<redacted>"),
+            )
+            .field("cert_and_key_files", &self.cert_and_key_files)
+            .field("bootstrapping", &self.bootstrapping)
+            .field("kubeconfig", &self.kubeconfig)
+            .field("cert_dir", &self.cert_dir)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -505,7 +526,7 @@ pub fn load_client_cert_with(
     let usages = bootstrap_usages(key.algorithm());
     let csr_err = |source: Error| BootstrapError::Csr {
         node: node_name.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let request = CsrRequest {
         name: Some(csr_name(&key.public_key_der(), &template, &usages)),
@@ -517,7 +538,7 @@ pub fn load_client_cert_with(
     };
     let request_err = |source: CsrError| BootstrapError::Request {
         node: node_name.to_owned(),
-        source,
+        source: Box::new(source),
     };
     if cancel.is_cancelled() {
         return Err(request_err(CsrError::Cancelled {
@@ -548,7 +569,7 @@ pub fn load_client_cert_with(
         pki::verify_issued(&chain, &key, Some(&template), clock.now()).map_err(|source| {
             BootstrapError::Issued {
                 node: node_name.to_owned(),
-                source,
+                source: Box::new(source),
             }
         })?;
     let stored = store
@@ -725,7 +746,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 fn load_or_generate_key(path: &Path) -> Result<PrivateKey, BootstrapError> {
     let key_err = |source| BootstrapError::Key {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let load = |pem: &[u8]| {
         let key = PrivateKey::from_pem(pem).map_err(key_err)?;

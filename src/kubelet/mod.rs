@@ -42,19 +42,30 @@
 //! # Kubelet settings covered
 //! | kubelet setting | here |
 //! |---|---|
-//! | `--kubeconfig`, `--bootstrap-kubeconfig`, `--cert-dir` | [`bootstrap::load_client_config`], [`bootstrap::load_client_cert`] |
-//! | `rotateCertificates` (client) | [`client_manager`] |
-//! | `serverTLSBootstrap` (serving) | [`serving_manager`] |
+//! | `--kubeconfig`, `--bootstrap-kubeconfig`, `--cert-dir` with `rotateCertificates: true` | [`bootstrap::load_client_config`], then [`bootstrap::ClientConfig::client_manager`] ([`client_manager`], [`client_factory`]) |
+//! | the same with `rotateCertificates: false` | [`bootstrap::load_client_cert`] |
+//! | `serverTLSBootstrap: true` | [`serving_manager`] with [`serving_factory`] |
+//! | the node's `status.addresses` | the `addresses` function of [`serving_manager`] ([`serving_template`]) |
 //! | `--tls-cert-file` / `--tls-private-key-file` | [`Options::cert_and_key_files`] |
 //! | `AllowDNSOnlyNodeCSR` gate | [`Options::allow_dns_only`] |
 //! | key algorithm (newest kubelets) | [`Options::key_algorithm`], [`Options::key_generator`] |
 //! | certificate metrics | [`MetricDesc`] constants and the `Options` metric fields |
 //!
-//! Not covered: exiting the process when the client certificate has expired and the server
-//! answers (the kubelet's `UpdateTransport` with `exitAfter`; [`Manager::server_healthy`]
-//! gives a program what it needs to decide), `--rotate-server-certificates` without
-//! `serverTLSBootstrap`-style approval (nothing approves here), and exec or auth-provider
-//! credentials in the bootstrap kubeconfig.
+//! Not covered, left to the program:
+//! - exiting when the client certificate has expired while the API server answers (the
+//!   kubelet's `UpdateTransport` with `exitAfter`): [`Manager::current`] and
+//!   [`Manager::server_healthy`] give what the decision needs;
+//! - closing the program's own long-lived API connections when the client certificate
+//!   rotates (`UpdateTransport`'s close-all): the CSR clients made here get fresh connections
+//!   for every attempt, and a program rebuilds its own from
+//!   [`KubeCsrClientBuilder::client_for`] on each certificate from
+//!   [`CertificateManager::subscribe`];
+//! - registering the metrics with a registry (names, help texts and buckets are exported);
+//! - the `RotateKubeletServerCertificate` gate and `serverTLSBootstrap` switch: a program
+//!   starts the serving manager or not;
+//! - ML-DSA keys, and generating RSA keys (bring them through [`Options::key_generator`]);
+//! - `exec` and `auth-provider` credentials in kubeconfigs (refused, see
+//!   [`crate::kubeconfig`]).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
