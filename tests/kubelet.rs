@@ -990,3 +990,57 @@ fn serving_requests_wait_for_a_client_certificate() {
     serving.rotate_now().unwrap();
     assert_eq!(env.next_created().user, NODE_USER);
 }
+
+/// The kubeconfig is lost but the stored pair is fine: one-shot bootstrap keeps the stored key,
+/// so it finds its own issued CSR by name and stores the same certificate again, without a new
+/// CSR.
+#[test]
+fn a_lost_kubeconfig_with_a_valid_stored_pair_adopts_the_issued_csr() {
+    let env = Env::new();
+    let boot = env.bootstrap_kubeconfig();
+    let one_shot = || {
+        bootstrap::load_client_cert_with(
+            env.kubeconfig(),
+            &boot,
+            env.cert_dir(),
+            NODE,
+            &env.boot_options(),
+        )
+    };
+    let a = one_shot().unwrap().unwrap();
+    assert_eq!(env.next_created().user, BOOTSTRAP_USER);
+    fs::remove_file(env.kubeconfig()).unwrap();
+    let again = one_shot().unwrap().expect("bootstrapped again");
+    assert_eq!(again, a, "the issued certificate of the adopted CSR");
+    env.no_more_created();
+    assert_eq!(env.server.csrs().len(), 1);
+    assert!(!env.key_file().exists(), "no key file was needed");
+    assert!(one_shot().unwrap().is_none());
+}
+
+/// The API server is down: the `/healthz` wait gives up after its bound and the request then
+/// fails with a transport error; nothing hangs.
+#[test]
+fn an_unreachable_api_server_fails_after_the_bounded_health_wait() {
+    let env = Env::new();
+    let boot = env.bootstrap_kubeconfig();
+    env.server.shutdown();
+    let started = std::time::Instant::now();
+    let err = bootstrap::load_client_cert_with(
+        env.kubeconfig(),
+        &boot,
+        env.cert_dir(),
+        NODE,
+        &BootstrapOptions {
+            health_check_timeout: Duration::from_millis(200),
+            ..env.boot_options()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err.csr_error(), Some(CsrError::Transport { .. })),
+        "{err}"
+    );
+    assert!(started.elapsed() < T, "bounded");
+    assert!(env.key_file().exists(), "the key is kept for the next run");
+}
