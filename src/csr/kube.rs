@@ -737,6 +737,23 @@ impl KubeCsrClient {
         &self.base
     }
 
+    /// One `GET /healthz` bounded by `timeout` (the kubelet bootstrap's wait for the API
+    /// server): `Ok` on a 2xx answer, else what went wrong, for a log line.
+    pub(crate) fn probe_healthz(&self, timeout: Duration) -> Result<(), String> {
+        let resp = self
+            .get(&self.agent().0, "retrieve", "/healthz", timeout, None)
+            .map_err(|e| match e {
+                CsrError::Transport { message, .. } => message,
+                other => other.to_string(),
+            })?;
+        let code = resp.status().as_u16();
+        if (200..300).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("{}/healthz answered {code}", self.base))
+        }
+    }
+
     /// The live agent, replacing one a cancelled wait shut down.
     fn agent(&self) -> (Agent, Arc<AtomicBool>) {
         let mut slot = self.agent.lock();
