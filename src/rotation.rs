@@ -364,13 +364,21 @@ fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>
                     && shared.template().as_ref() == Some(&template) =>
             {
                 // The template went back to what this CSR asks for before the interrupt was
-                // handled: keep waiting for it rather than sending another CSR.
+                // handled: keep waiting for it rather than sending another CSR. Arm first,
+                // then look again: a change after the look cancels the new signal, a change
+                // before it is seen here.
+                cancel = arm(shared)?;
+                if shared.template().as_ref() != Some(&template) {
+                    return Err(CsrError::Cancelled {
+                        name: csr.name.clone(),
+                    }
+                    .into());
+                }
                 log::info!(
                     "{}: template changed back, still waiting for {:?}",
                     config.name,
                     csr.name
                 );
-                cancel = arm(shared)?;
             }
             other => break other?,
         }

@@ -1325,6 +1325,47 @@ fn c17_template_change_while_waiting() {
     assert!(rotations.try_recv().is_err(), "nothing was issued");
 }
 
+/// C17, the race in the "changed back" path: the template reads B (the CSR's own) right after
+/// the interrupt, then C again before the wait is re-armed. The change must not be lost: a CSR
+/// for C goes out at once, without waiting for another poll (polling is off here).
+#[test]
+fn c17_a_change_racing_the_rearm_is_not_lost() {
+    let rig = Rig::new();
+    let b = node_template().with_ip_address("10.0.0.2".parse().unwrap());
+    let c = node_template().with_ip_address("10.0.0.3".parse().unwrap());
+    let current = Arc::new(parking_lot::Mutex::new(b.clone()));
+    let script = Arc::new(parking_lot::Mutex::new(std::collections::VecDeque::<
+        CsrTemplate,
+    >::new()));
+    let (cur, sc) = (current.clone(), script.clone());
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(move || Some(sc.lock().pop_front().unwrap_or_else(|| cur.lock().clone())))
+            .template_poll_interval(None)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    rig.api.script_wait(WaitStep::Hang); // CSR for B
+    rig.api.script_wait(WaitStep::Hang); // CSR for C
+    m.start();
+    let first = rig.wait_created();
+    rig.wait_event(
+        "wait B",
+        |e| matches!(e, ApiEvent::WaitStarted(n) if *n == first),
+    );
+    // notify sees C; the rotation thread then reads B, arms, and reads C.
+    *script.lock() = [c.clone(), b.clone(), c.clone()].into();
+    *current.lock() = c.clone();
+    m.notify_template_changed();
+    let second = rig.wait_created();
+    assert_ne!(first, second);
+    let req = rig.api.requests()[1].1.clone();
+    let csr = certrotate::pki::parse_csr_pem(req.csr_pem.as_bytes()).unwrap();
+    assert_eq!(csr.ip_addresses, c.ip_addresses, "the CSR asks for C");
+    m.stop();
+}
+
 mod logs {
     use std::sync::{Mutex, OnceLock};
 
