@@ -1,5 +1,5 @@
 //! Time as an input: the [`Clock`] trait, the real [`SystemClock`], and (feature `test-util`)
-//! [`FakeClock`](crate::testing::FakeClock).
+//! `testing::FakeClock`.
 //!
 //! A clock has two faces, as an operating system does: a wall clock ([`Clock::now`]) that
 //! certificate validity is measured against and that can step or jump (NTP, suspend, an

@@ -19,8 +19,12 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock};
-//! # let api = certrotate::testing::FakeCsrApi::new(Arc::new(SystemClock), Duration::from_secs(3600));
-//! # let client_factory = api.factory();
+//!
+//! // Against a cluster the factory comes from a kubeconfig:
+//! //   Kubeconfig::load_default()?.client_builder(None)?.factory()
+//! // Here an in-process CSR API (feature `test-util`) approves and signs at once.
+//! let api = certrotate::testing::FakeCsrApi::new(Arc::new(SystemClock), Duration::from_secs(3600));
+//! let client_factory = api.factory();
 //!
 //! let config = Config::builder()
 //!     .template(
@@ -31,7 +35,7 @@
 //!     )
 //!     .signer_name("kubernetes.io/kubelet-serving")
 //!     .usages([KeyUsage::DigitalSignature, KeyUsage::ServerAuth])
-//!     .client_factory(client_factory) // e.g. a KubeCsrClient factory from a kubeconfig
+//!     .client_factory(client_factory)
 //!     .build()?;
 //! let manager = CertificateManager::new(config)?;
 //! let rotations = manager.subscribe();
@@ -54,28 +58,32 @@
 //! # Threads
 //! A started manager runs one rotation thread (plus one template thread when the template is a
 //! polled function), with a 512 KiB stack by default. Idle, they are blocked in
-//! `crossbeam_channel::select!`; the rotation thread wakes at most once per `max_sleep_slice`
-//! (60 s) to notice wall-clock jumps. A rotation attempt briefly adds a watchdog thread that
+//! `crossbeam_channel::select!`; the rotation thread sleeps at most `max_sleep_slice` (60 s) at a
+//! time, so it notices a wall-clock jump within a minute. A rotation attempt briefly adds a watchdog thread that
 //! enforces the CSR wait timeout on the manager's [`Clock`]. [`Manager::stop`] joins everything
 //! and returns promptly in every state; dropping the manager stops it. [`Manager::current`]
 //! never blocks and never returns an expired certificate.
 //!
 //! # Errors
-//! One crate error type, [`Error`]; the CSR API's cases are [`CsrError`] and the store's
-//! [`StoreError`], reachable through it. A failed rotation never replaces or damages the stored
-//! or served certificate; it increments the renew-failure counter and, for create errors,
-//! updates [`Manager::server_healthy`] as client-go does.
+//! The manager and the PKI functions return [`Error`]; the CSR API's cases are [`CsrError`] and
+//! the store's [`StoreError`], reachable through it. Setting things up has its own types:
+//! [`kubeconfig::ConfigError`] for kubeconfigs and client settings, `server::ServerError` for
+//! the embedded server, [`kubelet::bootstrap::BootstrapError`] for TLS bootstrap. A failed
+//! rotation never replaces or damages the stored or served certificate; it increments the
+//! renew-failure counter and, for create errors, updates [`Manager::server_healthy`] as
+//! client-go does.
 //!
 //! # Features
-//! - `test-util`: [`testing::FakeClock`], a clock tests move by hand, and
-//!   [`testing::FakeCsrApi`], a scripted in-process CSR API.
-//! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback).
+//! - `test-util`: `testing::FakeClock`, a clock tests move by hand, and
+//!   `testing::FakeCsrApi`, a scripted in-process CSR API.
+//! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback),
+//!   `server::CsrApiServer`.
 //!
 //! Features only add; none changes default behaviour.
 //!
 //! # Logging
 //! Through the `log` crate, prefixed with the manager's name. `info`: rotations (old and new
-//! serial, validity, the next deadline), CSRs created; `warn`/`error`: failed attempts and why,
+//! serial, validity, the rotation deadline), CSRs created; `warn`/`error`: failed attempts and why,
 //! corrupt stored pairs, repairs; `debug`: sleeps and backoff delays. Private keys, tokens and
 //! PEM bodies are never logged.
 

@@ -274,13 +274,7 @@ fn attempt_serialised(shared: &Shared) -> Result<Arc<Certificate>, Error> {
     let cancel = arm(shared)?;
     let result = attempt_inner(shared, cancel);
     match &result {
-        Ok(cert) => log::info!(
-            "{}: rotated certificate: serial {}, valid {} to {}",
-            shared.config.name,
-            cert.serial_hex(),
-            fmt_time(cert.not_before()),
-            fmt_time(cert.not_after())
-        ),
+        Ok(_) => {} // logged where it is published, with the old serial
         Err(Error::Stopped | Error::NoTemplate) => {}
         Err(Error::Csr(CsrError::Cancelled { .. })) => {
             log::info!(
@@ -476,6 +470,15 @@ fn store_and_publish(
     }
     let published = shared.publish(cert);
     drop(gate);
+    log::info!(
+        "{}: rotated certificate: serial {} -> {}, valid {} to {}",
+        shared.config.name,
+        old.map(Certificate::serial_hex)
+            .unwrap_or_else(|| "(none)".into()),
+        published.serial_hex(),
+        fmt_time(published.not_before()),
+        fmt_time(published.not_after())
+    );
     Ok(published)
 }
 

@@ -1003,6 +1003,31 @@ fn a_rotated_client_certificate_is_the_one_the_server_sees() {
     assert_eq!(users, [BOOT_USER, NODE]);
 }
 
+/// A serving certificate (ExtKeyUsage without `client auth`) cannot authenticate a client, so
+/// `client_for(Some(..))` falls back to the configured credentials instead of presenting it.
+#[test]
+fn a_serving_certificate_is_not_used_as_client_credentials() {
+    let rig = Rig::new(Identity::bootstrap_token(BOOT_ID, BOOT_SECRET), |b| b);
+    let builder = rig.builder();
+    let ca = certrotate::pki::CertificateAuthority::for_tests("other-ca").unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let now = std::time::SystemTime::now();
+    let serving = ca
+        .issue(
+            &CsrTemplate::new(NODE).with_dns_name("node"),
+            &key,
+            &[KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
+            now - Duration::from_secs(60),
+            now + Duration::from_secs(3600),
+        )
+        .unwrap();
+    assert!(!serving.info().allows_client_auth);
+    let client = builder.client_for(Some(&serving)).unwrap();
+    let (_, req) = request();
+    let csr = client.create(&req).unwrap();
+    assert_eq!(rig.csr(&csr.name).spec.username.as_deref(), Some(BOOT_USER));
+}
+
 // ---- the manager ----
 
 /// The kubelet's flow against the server: an empty file store forces a rotation on start

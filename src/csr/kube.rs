@@ -406,9 +406,10 @@ impl KubeCsrClientBuilder {
     }
 
     /// Builds a client for one rotation attempt. With `Some(cert)` it authenticates with that
-    /// certificate only (no token), as the kubelet does once it has a certificate; with `None`
-    /// it uses the configured (bootstrap) credentials. Every client has its own ureq agent and
-    /// connections.
+    /// certificate only (no token), as the kubelet does once it has a client certificate; with
+    /// `None`, or with a certificate that cannot authenticate a client (its ExtKeyUsage lacks
+    /// `client auth`, e.g. a serving certificate), it uses the configured (bootstrap)
+    /// credentials. Every client has its own ureq agent and connections.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] for a bad server URL, `http://` without
@@ -417,6 +418,15 @@ impl KubeCsrClientBuilder {
     /// certificate or that rustls cannot sign with (RSA below 2048 bits), or an unsupported
     /// proxy; [`ConfigError::ReadFile`] for unreadable files.
     pub fn client_for(&self, cert: Option<&Certificate>) -> Result<KubeCsrClient, ConfigError> {
+        let cert = cert.filter(|c| {
+            if !c.info().allows_client_auth {
+                log::debug!(
+                    "certificate {} is not a client certificate (no client auth usage); using the configured credentials",
+                    c.serial_hex()
+                );
+            }
+            c.info().allows_client_auth
+        });
         let server = self.server.trim_end_matches('/').to_owned();
         let uri: ureq::http::Uri = server.parse().map_err(|e| ConfigError::Invalid {
             what: "server URL",
@@ -598,9 +608,10 @@ impl KubeCsrClientBuilder {
     /// A client factory for the certificate manager
     /// ([`ConfigBuilder::client_factory`](crate::ConfigBuilder::client_factory)): called once
     /// per rotation attempt with the current certificate (or `None`), it returns a new client
-    /// as [`client_for`](Self::client_for) does. This is the kubelet's wiring: bootstrap
-    /// credentials until a certificate exists, then that certificate. Its errors are
-    /// [`ConfigError`]s, boxed.
+    /// as [`client_for`](Self::client_for) does. For a client certificate this is the kubelet's
+    /// wiring: bootstrap credentials until a certificate exists, then that certificate. For a
+    /// serving certificate (no `client auth` usage) the configured credentials are used every
+    /// time. Its errors are [`ConfigError`]s, boxed.
     pub fn factory(
         self,
     ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, crate::BoxError>

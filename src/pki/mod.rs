@@ -70,6 +70,9 @@ pub struct CertInfo {
     pub public_key: Vec<u8>,
     /// The DER subject Name, for exact comparisons.
     pub subject_der: Vec<u8>,
+    /// Whether the certificate may authenticate a TLS client: it has no ExtKeyUsage extension,
+    /// or that extension lists `client auth` or `any`.
+    pub allows_client_auth: bool,
 }
 
 impl CertInfo {
@@ -108,7 +111,14 @@ impl CertInfo {
             serial: strip_zeros(cert.raw_serial()).to_vec(),
             public_key: cert.public_key().subject_public_key.data.to_vec(),
             subject_der: subject.as_raw().to_vec(),
+            allows_client_auth: true,
         };
+        let eku = cert
+            .extended_key_usage()
+            .map_err(|e| Error::InvalidCertificate(format!("bad ExtKeyUsage extension: {e}")))?;
+        if let Some(eku) = eku {
+            info.allows_client_auth = eku.value.any || eku.value.client_auth;
+        }
         let san = cert
             .subject_alternative_name()
             .map_err(|e| Error::InvalidCertificate(format!("bad SAN extension: {e}")))?;
