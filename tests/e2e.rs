@@ -396,8 +396,8 @@ fn assert_everywhere(
 }
 
 /// Five rotations in a row, each at its jittered deadline, each certificate stored, offered
-/// by the resolver and presented in a real handshake; the first with the kubeconfig's
-/// credentials, the others authenticated with the certificate they replace.
+/// by the resolver and presented in a real handshake; every CSR sent over mTLS with the
+/// kubeconfig's client certificate (a serving certificate is no client certificate).
 #[test]
 fn five_rotations_at_their_deadlines_reach_store_resolver_and_handshakes() {
     let rig = Rig::new(start_time(), CsrApiServer::builder());
