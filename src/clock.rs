@@ -298,7 +298,8 @@ pub(crate) mod fake {
                 if d.is_zero() {
                     let _ = tx.try_send(Instant::now());
                 } else {
-                    let deadline = st.mono + d;
+                    // A timer too far out to represent fires at the end of time.
+                    let deadline = st.mono.saturating_add(d);
                     st.waiters.push(Waiter {
                         deadline,
                         tx,

@@ -131,6 +131,14 @@ pub struct Kubeconfig {
     contexts: BTreeMap<String, Context>,
 }
 
+/// The entries one context names (see [`Kubeconfig::select`]).
+pub(crate) struct Selection<'a> {
+    pub cluster_name: &'a str,
+    pub cluster: &'a Cluster,
+    pub user_name: &'a str,
+    pub user: User,
+}
+
 impl Kubeconfig {
     /// Reads one kubeconfig file (YAML or JSON).
     ///
@@ -293,18 +301,9 @@ impl Kubeconfig {
         self.contexts.keys().map(String::as_str).collect()
     }
 
-    /// Resolves `context` (or the `current-context` when `None`) to a client builder holding
-    /// the cluster's server, TLS settings and the user's credentials. Files the config points
-    /// at are read now to check them, and again each time the builder builds a client.
-    ///
-    /// # Errors
-    /// [`ConfigError::NoCurrentContext`], [`ConfigError::Missing`],
-    /// [`ConfigError::Unsupported`] for `exec`, `auth-provider`, basic auth and impersonation,
-    /// [`ConfigError::Invalid`] for bad values, [`ConfigError::ReadFile`] for unreadable files.
-    pub fn client_builder(
-        &self,
-        context: Option<&str>,
-    ) -> Result<KubeCsrClientBuilder, ConfigError> {
+    /// The cluster and user entries of `context` (or the `current-context` when `None`), as
+    /// [`client_builder`](Self::client_builder) resolves them; nothing is read from disk.
+    pub(crate) fn select(&self, context: Option<&str>) -> Result<Selection<'_>, ConfigError> {
         let ctx_name = match context.or(self.current_context.as_deref()) {
             Some(c) => c,
             None => return Err(ConfigError::NoCurrentContext),
@@ -336,6 +335,32 @@ impl Kubeconfig {
                 });
             }
         };
+        Ok(Selection {
+            cluster_name,
+            cluster,
+            user_name,
+            user,
+        })
+    }
+
+    /// Resolves `context` (or the `current-context` when `None`) to a client builder holding
+    /// the cluster's server, TLS settings and the user's credentials. Files the config points
+    /// at are read now to check them, and again each time the builder builds a client.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoCurrentContext`], [`ConfigError::Missing`],
+    /// [`ConfigError::Unsupported`] for `exec`, `auth-provider`, basic auth and impersonation,
+    /// [`ConfigError::Invalid`] for bad values, [`ConfigError::ReadFile`] for unreadable files.
+    pub fn client_builder(
+        &self,
+        context: Option<&str>,
+    ) -> Result<KubeCsrClientBuilder, ConfigError> {
+        let Selection {
+            cluster_name,
+            cluster,
+            user_name,
+            user,
+        } = self.select(context)?;
         user.check_supported(user_name)?;
 
         let server = cluster
@@ -512,19 +537,20 @@ struct NamedContext {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct Cluster {
+pub(crate) struct Cluster {
     #[serde(default)]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     #[serde(default)]
-    tls_server_name: Option<String>,
+    pub(crate) tls_server_name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
-    insecure_skip_tls_verify: bool,
+    pub(crate) insecure_skip_tls_verify: bool,
+    /// Invariant after parsing: absolute.
     #[serde(default, deserialize_with = "absent_if_empty")]
-    certificate_authority: Option<PathBuf>,
+    pub(crate) certificate_authority: Option<PathBuf>,
     #[serde(default, deserialize_with = "base64_data")]
-    certificate_authority_data: Option<Vec<u8>>,
+    pub(crate) certificate_authority_data: Option<Vec<u8>>,
     #[serde(default)]
-    proxy_url: Option<String>,
+    pub(crate) proxy_url: Option<String>,
 }
 
 impl Cluster {
@@ -535,15 +561,15 @@ impl Cluster {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct User {
+pub(crate) struct User {
     #[serde(default, deserialize_with = "absent_if_empty")]
-    client_certificate: Option<PathBuf>,
+    pub(crate) client_certificate: Option<PathBuf>,
     #[serde(default, deserialize_with = "base64_data")]
-    client_certificate_data: Option<Vec<u8>>,
+    pub(crate) client_certificate_data: Option<Vec<u8>>,
     #[serde(default, deserialize_with = "absent_if_empty")]
-    client_key: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
     #[serde(default, deserialize_with = "base64_data")]
-    client_key_data: Option<Vec<u8>>,
+    pub(crate) client_key_data: Option<Vec<u8>>,
     #[serde(default)]
     token: Option<String>,
     #[serde(default, rename = "tokenFile", deserialize_with = "absent_if_empty")]

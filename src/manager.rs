@@ -28,7 +28,10 @@
 //!   expired one.
 //!
 //! The price: a thread that called `current()` keeps a handle on the certificate it last saw
-//! until it calls again or exits.
+//! (key included) until it calls again. The handle outlives the thread: per-reader slots are
+//! freed only when the manager is dropped, and a slot is reused by a later thread. So memory
+//! holds at most one superseded certificate per thread that ever called `current()` at the
+//! same time as the others.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -320,7 +323,8 @@ impl ConfigBuilder {
     }
 
     /// The name in log lines. Defaults as client-go: the signer name, else `client auth` when
-    /// the usages include it, else `certificate`.
+    /// the usages include it (a usages function is asked for the configured key algorithm),
+    /// else `certificate`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -412,11 +416,16 @@ impl ConfigBuilder {
             return invalid("thread stack size must be at least 64 KiB");
         }
         let signer_name = self.signer_name.unwrap_or_default();
+        let key_algorithm = self.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
         let name = self.name.unwrap_or_else(|| {
+            // client-go asks GetUsages with no key; the configured algorithm is the closest.
+            let client_auth = || match &usages {
+                UsagesSource::List(u) => u.contains(&KeyUsage::ClientAuth),
+                UsagesSource::PerKey(f) => f(key_algorithm).contains(&KeyUsage::ClientAuth),
+            };
             if !signer_name.is_empty() {
                 signer_name.clone()
-            } else if matches!(&usages, UsagesSource::List(u) if u.contains(&KeyUsage::ClientAuth))
-            {
+            } else if client_auth() {
                 "client auth".to_owned()
             } else {
                 "certificate".to_owned()
@@ -428,7 +437,7 @@ impl ConfigBuilder {
         };
         let key = match self.generate_key {
             Some(g) => KeySource::Generator(g),
-            None => KeySource::Algorithm(self.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256)),
+            None => KeySource::Algorithm(key_algorithm),
         };
         Ok(Config {
             template,
@@ -583,14 +592,15 @@ impl Shared {
         for _ in 1..n {
             copies.push(Arc::new((*canonical).clone()));
         }
-        // Publish the copies first, then the generation that tells readers to look.
+        // Publish the copies and the canonical certificate first, then the generation that tells
+        // readers to look (the rotation thread relies on it too: a generation it has seen
+        // implies `latest` holds that certificate or a later one).
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         self.published.store(Some(Arc::new(Published {
             generation,
             copies: copies.into_boxed_slice(),
             not_after: canonical.not_after(),
         })));
-        self.generation.store(generation, Ordering::Release);
         *self.latest.lock() = Some(canonical.clone());
         let at = crate::schedule::rotation_deadline(
             canonical.not_before(),
@@ -604,6 +614,7 @@ impl Shared {
             crate::pki::fmt_time(at)
         );
         *self.deadline.lock() = Some((canonical.clone(), at));
+        self.generation.store(generation, Ordering::Release);
         self.resolver.set(Some(&canonical));
         self.subscribers.lock().retain(|tx| match tx.try_send(canonical.clone()) {
             Ok(()) => true,
@@ -634,6 +645,11 @@ impl Shared {
                 at
             }
         }
+    }
+
+    /// How many certificates have been published; changes at every rotation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_healthy(&self, healthy: bool) {

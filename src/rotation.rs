@@ -7,7 +7,9 @@
 //! so a clock step or a suspend is noticed within one slice. The jittered deadline is drawn once
 //! per certificate (re-drawing at every wake would pull rotations towards the start of the
 //! window). When the deadline is reached it runs attempts with backoff until one succeeds, the
-//! template disappears, or stop. Idle, the thread is blocked in `select!`.
+//! template disappears, or stop. A certificate that arrives already past its rotation deadline
+//! (a backdated one, or a signer whose clock is behind) is not rotated again at once: such
+//! rotations are spaced out as failed attempts are. Idle, the thread is blocked in `select!`.
 //!
 //! # The template thread
 //! Only for a dynamic template with polling on: every poll interval it checks whether the
@@ -34,6 +36,7 @@ use crate::error::Error;
 use crate::manager::Shared;
 use crate::pki::{self, Certificate, fmt_duration, fmt_time};
 use crate::schedule;
+use crate::template::CsrTemplate;
 
 /// Spawns the rotation thread, and the template thread when the template is dynamic and polled.
 /// Returns the stop sender (dropping it stops the threads) and the handles to join.
@@ -87,7 +90,13 @@ fn sleep(shared: &Shared, stop: &Receiver<()>, d: Duration) -> Wake {
 
 fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
     let name = &shared.config.name;
+    // Whether the last pass rotated, and how many passes in a row found the certificate it got
+    // already past its rotation deadline.
+    let (mut rotated, mut issued_late) = (false, 0u32);
     loop {
+        // Read before the certificate the decision below rests on: if it has changed by the time
+        // this thread's attempt may run, another attempt (`rotate_now`) rotated meanwhile.
+        let seen = shared.generation();
         let now = shared.clock().now();
         shared.update_ttl_gauge(now);
         let cert = shared.current_at(now);
@@ -100,6 +109,7 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
             _ => now,
         };
         if deadline > now {
+            (rotated, issued_late) = (false, 0);
             let d = schedule::sleep_slice(deadline, now, shared.config.max_sleep_slice);
             log::debug!(
                 "{name}: waiting {} for the next certificate rotation",
@@ -124,24 +134,60 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
             }
             continue;
         }
+        if rotated && !due_now {
+            // The certificate just issued is already past its rotation deadline (the signer
+            // backdated it, or its clock is behind). Another rotation at once would only get
+            // another such certificate: space them out as failed attempts are.
+            rotated = false;
+            issued_late = issued_late.saturating_add(1);
+            let d = schedule::backoff_delay(issued_late, None, &mut *shared.rng.lock());
+            log::warn!(
+                "{name}: the certificate just issued is already past its rotation deadline {} (is the signer's clock behind?); rotating again in {}",
+                fmt_time(deadline),
+                fmt_duration(d)
+            );
+            if let Wake::Stop = sleep(shared, stop, d) {
+                return;
+            }
+            continue;
+        }
         log::info!("{name}: Rotating certificates");
-        if let Flow::Stop = rotate_with_backoff(shared, stop) {
-            return;
+        match rotate_with_backoff(shared, stop, seen) {
+            Flow::Stop => return,
+            Flow::Rotated => rotated = true,
+            Flow::Continue => rotated = false,
         }
     }
 }
 
 enum Flow {
+    /// An attempt succeeded.
+    Rotated,
+    /// Decide again without a rotation (template change, no template, rotated meanwhile).
     Continue,
     Stop,
 }
 
-fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>) -> Flow {
+/// Attempts until one succeeds, backing off between failures. `seen` is the publish generation
+/// the decision to rotate was made on; when another attempt has published a certificate since,
+/// this returns without an attempt so that the caller decides again.
+fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>, seen: u64) -> Flow {
     let name = &shared.config.name;
     let mut failures: u32 = 0;
     loop {
-        match attempt(shared) {
-            Ok(_) => return Flow::Continue,
+        // A wake, as the deadline sleep's: an outage may keep the thread here for hours.
+        shared.update_ttl_gauge(shared.clock().now());
+        let requested = shared.template();
+        let result = {
+            let _serial = shared.attempt_lock.lock();
+            if shared.generation() != seen {
+                log::debug!("{name}: the certificate was rotated meanwhile, deciding again");
+                return Flow::Continue;
+            }
+            attempt_serialised(shared)
+        };
+        match result {
+            Ok(_) => return Flow::Rotated,
             Err(Error::Stopped) => return Flow::Stop,
             Err(Error::NoTemplate) => return Flow::Continue,
             Err(Error::Csr(CsrError::Cancelled { .. })) => {
@@ -163,12 +209,38 @@ fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>) -> Flow {
                     log::error!("{name}: Reached backoff limit, still unable to rotate certs: {e}");
                 }
                 log::debug!("{name}: next attempt in {}", fmt_duration(delay));
-                match sleep(shared, stop, delay) {
+                match backoff_sleep(shared, stop, delay, requested.as_ref()) {
                     Wake::Stop => return Flow::Stop,
                     Wake::Timer => {}
                     Wake::TemplateChanged => return Flow::Continue,
                 }
             }
+        }
+    }
+}
+
+/// Sleeps a backoff delay. A template-changed signal ends it early only when the template now
+/// differs from `requested`, the one the failed attempt asked for. The template thread signals
+/// at every poll while the certificate does not satisfy the template and no CSR was created for
+/// it (the last request is recorded on create), which is the case all along while creates
+/// fail; those signals alone must not cut the backoff short (client-go does not listen for
+/// template changes while backing off at all).
+fn backoff_sleep(
+    shared: &Shared,
+    stop: &Receiver<()>,
+    d: Duration,
+    requested: Option<&CsrTemplate>,
+) -> Wake {
+    let timer = shared.clock().after(d);
+    loop {
+        select_biased! {
+            recv(stop) -> _ => return Wake::Stop,
+            recv(shared.template_changed_rx) -> _ => {
+                if shared.template().as_ref() != requested {
+                    return Wake::TemplateChanged;
+                }
+            }
+            recv(timer.receiver()) -> _ => return Wake::Timer,
         }
     }
 }
@@ -193,6 +265,11 @@ impl Drop for InFlight<'_> {
 /// One rotation attempt (client-go `rotateCerts`); counts the failure and logs it on error.
 pub(crate) fn attempt(shared: &Shared) -> Result<Arc<Certificate>, Error> {
     let _serial = shared.attempt_lock.lock();
+    attempt_serialised(shared)
+}
+
+/// [`attempt`], for a caller that holds `attempt_lock`.
+fn attempt_serialised(shared: &Shared) -> Result<Arc<Certificate>, Error> {
     let _clear = InFlight(shared);
     let cancel = arm(shared)?;
     let result = attempt_inner(shared, cancel);
@@ -255,8 +332,13 @@ fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>
         expiration: config.requested_lifetime,
         public_key_der: key.public_key_der(),
     };
-    let csr = match client.create(&request) {
+    let csr = match client.create_cancellable(&request, &cancel) {
         Ok(csr) => csr,
+        Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
+            return Err(Error::Stopped);
+        }
+        // A cancelled create says nothing about the server's health.
+        Err(e @ CsrError::Cancelled { .. }) => return Err(e.into()),
         Err(e) => {
             shared.set_healthy(e.server_healthy_after_create());
             return Err(e.into());
@@ -282,13 +364,21 @@ fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>
                     && shared.template().as_ref() == Some(&template) =>
             {
                 // The template went back to what this CSR asks for before the interrupt was
-                // handled: keep waiting for it rather than sending another CSR.
+                // handled: keep waiting for it rather than sending another CSR. Arm first,
+                // then look again: a change after the look cancels the new signal, a change
+                // before it is seen here.
+                cancel = arm(shared)?;
+                if shared.template().as_ref() != Some(&template) {
+                    return Err(CsrError::Cancelled {
+                        name: csr.name.clone(),
+                    }
+                    .into());
+                }
                 log::info!(
                     "{}: template changed back, still waiting for {:?}",
                     config.name,
                     csr.name
                 );
-                cancel = arm(shared)?;
             }
             other => break other?,
         }
@@ -341,6 +431,17 @@ fn wait_with_timeout(
         Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
             Err(Error::Stopped)
         }
+        // Only a template change may end an attempt without counting as a failure (and then
+        // request again at once); a client that reports a cancel nobody made has failed.
+        Err(CsrError::Cancelled { name }) if cancel.reason().is_none() => {
+            Err(CsrError::InvalidResponse {
+                op: "watch",
+                message: format!(
+                    "the client reported the wait for {name:?} as cancelled, but nothing cancelled it"
+                ),
+            }
+            .into())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -359,10 +460,10 @@ fn store_and_publish(
         .store
         .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())?;
     let now = shared.clock().now();
-    let published = shared.publish(cert);
-    drop(gate);
-    shared.forced.store(false, Ordering::Relaxed);
+    // Everything a reader may look at once it sees the new certificate is set before it is
+    // published (client-go sets these under the one lock that guards the certificate).
     shared.set_healthy(true);
+    shared.forced.store(false, Ordering::Relaxed);
     if let (Some(h), Some(old)) = (&shared.config.rotation_histogram, old) {
         h.observe(
             now.duration_since(old.not_before())
@@ -370,7 +471,11 @@ fn store_and_publish(
                 .as_secs_f64(),
         );
     }
-    shared.update_ttl_gauge(now);
+    if let Some(g) = &shared.config.ttl_gauge {
+        g.set(crate::manager::ttl_seconds(Some(&cert), now));
+    }
+    let published = shared.publish(cert);
+    drop(gate);
     Ok(published)
 }
 

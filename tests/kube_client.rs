@@ -918,6 +918,51 @@ fn cancel_during_a_retry_pause_returns_within_100ms() {
     ));
 }
 
+/// A server that accepts connections and never answers (not even the TLS handshake): a
+/// cancelled create returns at once instead of sitting out the request timeout.
+#[test]
+fn cancel_during_a_create_to_a_hung_server_returns_promptly() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (conn_tx, conn_rx) = crossbeam_channel::unbounded();
+    thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let _ = conn_tx.send(s); // held open, never written to
+        }
+    });
+    let ca = certrotate::pki::CertificateAuthority::for_tests("unused").unwrap();
+    let client = certrotate::KubeCsrClient::builder(format!("https://127.0.0.1:{port}"))
+        .ca_pem(ca.cert_pem())
+        .request_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+    let cancel = Cancel::new();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let c2 = cancel.clone();
+    let creator = thread::spawn(move || {
+        let r = client.create_cancellable(&req, &c2);
+        let _ = tx.send(Instant::now());
+        r
+    });
+    let _held = conn_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("connected");
+    let t = Instant::now();
+    cancel.cancel(CancelReason::Stopped);
+    let done = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("create returned");
+    // Generous for a loaded machine; without the cancel it would take the 60 s timeout.
+    assert!(
+        done.duration_since(t) < Duration::from_secs(1),
+        "{:?}",
+        done.duration_since(t)
+    );
+    let err = creator.join().unwrap().unwrap_err();
+    assert!(matches!(err, CsrError::Cancelled { .. }), "{err:?}");
+}
+
 #[test]
 fn cancelled_before_the_wait_returns_at_once_without_a_request() {
     let api = FakeApi::new();

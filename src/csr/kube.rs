@@ -737,6 +737,23 @@ impl KubeCsrClient {
         &self.base
     }
 
+    /// One `GET /healthz` bounded by `timeout` (the kubelet bootstrap's wait for the API
+    /// server): `Ok` on a 2xx answer, else what went wrong, for a log line.
+    pub(crate) fn probe_healthz(&self, timeout: Duration) -> Result<(), String> {
+        let resp = self
+            .get(&self.agent().0, "retrieve", "/healthz", timeout, None)
+            .map_err(|e| match e {
+                CsrError::Transport { message, .. } => message,
+                other => other.to_string(),
+            })?;
+        let code = resp.status().as_u16();
+        if (200..300).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("{}/healthz answered {code}", self.base))
+        }
+    }
+
     /// The live agent, replacing one a cancelled wait shut down.
     fn agent(&self) -> (Agent, Arc<AtomicBool>) {
         let mut slot = self.agent.lock();
@@ -823,7 +840,12 @@ impl KubeCsrClient {
 
     // ---- create ----
 
-    fn post_csr(&self, version: ApiVersion, req: &CsrRequest) -> Result<CsrRef, CsrError> {
+    fn post_csr(
+        &self,
+        agent: &Agent,
+        version: ApiVersion,
+        req: &CsrRequest,
+    ) -> Result<CsrRef, CsrError> {
         let path = collection(version);
         let obj = CertificateSigningRequest {
             api_version: Some(version.as_str().to_owned()),
@@ -846,7 +868,7 @@ impl KubeCsrClient {
             op: "create",
             message: format!("cannot encode the request: {e}"),
         })?;
-        let resp = self.post(&self.agent().0, "create", &path, &body)?;
+        let resp = self.post(agent, "create", &path, &body)?;
         let bytes = self.body("create", &path, resp, self.max_object_size)?;
         let created = decode_csr("create", &bytes)?;
         csr_ref("create", &created, version)
@@ -854,30 +876,25 @@ impl KubeCsrClient {
 
     fn get_csr(
         &self,
+        agent: &Agent,
         version: ApiVersion,
         name: &str,
     ) -> Result<CertificateSigningRequest, CsrError> {
         let path = format!("{}/{}", collection(version), encode(name));
-        let resp = self.get(
-            &self.agent().0,
-            "retrieve",
-            &path,
-            self.request_timeout,
-            None,
-        )?;
+        let resp = self.get(agent, "retrieve", &path, self.request_timeout, None)?;
         let bytes = self.body("retrieve", &path, resp, self.max_object_size)?;
         decode_csr("retrieve", &bytes)
     }
 
-    fn adopt(&self, req: &CsrRequest, name: &str) -> Result<CsrRef, CsrError> {
+    fn adopt(&self, agent: &Agent, req: &CsrRequest, name: &str) -> Result<CsrRef, CsrError> {
         log::info!(
             "certificate signing request {name:?} already exists, checking whether it can be reused"
         );
-        let (version, existing) = match self.get_csr(ApiVersion::V1, name) {
+        let (version, existing) = match self.get_csr(agent, ApiVersion::V1, name) {
             Ok(o) => (ApiVersion::V1, o),
             Err(CsrError::Api { error, .. }) if error.is_not_found() => (
                 ApiVersion::V1beta1,
-                self.get_csr(ApiVersion::V1beta1, name)?,
+                self.get_csr(agent, ApiVersion::V1beta1, name)?,
             ),
             Err(e) => return Err(e),
         };
@@ -914,27 +931,62 @@ impl KubeCsrClient {
     }
 }
 
-impl CsrClient for KubeCsrClient {
-    fn create(&self, req: &CsrRequest) -> Result<CsrRef, CsrError> {
+impl KubeCsrClient {
+    /// Create (with the v1beta1 fallback and adoption), every request on `agent`.
+    fn create_on(&self, agent: &Agent, req: &CsrRequest) -> Result<CsrRef, CsrError> {
         let use_v1 = !req.usages.is_empty()
             && !req.signer_name.is_empty()
             && req.signer_name != api::LEGACY_UNKNOWN_SIGNER;
         let result = if use_v1 {
-            match self.post_csr(ApiVersion::V1, req) {
+            match self.post_csr(agent, ApiVersion::V1, req) {
                 Err(CsrError::Api { error, .. }) if error.is_not_found() => {
                     log::debug!("certificates.k8s.io/v1 not found, falling back to v1beta1");
-                    self.post_csr(ApiVersion::V1beta1, req)
+                    self.post_csr(agent, ApiVersion::V1beta1, req)
                 }
                 other => other,
             }
         } else {
-            self.post_csr(ApiVersion::V1beta1, req)
+            self.post_csr(agent, ApiVersion::V1beta1, req)
         };
         match (result, req.name.as_deref()) {
             (Err(CsrError::Api { error, .. }), Some(name)) if error.is_already_exists() => {
-                self.adopt(req, name)
+                self.adopt(agent, req, name)
             }
             (other, _) => other,
+        }
+    }
+
+    /// The live agent, shut down (and marked dead, so the next call gets a fresh one) when
+    /// `cancel` fires.
+    fn agent_for(&self, cancel: &Cancel) -> Agent {
+        let (agent, dead) = self.agent();
+        let to_shut = agent.clone();
+        cancel.on_cancel(move || {
+            dead.store(true, Ordering::SeqCst);
+            to_shut.shutdown();
+        });
+        agent
+    }
+}
+
+impl CsrClient for KubeCsrClient {
+    fn create(&self, req: &CsrRequest) -> Result<CsrRef, CsrError> {
+        self.create_on(&self.agent().0, req)
+    }
+
+    /// Every request of the create runs on one agent, which the cancel shuts down: a create
+    /// blocked on a hung server returns at once.
+    fn create_cancellable(&self, req: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError> {
+        let cancelled = || CsrError::Cancelled {
+            name: req.name.clone().unwrap_or_else(|| "(new)".into()),
+        };
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        let agent = self.agent_for(cancel);
+        match self.create_on(&agent, req) {
+            Err(_) if cancel.is_cancelled() => Err(cancelled()),
+            other => other,
         }
     }
 
@@ -953,12 +1005,7 @@ impl CsrClient for KubeCsrClient {
         // The wait runs on one agent; cancelling marks it dead and shuts it down, which
         // interrupts a read blocked in another thread at once. A later call on this client gets
         // a fresh agent.
-        let (agent, dead) = self.agent();
-        let to_shut = agent.clone();
-        cancel.on_cancel(move || {
-            dead.store(true, Ordering::SeqCst);
-            to_shut.shutdown();
-        });
+        let agent = self.agent_for(cancel);
         let started = Instant::now();
         // A huge timeout (Duration::MAX) means "practically forever", not an overflow.
         let deadline = started

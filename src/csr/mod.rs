@@ -215,6 +215,27 @@ pub trait CsrClient: Send {
     /// [`CsrError::server_healthy_after_create`].
     fn create(&self, request: &CsrRequest) -> Result<CsrRef, CsrError>;
 
+    /// [`create`](CsrClient::create) that `cancel` can interrupt: returns
+    /// [`CsrError::Cancelled`] within 100 ms of `cancel` firing, even when the server does not
+    /// answer. The manager calls this one, so that `stop()` never waits for a hung create.
+    /// The default checks `cancel` and calls `create`, which suits clients whose create cannot
+    /// block for long.
+    ///
+    /// # Errors
+    /// As [`create`](CsrClient::create), plus [`CsrError::Cancelled`].
+    fn create_cancellable(
+        &self,
+        request: &CsrRequest,
+        cancel: &Cancel,
+    ) -> Result<CsrRef, CsrError> {
+        if cancel.is_cancelled() {
+            return Err(CsrError::Cancelled {
+                name: request.name.clone().unwrap_or_else(|| "(new)".into()),
+            });
+        }
+        self.create(request)
+    }
+
     /// Waits until the CSR is approved and issued and returns the PEM chain (leaf first).
     /// Ends early on Denied/Failed conditions, deletion or a uid change. Returns
     /// [`CsrError::Cancelled`] within 100 ms of `cancel` firing and [`CsrError::Timeout`] after

@@ -9,6 +9,63 @@
 //! names, so node agents written in Rust keep the kubelet's on-disk layout, CSR shape and
 //! dashboards. What they leave to the caller: how node addresses are discovered and how the CSR
 //! API is reached (a client factory, see [`crate::csr::KubeCsrClient`]).
+//!
+//! # The node's wiring, as the kubelet does it
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::path::Path;
+//! use certrotate::Manager;
+//! use certrotate::kubelet::{self, NodeAddress, NodeAddressType, Options, bootstrap};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pki = Path::new("/var/lib/kubelet/pki");
+//! // A valid kubeconfig is used as is; otherwise the bootstrap token gets the first client
+//! // certificate and the kubeconfig is rewritten to point at kubelet-client-current.pem.
+//! let config = bootstrap::load_client_config(
+//!     "/var/lib/kubelet/kubeconfig",
+//!     Some(Path::new("/var/lib/kubelet/bootstrap-kubeconfig")),
+//!     pki,
+//! )?;
+//! let client = Arc::new(config.client_manager("node-1", Options::default())?);
+//! client.start();
+//! // Serving CSRs are sent as the node, with the client certificate.
+//! let serving = kubelet::serving_manager(
+//!     "node-1",
+//!     || vec![NodeAddress::new(NodeAddressType::InternalIp, "10.0.0.7")],
+//!     pki,
+//!     kubelet::serving_factory(config.cert_config.clone(), client.clone()),
+//!     Options::default(),
+//! )?;
+//! serving.start();
+//! # Ok(()) }
+//! ```
+//!
+//! # Kubelet settings covered
+//! | kubelet setting | here |
+//! |---|---|
+//! | `--kubeconfig`, `--bootstrap-kubeconfig`, `--cert-dir` with `rotateCertificates: true` | [`bootstrap::load_client_config`], then [`bootstrap::ClientConfig::client_manager`] ([`client_manager`], [`client_factory`]) |
+//! | the same with `rotateCertificates: false` | [`bootstrap::load_client_cert`] |
+//! | `serverTLSBootstrap: true` | [`serving_manager`] with [`serving_factory`] |
+//! | the node's `status.addresses` | the `addresses` function of [`serving_manager`] ([`serving_template`]) |
+//! | `--tls-cert-file` / `--tls-private-key-file` | [`Options::cert_and_key_files`] |
+//! | `AllowDNSOnlyNodeCSR` gate | [`Options::allow_dns_only`] |
+//! | key algorithm (newest kubelets) | [`Options::key_algorithm`], [`Options::key_generator`] |
+//! | certificate metrics | [`MetricDesc`] constants and the `Options` metric fields |
+//!
+//! Not covered, left to the program:
+//! - exiting when the client certificate has expired while the API server answers (the
+//!   kubelet's `UpdateTransport` with `exitAfter`): [`Manager::current`] and
+//!   [`Manager::server_healthy`] give what the decision needs;
+//! - closing the program's own long-lived API connections when the client certificate
+//!   rotates (`UpdateTransport`'s close-all): the CSR clients made here get fresh connections
+//!   for every attempt, and a program rebuilds its own from
+//!   [`KubeCsrClientBuilder::client_for`] on each certificate from
+//!   [`CertificateManager::subscribe`];
+//! - registering the metrics with a registry (names, help texts and buckets are exported);
+//! - the `RotateKubeletServerCertificate` gate and `serverTLSBootstrap` switch: a program
+//!   starts the serving manager or not;
+//! - ML-DSA keys, and generating RSA keys (bring them through [`Options::key_generator`]);
+//! - `exec` and `auth-provider` credentials in kubeconfigs (refused, see
+//!   [`crate::kubeconfig`]).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -17,10 +74,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod bootstrap;
+
 use crate::clock::Clock;
-use crate::csr::{CsrClient, KeyUsage};
+use crate::csr::{CsrClient, KeyUsage, KubeCsrClientBuilder};
 use crate::error::Error;
-use crate::manager::{BoxError, CertificateManager, Config};
+use crate::manager::{BoxError, CertificateManager, Config, KeyGenerator, Manager};
 use crate::metrics::{Counter, Gauge, Histogram};
 use crate::pki::{Certificate, KeyAlgorithm};
 use crate::store::{FileStore, Store};
@@ -242,6 +301,35 @@ fn with_rsa_encipherment(alg: KeyAlgorithm, auth: KeyUsage) -> Vec<KeyUsage> {
 pub type Factory =
     Arc<dyn Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, BoxError> + Send + Sync>;
 
+/// The client manager's factory (the kubelet's `newClientsetFn`): each CSR client
+/// authenticates with the current client certificate when there is one, and with
+/// `cert_config`'s own credentials — the bootstrap token or certificate — otherwise. Each call
+/// builds a client with its own connections, so a rotated certificate is never sent over a
+/// connection made with the old one (CASES C18).
+pub fn client_factory(cert_config: KubeCsrClientBuilder) -> Factory {
+    Arc::new(cert_config.factory())
+}
+
+/// The serving manager's factory: each CSR client authenticates as the node, with
+/// `client_manager`'s current certificate, as the kubelet's serving manager uses the kubelet's
+/// own API client; `cert_config` gives the server and its CA. While the client manager has no
+/// certificate the factory fails (the attempt backs off and retries), so serving CSRs are never
+/// sent with bootstrap credentials, which approvers do not accept (kubernetes#51966).
+pub fn serving_factory(
+    cert_config: KubeCsrClientBuilder,
+    client_manager: Arc<dyn Manager>,
+) -> Factory {
+    Arc::new(move |_serving: Option<&Certificate>| {
+        let Some(cert) = client_manager.current() else {
+            return Err(BoxError::from(
+                "the node has no valid client certificate yet to request a serving certificate with",
+            ));
+        };
+        let client = cert_config.client_for(Some(&cert))?;
+        Ok(Box::new(client) as Box<dyn CsrClient>)
+    })
+}
+
 /// Options shared by the kubelet presets. Every field has a default; see each.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -254,6 +342,10 @@ pub struct Options {
     pub allow_dns_only: bool,
     /// Key algorithm of new keys. Defaults to ECDSA P-256.
     pub key_algorithm: Option<KeyAlgorithm>,
+    /// A key generator, overriding `key_algorithm` (for RSA keys, which the `ring` backend
+    /// cannot generate, or keys from an HSM). Usages follow the generated key's type.
+    /// Defaults to none.
+    pub key_generator: Option<KeyGenerator>,
     /// Usages to request instead of the per-key defaults (for servers older than 1.27 that
     /// still want `key encipherment` with ECDSA). Defaults to none.
     pub usages_override: Option<Vec<KeyUsage>>,
@@ -281,6 +373,7 @@ impl std::fmt::Debug for Options {
             .field("cert_and_key_files", &self.cert_and_key_files)
             .field("allow_dns_only", &self.allow_dns_only)
             .field("key_algorithm", &self.key_algorithm)
+            .field("key_generator", &self.key_generator.is_some())
             .field("requested_lifetime", &self.requested_lifetime)
             .finish_non_exhaustive()
     }
@@ -312,6 +405,9 @@ fn common(
     };
     if let Some(alg) = options.key_algorithm {
         b = b.key_algorithm(alg);
+    }
+    if let Some(g) = options.key_generator.clone() {
+        b = b.generate_key(move || g());
     }
     if let Some(l) = options.requested_lifetime {
         b = b.requested_lifetime(l);
