@@ -31,6 +31,14 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// A timer that fires once, `d` of monotonic time from now. A zero duration fires at once.
     /// Dropping the timer cancels it.
     fn after(&self, d: Duration) -> Timer;
+
+    /// Whether this clock's timers run on the process's monotonic time (`std::time::Instant`),
+    /// so that a timeout another component measures with `Instant` ends when a timer of this
+    /// clock would. The manager then leaves the CSR wait timeout to the client instead of
+    /// starting a watchdog thread. Defaults to false (a fake clock's timers move by hand).
+    fn instant_timers(&self) -> bool {
+        false
+    }
 }
 
 /// How far [`Clock::now_coarse`] may lag [`Clock::now`]: 10 s, ten times the longest the Linux
@@ -115,6 +123,10 @@ impl Clock for SystemClock {
 
     fn after(&self, d: Duration) -> Timer {
         Timer::new(crossbeam_channel::after(d), None)
+    }
+
+    fn instant_timers(&self) -> bool {
+        true
     }
 }
 

@@ -390,9 +390,59 @@ fn wait_with_timeout(
     cancel: &Cancel,
     timeout: Duration,
 ) -> Result<Vec<u8>, Error> {
+    let result = if shared.clock().instant_timers() {
+        // The client's own timeout runs on the same monotonic time as this clock's timers:
+        // no watchdog thread needed.
+        client.wait_for_certificate(csr, timeout, cancel)
+    } else {
+        wait_with_watchdog(shared, client, csr, cancel, timeout)
+    };
+    match result {
+        Ok(pem) => Ok(pem),
+        // Either way the attempt waited its whole timeout (the client saw only what was left).
+        Err(CsrError::Cancelled { name }) if cancel.reason() == Some(CancelReason::TimedOut) => {
+            Err(CsrError::Timeout {
+                name,
+                waited: shared.config.certificate_wait_timeout,
+            }
+            .into())
+        }
+        Err(CsrError::Timeout { name, .. }) => Err(CsrError::Timeout {
+            name,
+            waited: shared.config.certificate_wait_timeout,
+        }
+        .into()),
+        Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
+            Err(Error::Stopped)
+        }
+        // Only a template change may end an attempt without counting as a failure (and then
+        // request again at once); a client that reports a cancel nobody made has failed.
+        Err(CsrError::Cancelled { name }) if cancel.reason().is_none() => {
+            Err(CsrError::InvalidResponse {
+                op: "watch",
+                message: format!(
+                    "the client reported the wait for {name:?} as cancelled, but nothing cancelled it"
+                ),
+            }
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The wait with its timeout measured on the manager's clock: a watchdog thread cancels the wait
+/// when the clock's timer fires (for clocks whose timers are not real monotonic time, such as
+/// a test's fake clock).
+fn wait_with_watchdog(
+    shared: &Shared,
+    client: &dyn crate::csr::CsrClient,
+    csr: &crate::csr::CsrRef,
+    cancel: &Cancel,
+    timeout: Duration,
+) -> Result<Vec<u8>, CsrError> {
     let timer = shared.clock().after(timeout);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-    let result = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let watchdog = std::thread::Builder::new()
             .name("certrotate-wait-timeout".into())
             .stack_size(64 * 1024)
@@ -412,32 +462,7 @@ fn wait_with_timeout(
         let r = client.wait_for_certificate(csr, timeout, cancel);
         drop(done_tx);
         r
-    });
-    match result {
-        Ok(pem) => Ok(pem),
-        Err(CsrError::Cancelled { name }) if cancel.reason() == Some(CancelReason::TimedOut) => {
-            Err(CsrError::Timeout {
-                name,
-                waited: shared.config.certificate_wait_timeout,
-            }
-            .into())
-        }
-        Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
-            Err(Error::Stopped)
-        }
-        // Only a template change may end an attempt without counting as a failure (and then
-        // request again at once); a client that reports a cancel nobody made has failed.
-        Err(CsrError::Cancelled { name }) if cancel.reason().is_none() => {
-            Err(CsrError::InvalidResponse {
-                op: "watch",
-                message: format!(
-                    "the client reported the wait for {name:?} as cancelled, but nothing cancelled it"
-                ),
-            }
-            .into())
-        }
-        Err(e) => Err(e.into()),
-    }
+    })
 }
 
 fn store_and_publish(

@@ -49,7 +49,7 @@ pub enum WaitStep {
     /// Signs the request with the API's CA: NotBefore = now, NotAfter = now + the API's
     /// issued lifetime.
     Issue,
-    /// Blocks until the wait is cancelled.
+    /// Blocks until the wait is cancelled, or its timeout (real time) passes.
     Hang,
     /// Fails with this error.
     Fail(CsrError),
@@ -230,7 +230,7 @@ impl CsrClient for FakeClient {
     fn wait_for_certificate(
         &self,
         csr: &CsrRef,
-        _timeout: Duration,
+        timeout: Duration,
         cancel: &Cancel,
     ) -> Result<Vec<u8>, CsrError> {
         let (step, request) = {
@@ -256,12 +256,15 @@ impl CsrClient for FakeClient {
                 name: csr.name.clone(),
             }),
             (WaitStep::Fail(e), _) => Err(e),
-            (WaitStep::Hang, _) => {
-                let _ = cancel.receiver().recv();
-                Err(CsrError::Cancelled {
+            (WaitStep::Hang, _) => match cancel.receiver().recv_timeout(timeout) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(CsrError::Timeout {
                     name: csr.name.clone(),
-                })
-            }
+                    waited: timeout,
+                }),
+                _ => Err(CsrError::Cancelled {
+                    name: csr.name.clone(),
+                }),
+            },
             (WaitStep::Respond(f), Some(req)) => Ok(f(&req, &self.api.ca)),
             (WaitStep::Issue, Some(req)) => self.issue(&req),
         };

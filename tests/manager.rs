@@ -1945,3 +1945,33 @@ fn ttl_gauge_keeps_falling_while_rotation_fails() {
     );
     m.stop();
 }
+
+/// With the system clock the CSR wait timeout is the client's own (same monotonic time, no
+/// watchdog thread); it still ends the attempt as a timeout of the configured length.
+#[test]
+fn wait_timeout_with_the_system_clock_is_the_clients() {
+    let api = FakeCsrApi::new(Arc::new(certrotate::SystemClock), HOUR);
+    let (failures, c) = counter();
+    let m = CertificateManager::new(
+        Config::builder()
+            .template(node_template())
+            .usages(USAGES)
+            .client_factory(api.factory())
+            .certificate_wait_timeout(Duration::from_millis(200))
+            .renew_failure_counter(c)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    api.script_wait(WaitStep::Hang);
+    let t = std::time::Instant::now();
+    match m.rotate_now() {
+        Err(Error::Csr(CsrError::Timeout { waited, .. })) => {
+            assert_eq!(waited, Duration::from_millis(200))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    assert_eq!(failures.load(Ordering::SeqCst), 1);
+    assert!(m.current().is_none());
+}
