@@ -16,7 +16,6 @@
 //! RUST_LOG=debug cargo run --features server --example rotate
 //! ```
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -36,16 +35,19 @@ use rustls::pki_types::ServerName;
 
 const DEMO_SIGNER: &str = "example.com/rotate-demo";
 
-/// Watch a TLS certificate rotate through the Kubernetes CSR API without restarting the server
-/// that serves it.
+/// Watch a TLS certificate rotate through the Kubernetes CSR API under a live HTTPS server.
+///
+/// By default an embedded CSR API server issues short-lived certificates, a certificate manager
+/// rotates them, an HTTPS server on loopback serves the current one, and a client handshakes
+/// with it every second. Exits 0 when the client saw at least three distinct certificates.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 60)]
     duration: u64,
-    /// Lifetime of the demo certificates, in seconds (embedded server only).
-    #[arg(long, default_value_t = 20)]
+    /// Lifetime of the demo certificates, in seconds, at least 3 (embedded server only).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..))]
     lifetime: u64,
     /// Seconds between the client's handshakes.
     #[arg(long, default_value_t = 1)]
@@ -55,7 +57,7 @@ struct Args {
     #[arg(long)]
     cert_dir: Option<PathBuf>,
     /// Use this kubeconfig's cluster instead of the embedded server.
-    #[arg(long, env = "KUBECONFIG_FOR_ROTATE", requires = "signer_name")]
+    #[arg(long, requires = "signer_name")]
     kubeconfig: Option<PathBuf>,
     /// Signer name to request from (real cluster).
     #[arg(long)]
@@ -122,7 +124,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
             (None, path.clone(), signer, ca)
         }
         None => {
-            let lifetime = Duration::from_secs(args.lifetime.max(3));
+            let lifetime = Duration::from_secs(args.lifetime);
             let server = CsrApiServer::builder()
                 .signer(DEMO_SIGNER)
                 .max_lifetime(lifetime)
@@ -192,6 +194,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     let first = manager.subscribe();
     manager.start();
     let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let mut serials: Vec<String> = Vec::new(); // distinct, in the order first seen
     if manager.current().is_none() {
         println!("waiting for the first certificate ...");
         if first
@@ -217,7 +220,6 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     println!("HTTPS server on https://{addr}/ (started once, never restarted)");
 
     // The client: one full handshake per interval, printing the serial it was served.
-    let mut serials = BTreeSet::new();
     let (mut ok, mut failed) = (0u32, 0u32);
     let client = match &verify_ca {
         Some(ca) => Some(client_config(ca)?),
@@ -232,7 +234,9 @@ fn run(args: &Args) -> Result<bool, BoxError> {
                 Ok(serial) => {
                     ok += 1;
                     println!("client: served certificate serial {serial}");
-                    serials.insert(serial);
+                    if !serials.contains(&serial) {
+                        serials.push(serial);
+                    }
                 }
                 Err(e) => {
                     failed += 1;
@@ -261,14 +265,14 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     println!("summary:");
     println!("  handshakes: {ok} ok, {failed} failed");
     println!(
-        "  distinct serials served by the one HTTPS server: {}",
+        "  distinct serials served by the one HTTPS server, in order: {}",
         serials.len()
     );
     for s in &serials {
         println!("    {s}");
     }
     println!(
-        "  current certificate: {}",
+        "  current certificate at exit: {}",
         current
             .map(|c| format!(
                 "serial {}, NotAfter {}",
