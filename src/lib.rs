@@ -59,8 +59,9 @@
 //! A started manager runs one rotation thread (plus one template thread when the template is a
 //! polled function), with a 512 KiB stack by default. Idle, they are blocked in
 //! `crossbeam_channel::select!`; the rotation thread sleeps at most `max_sleep_slice` (60 s) at a
-//! time, so it notices a wall-clock jump within a minute. A rotation attempt briefly adds a watchdog thread that
-//! enforces the CSR wait timeout on the manager's [`Clock`]. [`Manager::stop`] joins everything
+//! time, so it notices a wall-clock jump within a minute. The CSR wait timeout is the CSR
+//! client's own with the system clock; with another [`Clock`] (a test's fake clock) a rotation
+//! attempt briefly adds a watchdog thread that enforces it on that clock. [`Manager::stop`] joins everything
 //! and returns promptly in every state; dropping the manager stops it. [`Manager::current`]
 //! never blocks and never returns an expired certificate.
 //!

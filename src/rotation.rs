@@ -20,8 +20,8 @@
 //! runs the same check on the caller's thread.
 //!
 //! # One attempt
-//! Key → CSR → client (from the factory, given the current certificate) → create → wait (with a
-//! clock-driven timeout that cancels the wait) → verify the issued chain against the key and the
+//! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
+//! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
 //! template → store → publish. Any failure leaves the stored and served certificate as it was.
 
 use std::sync::Arc;
@@ -381,8 +381,9 @@ fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>
     store_and_publish(shared, cert, current.as_deref())
 }
 
-/// Waits for the certificate with the configured timeout measured on the manager's clock: a
-/// watchdog thread cancels the wait when the clock's timer fires.
+/// Waits for the certificate with `timeout` measured on the manager's clock: by the client
+/// itself when the clock's timers are real monotonic time, else by a watchdog thread that
+/// cancels the wait when the clock's timer fires. Maps the wait's end to the attempt's error.
 fn wait_with_timeout(
     shared: &Shared,
     client: &dyn crate::csr::CsrClient,
@@ -399,7 +400,13 @@ fn wait_with_timeout(
     };
     match result {
         Ok(pem) => Ok(pem),
-        // Either way the attempt waited its whole timeout (the client saw only what was left).
+        // Timed out by the watchdog or by the client: either way the attempt waited its whole
+        // timeout (the client saw only what was left of it after a re-wait).
+        Err(CsrError::Timeout { name, .. }) => Err(CsrError::Timeout {
+            name,
+            waited: shared.config.certificate_wait_timeout,
+        }
+        .into()),
         Err(CsrError::Cancelled { name }) if cancel.reason() == Some(CancelReason::TimedOut) => {
             Err(CsrError::Timeout {
                 name,
@@ -407,11 +414,6 @@ fn wait_with_timeout(
             }
             .into())
         }
-        Err(CsrError::Timeout { name, .. }) => Err(CsrError::Timeout {
-            name,
-            waited: shared.config.certificate_wait_timeout,
-        }
-        .into()),
         Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
             Err(Error::Stopped)
         }

@@ -9,11 +9,8 @@
 //! holds a timer, its watchdog, which must not be fired); it never sleeps. The only real-time
 //! waits are bounds on those waits and socket timeouts.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certrotate::csr::api::CertificateSigningRequest;
@@ -33,12 +30,16 @@ use certrotate::{
     KeyUsage, KubeCsrClientBuilder, Manager, Store,
 };
 use crossbeam_channel::Receiver;
+use rustls::ClientConfig;
 use rustls::client::{ResolvesClientCert, Resumption};
-use rustls::pki_types::{ServerName, UnixTime};
+use rustls::pki_types::UnixTime;
 use rustls::time_provider::TimeProvider;
-use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
 
 /// Bound on every real-time wait for something the code under test does.
+#[path = "support/loopback_tls.rs"]
+mod loopback_tls;
+use loopback_tls::{TlsServer, handshake};
+
 const BOUND: Duration = Duration::from_secs(20);
 /// The node whose certificates rotate.
 const NODE: &str = "system:node:e2e-node";
@@ -249,118 +250,6 @@ fn verifying_client(ca_pem: &str, clock: &FakeClock) -> Arc<ClientConfig> {
             .with_no_client_auth();
     config.resumption = Resumption::disabled();
     Arc::new(config)
-}
-
-/// A loopback TLS server that answers one request per connection with the serial of the
-/// client certificate the connection was made with, or `none`. Connections are served one at
-/// a time; dropping it stops and joins it.
-struct TlsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl TlsServer {
-    fn start(config: Arc<ServerConfig>) -> TlsServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Ok(stream) = stream {
-                    let _ = serve(config.clone(), stream);
-                }
-            }
-        });
-        TlsServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the acceptor
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(config: Arc<ServerConfig>, stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(BOUND))?;
-    stream.set_write_timeout(Some(BOUND))?;
-    let conn = ServerConnection::new(config).map_err(std::io::Error::other)?;
-    let mut tls = BufReader::new(StreamOwned::new(conn, stream));
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if tls.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let serial = tls
-        .get_ref()
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| CertInfo::from_der(c).unwrap().serial_hex())
-        .unwrap_or_else(|| "none".into());
-    let out = tls.get_mut();
-    write!(
-        out,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{serial}",
-        serial.len()
-    )?;
-    out.flush()
-}
-
-/// One new TLS connection (full handshake) and one request. Returns the serial of the
-/// certificate the server presented and the serial of the client certificate the server saw
-/// (`none` without one), or the error that ended the exchange.
-fn handshake(config: Arc<ClientConfig>, addr: SocketAddr) -> Result<(String, String), String> {
-    let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(BOUND)).unwrap();
-    sock.set_write_timeout(Some(BOUND)).unwrap();
-    let conn = ClientConnection::new(config, ServerName::try_from("localhost").unwrap())
-        .map_err(|e| e.to_string())?;
-    let mut tls = StreamOwned::new(conn, sock);
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(tls);
-    let mut len = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            return Err("connection closed before the response".into());
-        }
-        if let Some(v) = line.strip_prefix("Content-Length: ") {
-            len = v.trim().parse().unwrap();
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-    let presented = reader
-        .get_ref()
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| CertInfo::from_der(c).unwrap().serial_hex())
-        .ok_or("the server presented no certificate")?;
-    Ok((presented, String::from_utf8(body).unwrap()))
 }
 
 /// `cert` is what the manager serves, what the store holds, what the resolver offers and what a

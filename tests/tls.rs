@@ -1,19 +1,18 @@
 //! Hot rotation through real TLS handshakes on loopback: a server serving the manager's
 //! certificate, a client presenting it, and a ureq program that follows rotations.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use certrotate::pki::CertInfo;
 use certrotate::testing::{FakeClock, FakeCsrApi};
 use certrotate::tls::{client_config, server_config};
 use certrotate::{
     Certificate, CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock,
 };
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, ServerConfig, ServerConnection, StreamOwned};
+
+#[path = "support/loopback_tls.rs"]
+mod loopback_tls;
+use loopback_tls::{TlsServer, handshake};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -41,97 +40,6 @@ fn manager(api: &Arc<FakeCsrApi>) -> CertificateManager {
     m
 }
 
-/// A loopback HTTPS server: answers every request on a connection (keep-alive) with the serial
-/// of the client certificate the connection was made with, or `none`. Runs until dropped.
-struct Server {
-    addr: std::net::SocketAddr,
-    _thread: std::thread::JoinHandle<()>,
-}
-
-impl Server {
-    fn start(config: Arc<ServerConfig>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let config = config.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(config, stream);
-                });
-            }
-        });
-        Server {
-            addr,
-            _thread: thread,
-        }
-    }
-}
-
-fn serve(config: Arc<ServerConfig>, stream: TcpStream) -> std::io::Result<()> {
-    let conn = ServerConnection::new(config).map_err(std::io::Error::other)?;
-    let mut tls = BufReader::new(StreamOwned::new(conn, stream));
-    loop {
-        // Read one request head.
-        let mut line = String::new();
-        if tls.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        while line != "\r\n" {
-            line.clear();
-            if tls.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-        }
-        let serial = tls
-            .get_ref()
-            .conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| CertInfo::from_der(c).unwrap().serial_hex())
-            .unwrap_or_else(|| "none".into());
-        let body = serial.as_bytes();
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
-            body.len()
-        );
-        let out = tls.get_mut();
-        out.write_all(head.as_bytes())?;
-        out.write_all(body)?;
-        out.flush()?;
-    }
-}
-
-/// One handshake plus one request; returns (serial the server presented, what it answered).
-fn handshake(config: Arc<rustls::ClientConfig>, addr: std::net::SocketAddr) -> (String, String) {
-    let conn = ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
-    let mut tls = StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut reader = BufReader::new(tls);
-    let mut len = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if let Some(v) = line.strip_prefix("Content-Length: ") {
-            len = v.trim().parse().unwrap();
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    let server_serial = reader
-        .get_ref()
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| CertInfo::from_der(c).unwrap().serial_hex())
-        .unwrap();
-    (server_serial, String::from_utf8(body).unwrap())
-}
-
 /// A client without a certificate. Resumption off: a resumed session reports the certificate
 /// of the session it resumes, not the one the server would present now.
 fn plain_client(ca_pem: &str) -> Arc<rustls::ClientConfig> {
@@ -149,11 +57,11 @@ fn plain_client(ca_pem: &str) -> Arc<rustls::ClientConfig> {
 fn server_serves_each_rotated_certificate_without_restart() {
     let api = FakeCsrApi::new(Arc::new(SystemClock), DAY);
     let m = manager(&api);
-    let server = Server::start(server_config(&m, None).unwrap());
+    let server = TlsServer::start(server_config(&m, None).unwrap());
     let client = plain_client(&api.ca().cert_pem());
     let mut seen = Vec::new();
     for i in 0..3 {
-        let (serial, _) = handshake(client.clone(), server.addr);
+        let (serial, _) = handshake(client.clone(), server.addr).unwrap();
         assert_eq!(serial, m.current().unwrap().serial_hex(), "handshake {i}");
         seen.push(serial);
         m.rotate_now().unwrap();
@@ -168,13 +76,13 @@ fn client_presents_the_rotated_certificate_on_the_next_handshake() {
     let server_side = manager(&api);
     let client_side = manager(&api);
     let ca = api.ca().cert_pem();
-    let server = Server::start(server_config(&server_side, Some(ca.as_bytes())).unwrap());
+    let server = TlsServer::start(server_config(&server_side, Some(ca.as_bytes())).unwrap());
     let client = client_config(&client_side, ca.as_bytes()).unwrap();
-    let (_, first) = handshake(client.clone(), server.addr);
+    let (_, first) = handshake(client.clone(), server.addr).unwrap();
     assert_eq!(first, client_side.current().unwrap().serial_hex());
     let rotated = client_side.rotate_now().unwrap();
     // Same ClientConfig, resumption off: the next handshake presents the new certificate.
-    let (_, second) = handshake(client, server.addr);
+    let (_, second) = handshake(client, server.addr).unwrap();
     assert_eq!(second, rotated.serial_hex());
     assert_ne!(first, second);
 }
@@ -213,7 +121,7 @@ fn ureq_program_follows_rotations_with_a_new_agent_per_rotation() {
     let server_side = manager(&api);
     let client_side = manager(&api);
     let ca = api.ca().cert_pem();
-    let server = Server::start(server_config(&server_side, Some(ca.as_bytes())).unwrap());
+    let server = TlsServer::start(server_config(&server_side, Some(ca.as_bytes())).unwrap());
     let url = format!("https://localhost:{}/", server.addr.port());
     let rotations = client_side.subscribe();
     let get = |agent: &ureq::Agent| -> String {
