@@ -6,13 +6,57 @@
 //! certificate's NotAfter has passed, the resolver offers nothing, as
 //! [`Manager::current`](crate::Manager::current) returns nothing.
 //!
+//! # No session resumption
+//! A resumed TLS session (a TLS 1.2 session ID or ticket, a TLS 1.3 pre-shared key from a
+//! ticket) skips the certificate exchange: both sides re-use the identities of the session they
+//! resume. With resumption on, a server that has rotated would still be known to resuming
+//! clients by its old certificate, even past that certificate's NotAfter, and a client whose
+//! certificate has expired (or that a rotation replaced) would be admitted on the strength of a
+//! session from when it was valid. So neither helper resumes:
+//!
+//! - [`server_config`] keeps no session cache ([`NoServerSessionStorage`]), issues no TLS 1.2
+//!   tickets (rustls's default ticketer, which never produces one) and sends no TLS 1.3 tickets
+//!   (`send_tls13_tickets = 0`). A client offering a session ID or ticket gets a full handshake:
+//!   it receives the certificate the resolver offers now, and its own certificate is verified
+//!   now.
+//! - [`client_config`] stores no sessions ([`Resumption::disabled`]: no TLS 1.3 tickets, no TLS
+//!   1.2 session IDs or tickets) and sends no early data, so every connection presents the
+//!   certificate the resolver offers now.
+//!
+//! Every new connection therefore costs a full handshake (certificates and signatures, and in
+//! TLS 1.2 one more round trip), the price of never handing out or accepting a stale identity. Go's
+//! TLS server reaches the second half of this rule another way: it resumes, but falls back to a
+//! full handshake when the session's client certificate is past its NotAfter
+//! (`checkForResumption` in `crypto/tls`); it still resumes with a server certificate that has
+//! since been rotated, which this module does not.
+//!
+//! If you build your own `ServerConfig` around [`CertificateManager::resolver`], turn
+//! resumption off the same way:
+//!
+//! ```
+//! # fn f(config: &mut rustls::ServerConfig) {
+//! config.session_storage = std::sync::Arc::new(rustls::server::NoServerSessionStorage {});
+//! config.send_tls13_tickets = 0;
+//! // and leave `config.ticketer` at the builder's default, which issues no tickets
+//! # }
+//! ```
+//!
+//! # Peer certificates are checked at the manager's clock
+//! Both helpers verify the peer's certificate as webpki does (a chain to the given CA bundle;
+//! the serverAuth or clientAuth extended key usage when the certificate lists any; the validity
+//! period) at the wall time of the manager's [`Clock`], the same clock that decides when the
+//! manager's own certificate has expired. With [`SystemClock`](crate::SystemClock) that is the system time, as rustls
+//! would use anyway. A client certificate that is expired, not yet valid or not issued by a
+//! trusted CA is refused on every handshake; since nothing is resumed, that is every connection.
+//! An established connection is not re-checked when a certificate expires during it (Go's
+//! `crypto/tls` does not either): close long-lived connections on rotation, as below.
+//!
 //! # Client certificates and connection reuse
-//! A TLS client presents its certificate only during a handshake. Two things can keep an old
-//! certificate in use after a rotation: TLS session resumption (a resumed session re-uses the
-//! old identity without a new certificate exchange) and pooled keep-alive connections. The
-//! [`client_config`] helper turns resumption off. Pooled connections are the HTTP client's
-//! business: with ureq, build a new `Agent` for each rotation, driven by
-//! [`CertificateManager::subscribe`], and drop (or `shutdown()`) the old one:
+//! A TLS client presents its certificate only during a handshake. Apart from resumption (off,
+//! see above), pooled keep-alive connections keep an old certificate in use after a rotation.
+//! Pooled connections are the HTTP client's business: with ureq, build a new `Agent` for each
+//! rotation, driven by [`CertificateManager::subscribe`], and drop (or `shutdown()`) the old
+//! one:
 //!
 //! ```no_run
 //! # use certrotate::Manager;
@@ -41,8 +85,9 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use rustls::client::Resumption;
-use rustls::pki_types::CertificateDer;
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::clock::Clock;
@@ -94,6 +139,11 @@ impl CertResolver {
         self.current.store(entry);
     }
 
+    /// The clock expiry is read against.
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     fn get(&self) -> Option<Arc<CertifiedKey>> {
         let guard = self.current.load();
         let entry = guard.as_ref()?;
@@ -142,9 +192,28 @@ pub fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, Error> {
     Ok(roots)
 }
 
+/// rustls reads the time (certificate validity, ticket age) from the manager's clock.
+#[derive(Debug)]
+struct ClockTime(Arc<dyn Clock>);
+
+impl TimeProvider for ClockTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        self.0
+            .now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(UnixTime::since_unix_epoch)
+    }
+}
+
 /// A rustls server config that serves `manager`'s current certificate (TLS 1.2 and 1.3, the
-/// crate's `ring` provider) and, with `client_ca_pem`, requires client certificates signed by
-/// those CAs.
+/// crate's `ring` provider) and, with `client_ca_pem` (a PEM bundle of CA certificates),
+/// requires a client certificate that chains to one of those CAs, is valid at the manager's
+/// clock and, when it lists extended key usages, lists clientAuth.
+///
+/// Session resumption is off (no session cache, no tickets; see the [module docs](self)):
+/// every connection gets the certificate the manager holds now, and every client certificate
+/// is verified now, as Go's TLS server does for a session whose client certificate has expired.
 ///
 /// # Errors
 /// [`Error::Tls`] when the CA bundle is unusable.
@@ -152,10 +221,12 @@ pub fn server_config(
     manager: &CertificateManager,
     client_ca_pem: Option<&[u8]>,
 ) -> Result<Arc<ServerConfig>, Error> {
+    let resolver = manager.resolver();
     let provider = crypto_provider();
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?;
+    let builder =
+        ServerConfig::builder_with_details(provider.clone(), Arc::new(ClockTime(resolver.clock())))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?;
     let builder = match client_ca_pem {
         None => builder.with_no_client_auth(),
         Some(pem) => {
@@ -166,12 +237,21 @@ pub fn server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    Ok(Arc::new(builder.with_cert_resolver(manager.resolver())))
+    let mut config = builder.with_cert_resolver(resolver);
+    // No resumption: no TLS 1.2 session-ID cache and no stateful TLS 1.3 tickets. The
+    // builder's ticketer never produces a ticket, so no stateless tickets either.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
 }
 
-/// A rustls client config that trusts only `server_ca_pem` and presents `manager`'s current
-/// certificate as its client certificate, with session resumption off so that a rotated
-/// certificate is really presented on the next connection.
+/// A rustls client config that trusts only `server_ca_pem` (a PEM bundle of CA certificates),
+/// verifies the server's certificate at the manager's clock, and presents `manager`'s current
+/// certificate as its client certificate.
+///
+/// Session resumption is off (no TLS 1.3 tickets, no TLS 1.2 session IDs or tickets; see the
+/// [module docs](self)): every connection makes a full handshake, so a rotated certificate is
+/// presented on the next connection and an old identity is never resumed.
 ///
 /// # Errors
 /// [`Error::Tls`] when the CA bundle is unusable.
@@ -179,11 +259,16 @@ pub fn client_config(
     manager: &CertificateManager,
     server_ca_pem: &[u8],
 ) -> Result<Arc<ClientConfig>, Error> {
-    let mut config = ClientConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_root_certificates(root_store(server_ca_pem)?)
-        .with_client_cert_resolver(manager.resolver());
+    let resolver = manager.resolver();
+    let mut config = ClientConfig::builder_with_details(
+        crypto_provider(),
+        Arc::new(ClockTime(resolver.clock())),
+    )
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_root_certificates(root_store(server_ca_pem)?)
+    .with_client_cert_resolver(resolver);
     config.resumption = Resumption::disabled();
+    config.enable_early_data = false;
     Ok(Arc::new(config))
 }
