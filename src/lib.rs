@@ -118,7 +118,7 @@ pub use error::Error;
 pub use manager::{
     BoxError, CertificateManager, ClientFactory, Config, ConfigBuilder,
     DEFAULT_CERTIFICATE_WAIT_TIMEOUT, DEFAULT_MAX_SLEEP_SLICE, DEFAULT_TEMPLATE_POLL_INTERVAL,
-    DEFAULT_THREAD_STACK_SIZE, KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, SUBSCRIBER_BACKLOG,
+    DEFAULT_THREAD_STACK_SIZE, KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, Subscription,
     TemplateFn, UsagesFn,
 };
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
