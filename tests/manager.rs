@@ -2159,14 +2159,21 @@ impl Store for FailingStore {
 }
 
 /// Runs the manager for one more simulated hour; returns (CSRs created, failed attempts) so
-/// far, counted from the manager's start.
-fn one_hour(rig: &Rig, failures: &AtomicUsize) -> (usize, usize) {
+/// far, counted from the manager's start. Before each step it waits until the manager sleeps
+/// on a timer due within `asleep_within` (a backoff, not the timeout of a wait in progress).
+fn one_hour(rig: &Rig, failures: &AtomicUsize, asleep_within: Duration) -> (usize, usize) {
     let mut elapsed = Duration::ZERO;
     while elapsed < HOUR {
-        rig.asleep(1);
+        assert!(
+            rig.clock.wait_for_timer_within(asleep_within, BOUND),
+            "asleep"
+        );
         elapsed += rig.clock.advance_to_next_timer().unwrap();
     }
-    rig.asleep(1);
+    assert!(
+        rig.clock.wait_for_timer_within(asleep_within, BOUND),
+        "asleep"
+    );
     (rig.api.created(), failures.load(Ordering::SeqCst))
 }
 
@@ -2194,21 +2201,18 @@ fn csrs_per_simulated_hour_with_a_failing_store_and_without_approval() {
     .unwrap();
     let rotations = m.subscribe();
     m.start();
-    let (created, attempts) = one_hour(&rig, &failures);
-    let (created2, attempts2) = one_hour(&rig, &failures);
+    let (created, attempts) = one_hour(&rig, &failures, Duration::from_secs(60));
+    let (created2, attempts2) = one_hour(&rig, &failures, Duration::from_secs(60));
     let (created2, attempts2) = (created2 - created, attempts2 - attempts);
     println!(
         "store always failing: {created} CSR(s) and {attempts} failed attempts in the first simulated hour, {created2} CSR(s) and {attempts2} in the second"
     );
     assert_eq!((created, created2), (1, 0));
-    // The first hour also holds the first attempt's 15-minute wait timer (the fake clock
-    // advances to it although the wait has ended).
-    assert!((80..=154).contains(&attempts), "{attempts} attempts");
-    assert!((100..=113).contains(&attempts2), "{attempts2} attempts");
+    assert!((100..=154).contains(&attempts), "{attempts} attempts");
+    assert!((90..=150).contains(&attempts2), "{attempts2} attempts");
     assert!(m.current().is_none());
     // The store recovers: the pair issued an hour ago is stored, no new CSR.
     store.failing.store(false, Ordering::SeqCst);
-    rig.asleep(1);
     rig.clock.advance_to_next_timer().unwrap();
     let cert = rotations.recv_timeout(BOUND).expect("stored and published");
     assert_eq!(rig.api.created(), 1);
@@ -2226,8 +2230,8 @@ fn csrs_per_simulated_hour_with_a_failing_store_and_without_approval() {
     let m =
         CertificateManager::new(rig.builder().renew_failure_counter(c).build().unwrap()).unwrap();
     m.start();
-    let (created, attempts) = one_hour(&rig, &failures);
-    let (created2, attempts2) = one_hour(&rig, &failures);
+    let (created, attempts) = one_hour(&rig, &failures, HOUR);
+    let (created2, attempts2) = one_hour(&rig, &failures, HOUR);
     let (created2, attempts2) = (created2 - created, attempts2 - attempts);
     println!(
         "never approved: {created} CSR(s) and {attempts} failed attempts in the first simulated hour, {created2} CSR(s) and {attempts2} in the second; at most {} pending at once",
