@@ -282,7 +282,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// A custom key generator, called once per attempt (client-go `GenerateKey`); it overrides
+    /// A custom key generator, called once per new request (client-go `GenerateKey`, which is
+    /// called at every attempt; here an attempt that waits again for a pending CSR keeps its
+    /// key); it overrides
     /// [`key_algorithm`](Self::key_algorithm). Use it to bring RSA keys, which the `ring` backend
     /// cannot generate. Keys weaker than RSA-2048 or ECDSA-256 are refused at use. Defaults to
     /// none.
@@ -825,6 +827,27 @@ struct Threads {
 /// Threads: [`start`](Manager::start) spawns one rotation thread, plus a template thread when
 /// the template is dynamic and polling is on. The handle owns their `JoinHandle`s; `stop()` and
 /// `Drop` join them.
+///
+/// # One outstanding CSR
+/// A manager has at most one CSR pending and asks once for each certificate it gets:
+///
+/// - The key and CSR of a request stay in memory until the CSR is answered. An attempt that ends
+///   while the CSR may still be issued (wait timeout, server or transport error, a failed
+///   create, `stop()`) leaves them to the next attempt, which waits again for the same CSR (by
+///   name and uid), or retries the create with the same key, instead of making a new one. They
+///   are dropped when the CSR is denied, failed, deleted or replaced, when its certificate
+///   arrives, and when the template changes. client-go makes a new key and CSR at every attempt
+///   (its kubelet keeps a key on disk for the bootstrap CSR only, as
+///   [`kubelet::bootstrap`](crate::kubelet::bootstrap) does). Rotation keys are never written
+///   to disk, so a new process starts a new request.
+/// - A certificate issued and verified but not stored (the store failed, or `stop()` came
+///   first) is kept in memory, key included; the next attempt stores that one instead of asking
+///   again, while it is unexpired and satisfies the template.
+///
+/// Failed attempts back off as usual (2, 4, 8, 16 s, then 32 s ± 25 %). Measured on a fake
+/// clock: a manager whose store always fails creates 1 CSR and makes about 115 store attempts
+/// an hour; one whose CSRs are never approved creates 1 CSR and waits for it 4 times an hour
+/// (15-minute wait timeout).
 pub struct CertificateManager {
     shared: Arc<Shared>,
     /// Lock discipline: held by start/stop only; never by the threads.
@@ -970,7 +993,9 @@ impl CertificateManager {
     }
 
     /// One synchronous rotation attempt, without backoff, whether or not the manager is
-    /// started. `stop()` cancels it.
+    /// started. `stop()` cancels it. Like every attempt it first stores a certificate issued
+    /// earlier whose store failed, or waits again for this manager's pending CSR, before it
+    /// creates a new one (see "One outstanding CSR" on [`CertificateManager`]).
     ///
     /// # Errors
     /// [`Error::Stopped`] after `stop()`; [`Error::NoTemplate`], [`Error::NoClient`], key,

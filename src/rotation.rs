@@ -23,6 +23,27 @@
 //! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
 //! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
 //! template → store → publish. Any failure leaves the stored and served certificate as it was.
+//!
+//! # One outstanding CSR
+//! A manager has at most one CSR pending, and asks only once for each certificate it gets:
+//!
+//! - The key and the CSR of a request are kept in memory ([`PendingRequest`]) until the request
+//!   is answered. An attempt that ends while the CSR may still be issued (the wait timed out,
+//!   the server failed, the create failed, the manager stopped) leaves them for the next
+//!   attempt, which waits for the same CSR (by name and uid) instead of creating another, or
+//!   retries the create with the same key. They are dropped when the CSR is denied, failed,
+//!   deleted or replaced, when its certificate arrives (usable or not), and when the template
+//!   changes; only then does an attempt make a new key. client-go makes a new key and CSR at
+//!   every attempt; its kubelet keeps the key on disk for the bootstrap CSR only (see
+//!   [`kubelet::bootstrap`](crate::kubelet::bootstrap)). The key of a rotation is not written
+//!   to disk, so a process restart starts a new request.
+//! - A certificate that was issued and verified but could not be stored (or arrived as the
+//!   manager stopped) is kept in memory, key included; the next attempt stores that one rather
+//!   than asking again, as long as it has not expired and satisfies the template.
+//!
+//! Failed attempts still back off as usual, so a manager whose store always fails makes one CSR
+//! and then retries the store on the backoff schedule (about 113 attempts an hour), and one
+//! whose CSRs are never approved makes one CSR and waits for it again after every timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
