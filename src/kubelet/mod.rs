@@ -433,7 +433,7 @@ fn common(
 /// `cert_dir`. Call `start()` on the result.
 ///
 /// # Errors
-/// [`Error::Store`] when the store cannot be set up or read ("failed to initialize server
+/// [`Error::Store`] when the store cannot be set up, read or written ("failed to initialize server
 /// certificate store"); [`Error::InvalidConfig`] for inconsistent options.
 pub fn serving_manager(
     node_name: &str,
@@ -465,7 +465,7 @@ pub fn serving_manager(
 /// once there is one and `None` before, so it can fall back to bootstrap credentials.
 ///
 /// # Errors
-/// [`Error::Store`] when the store cannot be set up or read; a parse error for a bad bootstrap
+/// [`Error::Store`] when the store cannot be set up, read or written; a parse error for a bad bootstrap
 /// pair.
 pub fn client_manager(
     node_name: &str,
