@@ -258,9 +258,11 @@ impl ConfigBuilder {
     /// Allows requests that only the removed `certificates.k8s.io/v1beta1` API accepts: no
     /// signer name, the signer `kubernetes.io/legacy-unknown`, or no usages. client-go sends
     /// such requests to v1beta1 (its `csr.RequestCertificate` tries v1 only with a signer other
-    /// than `kubernetes.io/legacy-unknown` and at least one usage), and so does
-    /// [`KubeCsrClient`](crate::KubeCsrClient); servers dropped v1beta1 in Kubernetes 1.22,
-    /// where such a request fails with a 404. Defaults to false: with a client factory,
+    /// than `kubernetes.io/legacy-unknown` and at least one usage), and so does a
+    /// [`KubeCsrClient`](crate::KubeCsrClient) built with
+    /// [`KubeCsrClientBuilder::allow_legacy_v1beta1`](crate::KubeCsrClientBuilder::allow_legacy_v1beta1),
+    /// the client's own opt-in. Servers dropped v1beta1 in Kubernetes 1.22. Defaults to false:
+    /// with a client factory,
     /// [`build`](Self::build) refuses them, and an attempt refuses empty usages from a
     /// [`usages_fn`](Self::usages_fn).
     pub fn allow_legacy_v1beta1(mut self, allow: bool) -> Self {
