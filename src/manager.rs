@@ -784,6 +784,22 @@ impl Subscriber {
 /// live subscriptions. A bare `Receiver` cloned out of it (through `Deref`) does not keep it
 /// alive. After the manager is dropped, receives return the queued certificate, then
 /// disconnect.
+///
+/// ```
+/// use std::time::Duration;
+/// use certrotate::{CertificateManager, Config};
+///
+/// let manager = CertificateManager::new(Config::builder().usages([]).build()?)?;
+/// let rotations = manager.subscribe();
+/// let (_stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
+/// crossbeam_channel::select! {
+///     recv(rotations) -> cert => println!("new certificate {}", cert.unwrap().serial_hex()),
+///     recv(stop) -> _ => {}
+///     default(Duration::from_millis(10)) => {}
+/// }
+/// assert!(rotations.try_recv().is_err());
+/// # Ok::<(), certrotate::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Subscription {
     rx: Receiver<Arc<Certificate>>,

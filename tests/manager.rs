@@ -2184,6 +2184,7 @@ fn one_hour(rig: &Rig, failures: &AtomicUsize, asleep_within: Duration) -> (usiz
 /// the store works again, the pair issued first (same key) is the one stored and served.
 #[test]
 fn csrs_per_simulated_hour_with_a_failing_store_and_without_approval() {
+    logs::install();
     // The store always fails.
     let rig = Rig::new();
     let store = Arc::new(FailingStore {
@@ -2208,6 +2209,20 @@ fn csrs_per_simulated_hour_with_a_failing_store_and_without_approval() {
         "store always failing: {created} CSR(s) and {attempts} failed attempts in the first simulated hour, {created2} CSR(s) and {attempts2} in the second"
     );
     assert_eq!((created, created2), (1, 0));
+    // Each failure is logged as a store failure, with the path and the OS error, not as a
+    // failure of the control plane.
+    let store_lines: Vec<String> = logs::lines()
+        .into_iter()
+        .filter(|l| l.contains("/var/lib/kubelet/pki/kubelet-server.pem"))
+        .collect();
+    assert!(store_lines.len() >= 100, "{}", store_lines.len());
+    for l in &store_lines {
+        assert!(!l.contains("control plane"), "{l}");
+        if !l.contains("Reached backoff limit") {
+            assert!(l.contains("was issued but cannot be stored"), "{l}");
+            assert!(l.contains("permission denied"), "{l}");
+        }
+    }
     assert!((100..=154).contains(&attempts), "{attempts} attempts");
     assert!((90..=150).contains(&attempts2), "{attempts2} attempts");
     assert!(m.current().is_none());
