@@ -261,10 +261,9 @@ impl ConfigBuilder {
     /// than `kubernetes.io/legacy-unknown` and at least one usage), and so does a
     /// [`KubeCsrClient`](crate::KubeCsrClient) built with
     /// [`KubeCsrClientBuilder::allow_legacy_v1beta1`](crate::KubeCsrClientBuilder::allow_legacy_v1beta1),
-    /// the client's own opt-in. Servers dropped v1beta1 in Kubernetes 1.22. Defaults to false:
-    /// with a client factory,
-    /// [`build`](Self::build) refuses them, and an attempt refuses empty usages from a
-    /// [`usages_fn`](Self::usages_fn).
+    /// the client's own opt-in. Servers dropped v1beta1 in Kubernetes 1.22. When false, with a
+    /// client factory, [`build`](Self::build) refuses such requests and an attempt refuses empty
+    /// usages from a [`usages_fn`](Self::usages_fn). Defaults to false.
     pub fn allow_legacy_v1beta1(mut self, allow: bool) -> Self {
         self.allow_legacy_v1beta1 = allow;
         self

@@ -369,9 +369,9 @@ impl KubeCsrClientBuilder {
     /// with client-go's `csr.RequestCertificate` rule: a request without a signer name, with
     /// the signer `kubernetes.io/legacy-unknown` or without usages goes straight to v1beta1;
     /// another goes to v1 and falls back to v1beta1 when v1 answers 404; adopting an existing
-    /// CSR reads v1beta1 when v1 answers 404. Defaults to false: every request goes to v1 only,
-    /// so such a request gets the server's validation error and a missing v1 API is reported
-    /// as a 404 on the v1 path.
+    /// CSR reads v1beta1 when v1 answers 404. When false, every request goes to v1 only, so
+    /// such a request gets the server's validation error and a missing v1 API is reported as a
+    /// 404 on the v1 path. Defaults to false.
     pub fn allow_legacy_v1beta1(mut self, allow: bool) -> Self {
         self.allow_legacy_v1beta1 = allow;
         self
