@@ -20,6 +20,7 @@ fn manager() -> (Arc<CertificateManager>, Arc<FakeCsrApi>) {
         Config::builder()
             .template(CsrTemplate::new("bench"))
             .usages([KeyUsage::DigitalSignature, KeyUsage::ServerAuth])
+            .signer_name("kubernetes.io/kubelet-serving")
             .client_factory(api.factory())
             .build()
             .expect("config"),

@@ -52,6 +52,7 @@ fn main() {
         let t = template.clone();
         let mut b = Config::builder()
             .usages([KeyUsage::DigitalSignature, KeyUsage::ServerAuth])
+            .signer_name("kubernetes.io/kubelet-serving")
             .store(Arc::new(MemoryStore::with_certificate(cert)) as Arc<dyn Store>)
             .client_factory(api.factory());
         b = if dynamic {

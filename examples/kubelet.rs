@@ -44,7 +44,11 @@ struct Seen {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // RUST_LOG, then the directives that keep the HTTP dependency's wire dump (which holds
+    // the bootstrap token) out of the log even with RUST_LOG=trace.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .parse_filters(certrotate::LOG_FILTER_DIRECTIVES)
+        .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

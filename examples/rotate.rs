@@ -83,7 +83,10 @@ struct Args {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
+    // RUST_LOG, then the directives that keep the HTTP dependency's wire dump (which holds
+    // the bearer token) out of the log even with RUST_LOG=trace.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .parse_filters(certrotate::LOG_FILTER_DIRECTIVES)
         .format_timestamp_millis()
         .init();
     let args = Args::parse();

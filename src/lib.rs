@@ -85,11 +85,41 @@
 //! # Logging
 //! Through the `log` crate, prefixed with the manager's name. `info`: rotations (old and new
 //! serial, validity, the rotation deadline), CSRs created; `warn`/`error`: failed attempts and why,
-//! corrupt stored pairs, repairs; `debug`: sleeps and backoff delays. Private keys, tokens and
-//! PEM bodies are never logged.
+//! corrupt stored pairs, repairs; `debug`: sleeps and backoff delays. This crate never logs
+//! private keys, tokens or PEM bodies, at any level.
+//!
+//! Its HTTP dependency does at `trace`: the `ureq_proto` target dumps every request on the wire,
+//! `authorization: Bearer …` header included (static tokens and bootstrap `id.secret`), and the
+//! crate cannot switch that off from inside. A program that installs a logger must therefore cap
+//! that target below `trace`; [`LOG_FILTER_DIRECTIVES`] holds the directives, in the syntax of
+//! `env_logger` and of `tracing-subscriber`'s `EnvFilter`. Add them *after* the user's filter
+//! (`RUST_LOG`), so that they win over `RUST_LOG=trace` and even over an explicit
+//! `RUST_LOG=ureq_proto=trace`:
+//!
+//! ```no_run
+//! // env_logger: parse the environment, then the crate's directives.
+//! env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+//!     .parse_filters(certrotate::LOG_FILTER_DIRECTIVES)
+//!     .init();
+//! ```
+//!
+//! The examples set their loggers up this way. With a logger that has no per-target filter,
+//! keep the global level at `debug` or below (`log::set_max_level`). `ureq`'s own `debug` output
+//! redacts headers other than a fixed list of harmless ones.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+/// Log filter directives that keep credentials out of the log whatever else is enabled: each
+/// dependency target that writes secrets at `trace`, capped at `debug` (see "Logging" in the
+/// crate docs). Comma-separated `target=level` pairs, the syntax of `env_logger` and of
+/// `tracing-subscriber`'s `EnvFilter`; apply them after the user's own filter.
+///
+/// Today one crate: `ureq_proto`, whose `trace` output (target `ureq_proto::util`) is a dump of
+/// every HTTP request and response, headers included. Both the crate and that exact target are
+/// named, because the most specific directive wins: `ureq_proto=debug` alone would lose to a
+/// user's `RUST_LOG=ureq_proto::util=trace`.
+pub const LOG_FILTER_DIRECTIVES: &str = "ureq_proto=debug,ureq_proto::util=debug";
 
 pub mod clock;
 pub mod csr;
@@ -118,7 +148,7 @@ pub use error::Error;
 pub use manager::{
     BoxError, CertificateManager, ClientFactory, Config, ConfigBuilder,
     DEFAULT_CERTIFICATE_WAIT_TIMEOUT, DEFAULT_MAX_SLEEP_SLICE, DEFAULT_TEMPLATE_POLL_INTERVAL,
-    DEFAULT_THREAD_STACK_SIZE, KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, SUBSCRIBER_BACKLOG,
+    DEFAULT_THREAD_STACK_SIZE, KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, Subscription,
     TemplateFn, UsagesFn,
 };
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};

@@ -23,6 +23,27 @@
 //! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
 //! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
 //! template → store → publish. Any failure leaves the stored and served certificate as it was.
+//!
+//! # One outstanding CSR
+//! A manager has at most one CSR pending, and asks only once for each certificate it gets:
+//!
+//! - The key and the CSR of a request are kept in memory ([`PendingRequest`]) until the request
+//!   is answered. An attempt that ends while the CSR may still be issued (the wait timed out,
+//!   the server failed, the create failed, the manager stopped) leaves them for the next
+//!   attempt, which waits for the same CSR (by name and uid) instead of creating another, or
+//!   retries the create with the same key. They are dropped when the CSR is denied, failed,
+//!   deleted or replaced, when its certificate arrives (usable or not), and when the template
+//!   changes; only then does an attempt make a new key. client-go makes a new key and CSR at
+//!   every attempt; its kubelet keeps the key on disk for the bootstrap CSR only (see
+//!   [`kubelet::bootstrap`](crate::kubelet::bootstrap)). The key of a rotation is not written
+//!   to disk, so a process restart starts a new request.
+//! - A certificate that was issued and verified but could not be stored (or arrived as the
+//!   manager stopped) is kept in memory, key included; the next attempt stores that one rather
+//!   than asking again, as long as it has not expired and satisfies the template.
+//!
+//! Failed attempts still back off as usual, so a manager whose store always fails makes one CSR
+//! and then retries the store on the backoff schedule (about 113 attempts an hour), and one
+//! whose CSRs are never approved makes one CSR and waits for it again after every timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,10 +52,10 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select_biased};
 
-use crate::csr::{Cancel, CancelReason, CsrError, CsrRequest};
+use crate::csr::{Cancel, CancelReason, CsrError, CsrRef, CsrRequest};
 use crate::error::Error;
 use crate::manager::Shared;
-use crate::pki::{self, Certificate, fmt_duration, fmt_time};
+use crate::pki::{self, Certificate, PrivateKey, fmt_duration, fmt_time};
 use crate::schedule;
 use crate::template::CsrTemplate;
 
@@ -283,10 +304,13 @@ fn attempt_serialised(shared: &Shared) -> Result<Arc<Certificate>, Error> {
             );
         }
         Err(e) => {
-            log::error!(
-                "{}: failed while requesting a signed certificate from the control plane: {e}",
-                shared.config.name
-            );
+            if !matches!(e, Error::Store(_)) {
+                // A store failure is logged where it happens, with its cause.
+                log::error!(
+                    "{}: failed while requesting a signed certificate from the control plane: {e}",
+                    shared.config.name
+                );
+            }
             if let Some(c) = &shared.config.renew_failure_counter {
                 c.inc();
             }
@@ -306,53 +330,182 @@ fn arm(shared: &Shared) -> Result<Cancel, Error> {
     Ok(cancel)
 }
 
-fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>, Error> {
+/// The request of this manager that has no answer yet: its key, kept in memory until the
+/// request ends (issued, denied, failed, deleted, replaced) or the template changes, and the CSR
+/// object once created. The next attempt for the same template waits for that CSR again rather
+/// than creating another, so a manager has at most one pending CSR.
+pub(crate) struct PendingRequest {
+    template: CsrTemplate,
+    key: PrivateKey,
+    request: CsrRequest,
+    csr: Option<CsrRef>,
+}
+
+/// Whether the CSR can no longer be issued, so a new request (with a new key) is needed.
+fn request_over(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Csr(
+            CsrError::Denied { .. }
+                | CsrError::Failed { .. }
+                | CsrError::Deleted { .. }
+                | CsrError::UidChanged { .. }
+                | CsrError::Incompatible { .. }
+        )
+    )
+}
+
+fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Error> {
     let config = &shared.config;
     let template = shared.template().ok_or(Error::NoTemplate)?;
-    let factory = config.client_factory.as_ref().ok_or(Error::NoClient)?;
-    let key = shared.new_key()?;
-    let csr_pem = pki::build_csr_pem(&template, &key)?;
     let now = shared.clock().now();
     let current = shared.current_at(now);
-    let client = factory(current.as_deref()).map_err(|e| Error::ClientFactory {
-        message: e.to_string(),
-        source: Some(e),
-    })?;
+    // A certificate issued earlier whose store failed: store that one, do not ask again.
+    let unstored = shared.unstored.lock().take();
+    if let Some(cert) = unstored {
+        if !cert.is_expired_at(now) && template.satisfied_by(&cert) {
+            log::info!(
+                "{}: storing certificate {} again (issued earlier, its store failed)",
+                config.name,
+                cert.serial_hex()
+            );
+            return store_and_publish(shared, cert, current.as_deref());
+        }
+        log::info!(
+            "{}: dropping certificate {} that could not be stored: it has expired or no longer satisfies the template",
+            config.name,
+            cert.serial_hex()
+        );
+    }
+    let factory = config.client_factory.as_ref().ok_or(Error::NoClient)?;
+    let pending = shared.pending.lock().take();
+    let mut pending = match pending {
+        Some(p)
+            if p.template == template
+                && p.request.usages == shared.usages_for(p.key.algorithm()) =>
+        {
+            p
+        }
+        stale => {
+            if let Some(PendingRequest { csr: Some(csr), .. }) = stale {
+                log::info!(
+                    "{}: the template changed; no longer waiting for certificate signing request {:?}",
+                    config.name,
+                    csr.name
+                );
+            }
+            new_request(shared, template)?
+        }
+    };
+    let client = match factory(current.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            *shared.pending.lock() = Some(pending);
+            return Err(Error::ClientFactory {
+                message: e.to_string(),
+                source: Some(e),
+            });
+        }
+    };
+    let chain_pem = match request_and_wait(shared, &*client, &mut pending, cancel) {
+        Ok(pem) => pem,
+        Err(e) => {
+            // Still pending (or not created): the next attempt goes on with this key. Over:
+            // the next attempt starts afresh.
+            if !request_over(&e) {
+                *shared.pending.lock() = Some(pending);
+            }
+            return Err(e);
+        }
+    };
+    let cert = pki::verify_issued(
+        &chain_pem,
+        &pending.key,
+        Some(&pending.template),
+        shared.clock().now(),
+    )?;
+    store_and_publish(shared, cert, current.as_deref())
+}
+
+/// A new key and the request for it.
+fn new_request(shared: &Shared, template: CsrTemplate) -> Result<PendingRequest, Error> {
+    let config = &shared.config;
+    let key = shared.new_key()?;
+    let usages = shared.usages_for(key.algorithm());
+    if usages.is_empty() && !config.allow_legacy_v1beta1 {
+        return Err(Error::InvalidConfig(format!(
+            "the usages function gave no usages for a {:?} key: certificates.k8s.io/v1 requires at least one",
+            key.algorithm()
+        )));
+    }
     let request = CsrRequest {
         name: None,
-        csr_pem,
+        csr_pem: pki::build_csr_pem(&template, &key)?,
         signer_name: config.signer_name.clone(),
-        usages: shared.usages_for(key.algorithm()),
+        usages,
         expiration: config.requested_lifetime,
         public_key_der: key.public_key_der(),
     };
-    let csr = match client.create_cancellable(&request, &cancel) {
-        Ok(csr) => csr,
-        Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
-            return Err(Error::Stopped);
+    Ok(PendingRequest {
+        template,
+        key,
+        request,
+        csr: None,
+    })
+}
+
+/// Creates the CSR unless `pending` already has one, then waits for its certificate.
+fn request_and_wait(
+    shared: &Shared,
+    client: &dyn crate::csr::CsrClient,
+    pending: &mut PendingRequest,
+    mut cancel: Cancel,
+) -> Result<Vec<u8>, Error> {
+    let config = &shared.config;
+    let template = pending.template.clone();
+    let csr = match &pending.csr {
+        Some(csr) => {
+            log::info!(
+                "{}: waiting again for certificate signing request {:?} (created earlier, still pending)",
+                config.name,
+                csr.name
+            );
+            csr.clone()
         }
-        // A cancelled create says nothing about the server's health.
-        Err(e @ CsrError::Cancelled { .. }) => return Err(e.into()),
-        Err(e) => {
-            shared.set_healthy(e.server_healthy_after_create());
-            return Err(e.into());
+        None => {
+            let csr = match client.create_cancellable(&pending.request, &cancel) {
+                Ok(csr) => csr,
+                Err(CsrError::Cancelled { .. })
+                    if cancel.reason() == Some(CancelReason::Stopped) =>
+                {
+                    return Err(Error::Stopped);
+                }
+                // A cancelled create says nothing about the server's health.
+                Err(e @ CsrError::Cancelled { .. }) => return Err(e.into()),
+                Err(e) => {
+                    shared.set_healthy(e.server_healthy_after_create());
+                    return Err(e.into());
+                }
+            };
+            *shared.last_request.lock() = Some(template.clone());
+            log::info!(
+                "{}: created certificate signing request {:?}",
+                config.name,
+                csr.name
+            );
+            pending.csr = Some(csr.clone());
+            csr
         }
     };
-    *shared.last_request.lock() = Some(template.clone());
-    log::info!(
-        "{}: created certificate signing request {:?}",
-        config.name,
-        csr.name
-    );
     let started = shared.clock().now();
-    let chain_pem = loop {
+    loop {
         let waited = shared
             .clock()
             .now()
             .duration_since(started)
             .unwrap_or_default();
         let left = config.certificate_wait_timeout.saturating_sub(waited);
-        match wait_with_timeout(shared, &*client, &csr, &cancel, left) {
+        match wait_with_timeout(shared, client, &csr, &cancel, left) {
             Err(Error::Csr(CsrError::Cancelled { .. }))
                 if cancel.reason() == Some(CancelReason::TemplateChanged)
                     && shared.template().as_ref() == Some(&template) =>
@@ -374,11 +527,9 @@ fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>
                     csr.name
                 );
             }
-            other => break other?,
+            other => return other,
         }
-    };
-    let cert = pki::verify_issued(&chain_pem, &key, Some(&template), shared.clock().now())?;
-    store_and_publish(shared, cert, current.as_deref())
+    }
 }
 
 /// Waits for the certificate with `timeout` measured on the manager's clock: by the client
@@ -474,12 +625,24 @@ fn store_and_publish(
 ) -> Result<Arc<Certificate>, Error> {
     let gate = shared.write_gate.lock();
     if *gate {
+        // Issued and verified: keep it for the next attempt after a restart.
+        *shared.unstored.lock() = Some(cert);
         return Err(Error::Stopped);
     }
-    shared
+    if let Err(e) = shared
         .config
         .store
-        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())?;
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+    {
+        log::error!(
+            "{}: certificate {} was issued but cannot be stored, keeping it in memory to store again: {}",
+            shared.config.name,
+            cert.serial_hex(),
+            error_chain(&e)
+        );
+        *shared.unstored.lock() = Some(cert);
+        return Err(e.into());
+    }
     let now = shared.clock().now();
     // Everything a reader may look at once it sees the new certificate is set before it is
     // published (client-go sets these under the one lock that guards the certificate).
@@ -540,4 +703,16 @@ fn changed(shared: &Shared) {
     shared.cancel_in_flight(CancelReason::TemplateChanged);
     // A full channel already holds a pending signal; one is enough.
     let _ = shared.template_changed_tx.try_send(());
+}
+
+/// An error and its sources, `: `-separated, for a log line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }

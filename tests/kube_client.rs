@@ -94,6 +94,8 @@ fn create_sends_expiration_seconds_truncated_when_set_and_a_fixed_name() {
     assert_eq!(body["metadata"], json!({"name": "node-csr-abc"}));
 }
 
+/// client-go's rule, when v1beta1 is asked for: a request v1 cannot express goes straight to
+/// v1beta1.
 #[test]
 fn create_goes_straight_to_v1beta1_without_signer_usages_or_with_legacy_signer() {
     let cases: [(&str, &str, Vec<KeyUsage>); 3] = [
@@ -107,7 +109,7 @@ fn create_goes_straight_to_v1beta1_without_signer_usages_or_with_legacy_signer()
     ];
     for (name, signer, usages) in cases {
         let api = FakeApi::new();
-        let client = api.builder().build().unwrap();
+        let client = api.builder().allow_legacy_v1beta1(true).build().unwrap();
         let (_k, req) = new_request(signer, &usages);
         let csr = client.create(&req).unwrap();
         assert_eq!(csr.api_version, ApiVersion::V1beta1, "{name}");
@@ -120,12 +122,44 @@ fn create_goes_straight_to_v1beta1_without_signer_usages_or_with_legacy_signer()
     }
 }
 
+/// Without the opt-in, v1beta1 is never used: a request v1 cannot express goes to v1 too (the
+/// server's validation answers it), and a v1 404 is not followed to v1beta1.
+#[test]
+fn without_the_opt_in_every_request_goes_to_v1_only() {
+    let cases: [(&str, &str, Vec<KeyUsage>); 4] = [
+        ("no signer name", "", client_usages()),
+        ("no usages", CLIENT_SIGNER, vec![]),
+        (
+            "legacy-unknown signer",
+            "kubernetes.io/legacy-unknown",
+            client_usages(),
+        ),
+        ("a v1 request", CLIENT_SIGNER, client_usages()),
+    ];
+    for (name, signer, usages) in cases {
+        let api = FakeApi::new();
+        let client = api.builder().build().unwrap();
+        let (_k, req) = new_request(signer, &usages);
+        let csr = client.create(&req).unwrap();
+        assert_eq!(csr.api_version, ApiVersion::V1, "{name}");
+        assert_eq!(paths(&api), [format!("POST {V1}")], "{name}");
+    }
+    let api = FakeApi::with(|s| s.v1 = false);
+    let client = api.builder().build().unwrap();
+    let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+    let err = client.create(&req).unwrap_err();
+    assert!(err.to_string().contains(V1), "{err}");
+    assert_eq!(paths(&api), [format!("POST {V1}")]);
+}
+
 /// client-go "No current certificate, no bootstrap certificate, no v1 API": v1 answers 404,
-/// so create, list and watch use v1beta1.
+/// so create, list and watch use v1beta1 (when v1beta1 is asked for).
 #[test]
 fn v1_404_falls_back_to_v1beta1_for_create_list_and_watch() {
     let api = FakeApi::with(|s| s.v1 = false);
-    let (client, csr) = create_v1(&api);
+    let client = api.builder().allow_legacy_v1beta1(true).build().unwrap();
+    let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
+    let csr = client.create(&req).unwrap();
     assert_eq!(csr.api_version, ApiVersion::V1beta1);
     let cert = api.sign(&csr.name);
     let obj = api.object(&csr.name);
@@ -175,21 +209,27 @@ fn c16_v1beta1_absent_everything_on_v1() {
     assert!(!body["spec"]["usages"].as_array().unwrap().is_empty());
 }
 
-/// C16: with no CSR API at all, the create error names the path; a 404 with a Status body
-/// counts as a healthy server (client-go), a bare 404 does not.
+/// C16: with no CSR API at all, the create error names the path of the last version tried
+/// (v1, or v1beta1 when it is asked for); a 404 with a Status body counts as a healthy server
+/// (client-go), a bare 404 does not.
 #[test]
 fn c16_no_csr_api_404_names_the_path() {
-    for (status_body, healthy) in [(true, true), (false, false)] {
+    for (status_body, healthy, legacy) in [
+        (true, true, false),
+        (false, false, false),
+        (true, true, true),
+        (false, false, true),
+    ] {
         let api = FakeApi::with(|s| {
             s.v1 = false;
             s.v1beta1 = false;
             s.absent_is_status = status_body;
         });
-        let client = api.builder().build().unwrap();
+        let client = api.builder().allow_legacy_v1beta1(legacy).build().unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
         let err = client.create(&req).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(V1BETA1), "{msg}");
+        assert!(msg.contains(if legacy { V1BETA1 } else { V1 }), "{msg}");
         assert!(
             msg.starts_with("cannot create certificate signing request"),
             "{msg}"
@@ -221,7 +261,7 @@ fn already_exists_with_compatible_csr_is_adopted() {
 #[test]
 fn adoption_gets_v1beta1_when_v1_get_is_404() {
     let api = FakeApi::new();
-    let client = api.builder().build().unwrap();
+    let client = api.builder().allow_legacy_v1beta1(true).build().unwrap();
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
     req.name = Some("node-csr-fixed".into());
     client.create(&req).unwrap();

@@ -368,7 +368,8 @@ fn create_on_v1_sends_the_object_as_spec() {
 }
 
 /// A v1 create answered 404 (with and without a Status body) falls back to v1beta1 when the
-/// server serves it; the wait then lists and watches v1beta1 and gets the certificate.
+/// client allows it and the server serves it; the wait then lists and watches v1beta1 and gets
+/// the certificate.
 #[test]
 fn v1_not_found_falls_back_to_v1beta1() {
     for (case, fault) in [
@@ -376,7 +377,7 @@ fn v1_not_found_falls_back_to_v1beta1() {
         ("404 plain", Fault::Raw(404, "404 page not found\n".into())),
     ] {
         let rig = token_rig(|b| b.v1beta1(true).fault(Call::Create, fault, 1));
-        let client = rig.client();
+        let client = rig.builder().allow_legacy_v1beta1(true).build().unwrap();
         let (key, req) = request();
         let csr = client.create(&req).unwrap();
         assert_eq!(csr.api_version, ApiVersion::V1beta1, "{case}");
@@ -391,14 +392,46 @@ fn v1_not_found_falls_back_to_v1beta1() {
     }
 }
 
-/// C16: a v1 404 against a server without v1beta1 is an error that names the API path, and
-/// the final answer (a plain 404, as Kubernetes ≥ 1.22 gives for a removed version) counts as
-/// an unhealthy server.
+/// By default a v1 404 is the answer: the error names the v1 path, and nothing is sent to
+/// v1beta1. A request without a signer name or usages goes to v1 too, and the server's
+/// validation says what is missing.
+#[test]
+fn v1_only_by_default_and_the_server_names_missing_fields() {
+    let rig = token_rig(|b| b.v1beta1(true).fault(Call::Create, Fault::Status(404), 1));
+    let (_k, req) = request();
+    let err = rig.client().create(&req).unwrap_err();
+    let CsrError::Api { op, path, error } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!((*op, path.as_str(), error.code), ("create", V1, 404));
+    assert!(rig.server.csrs().is_empty());
+    for (signer, usages, field) in [
+        ("", usages(), "spec.signerName"),
+        (SIGNER_KUBE_APISERVER_CLIENT, vec![], "spec.usages"),
+        ("kubernetes.io/legacy-unknown", usages(), "spec.signerName"),
+    ] {
+        let (_k, mut req) = request();
+        req.signer_name = signer.into();
+        req.usages = usages;
+        let err = rig.client().create(&req).unwrap_err();
+        let CsrError::Api { path, error, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((path.as_str(), error.code), (V1, 422), "{err}");
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    assert!(rig.server.csrs().is_empty());
+}
+
+/// C16: with v1beta1 asked for, a v1 404 against a server without v1beta1 is an error that
+/// names the API path, and the final answer (a plain 404, as Kubernetes ≥ 1.22 gives for a
+/// removed version) counts as an unhealthy server.
 #[test]
 fn c16_v1_not_found_without_v1beta1_names_the_path() {
     let rig = token_rig(|b| b.fault(Call::Create, Fault::Status(404), 1));
     let (_k, req) = request();
-    let err = rig.client().create(&req).unwrap_err();
+    let client = rig.builder().allow_legacy_v1beta1(true).build().unwrap();
+    let err = client.create(&req).unwrap_err();
     let CsrError::Api { op, path, error } = &err else {
         panic!("{err:?}");
     };

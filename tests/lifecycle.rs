@@ -51,6 +51,7 @@ fn threads_per_manager_start_stop_cycles_and_many_rotations_leak_nothing() {
     let builder = || {
         Config::builder()
             .usages([KeyUsage::DigitalSignature, KeyUsage::ServerAuth])
+            .signer_name("kubernetes.io/kubelet-serving")
             .store(store.clone() as Arc<dyn Store>)
             .clock(Arc::new(clock.clone()))
             .client_factory(api.factory())

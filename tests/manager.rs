@@ -516,6 +516,7 @@ fn initialize_csr_client_cases() {
             let mut b = rig
                 .builder()
                 .signer_name(signer)
+                .allow_legacy_v1beta1(true) // client-go's cases include no signer name
                 .template(CsrTemplate::new("test-certificate-0"));
             if bootstrap {
                 b = b.bootstrap(fixture("bootstrap.crt"), fixture("bootstrap.key"));
@@ -666,6 +667,7 @@ fn context_logs_rotating_certificates() {
     let m = CertificateManager::new(
         rig.builder()
             .signer_name("")
+            .allow_legacy_v1beta1(true)
             .name("certificate")
             .build()
             .unwrap(),
@@ -790,6 +792,7 @@ fn usages_follow_the_key_algorithm() {
         let mut b = Config::builder()
             .template(node_template())
             .usages_fn(usages)
+            .signer_name("kubernetes.io/kube-apiserver-client")
             .store(rig.store.clone() as Arc<dyn Store>)
             .clock(Arc::new(rig.clock.clone()))
             .client_factory(rig.api.factory());
@@ -925,7 +928,9 @@ fn start_after_stop_resumes_rotation() {
     rotations
         .recv_timeout(BOUND)
         .expect("rotation after restart");
-    assert_eq!(rig.api.created(), 2);
+    // The CSR created before the stop is still pending and its key is in memory: the restart
+    // waits for it again instead of creating another.
+    assert_eq!(rig.api.created(), 1);
     m.stop();
 }
 
@@ -1160,8 +1165,8 @@ fn c9_no_csr_on_restart_with_a_good_cert() {
 }
 
 /// C10: nothing ever approves. Over 24 simulated hours each attempt waits the full timeout,
-/// retries follow the backoff schedule, at most one CSR is outstanding, the CSR count stays
-/// bounded, every attempt is counted as a failure, and stop cancels the wait at once.
+/// retries follow the backoff schedule, at most one CSR is outstanding, one CSR is created in
+/// all (each retry waits for it again), every attempt is counted as a failure, and stop cancels the wait at once.
 #[test]
 fn c10_never_approved_for_a_day() {
     let rig = Rig::new();
@@ -1182,7 +1187,8 @@ fn c10_never_approved_for_a_day() {
     }
     rig.asleep(1);
     let created = rig.api.created();
-    assert!((80..=97).contains(&created), "{created} CSRs in 24 h");
+    // Each attempt after the first waits again for the same pending CSR.
+    assert_eq!(created, 1, "{created} CSRs in 24 h");
     assert_eq!(rig.api.max_outstanding(), 1);
     // Steps alternate: wait timeout (15 min), then the backoff delay.
     let timeout = Duration::from_secs(900);
@@ -1949,6 +1955,7 @@ fn wait_timeout_with_the_system_clock_is_the_clients() {
         Config::builder()
             .template(node_template())
             .usages(USAGES)
+            .signer_name("kubernetes.io/kube-apiserver-client")
             .client_factory(api.factory())
             .certificate_wait_timeout(Duration::from_millis(200))
             .renew_failure_counter(c)
@@ -1967,4 +1974,337 @@ fn wait_timeout_with_the_system_clock_is_the_clients() {
     assert!(t.elapsed() >= Duration::from_millis(200));
     assert_eq!(failures.load(Ordering::SeqCst), 1);
     assert!(m.current().is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration errors at build time, CSR hygiene, subscribers
+// ---------------------------------------------------------------------------------------------
+
+/// Every request certificates.k8s.io/v1 cannot express is refused at build time when the
+/// manager may request (a client factory is set): no signer name, the legacy-unknown signer,
+/// no usages (a list, or a usages function for the configured key algorithm). The explicit
+/// opt-in allows them; a serve-only config (no factory) is not checked.
+#[test]
+fn config_refuses_requests_that_certificates_v1_refuses() {
+    let rig = Rig::new();
+    let cases: [(&str, ConfigBuilder, &str); 4] = [
+        (
+            "no signer name",
+            rig.builder().signer_name(""),
+            "a signer name is required",
+        ),
+        (
+            "legacy-unknown signer",
+            rig.builder().signer_name("kubernetes.io/legacy-unknown"),
+            "kubernetes.io/legacy-unknown is refused",
+        ),
+        (
+            "empty usages",
+            rig.builder().usages([]),
+            "usages must not be empty",
+        ),
+        (
+            "usages function with no usages",
+            Config::builder()
+                .template(node_template())
+                .signer_name("kubernetes.io/kube-apiserver-client")
+                .usages_fn(|_| vec![])
+                .client_factory(rig.api.factory()),
+            "usages must not be empty",
+        ),
+    ];
+    for (name, builder, want) in cases {
+        let err = builder.build().unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{name}: {err}");
+        assert!(err.to_string().contains(want), "{name}: {err}");
+        assert!(err.to_string().contains("v1"), "{name}: {err}");
+    }
+    // Asked for explicitly: allowed.
+    rig.builder()
+        .signer_name("")
+        .usages([])
+        .allow_legacy_v1beta1(true)
+        .build()
+        .unwrap();
+    // Serve-only: nothing is requested, nothing to check (client-go allows it too).
+    Config::builder().usages([]).build().unwrap();
+    Config::builder()
+        .template(node_template())
+        .usages([])
+        .signer_name("")
+        .build()
+        .unwrap();
+    assert_eq!(rig.api.created(), 0);
+}
+
+/// A usages function that gives nothing for the key actually generated (known only then, with
+/// a key generator) fails the attempt before any CSR is created.
+#[test]
+fn empty_usages_for_the_generated_key_fail_the_attempt_without_a_csr() {
+    let rig = Rig::new();
+    let m = CertificateManager::new(
+        Config::builder()
+            .template(node_template())
+            .signer_name("kubernetes.io/kube-apiserver-client")
+            .usages_fn(|alg| match alg {
+                KeyAlgorithm::EcdsaP256 => vec![],
+                _ => USAGES.to_vec(),
+            })
+            .generate_key(|| Ok(PrivateKey::generate(KeyAlgorithm::EcdsaP256)?))
+            .clock(Arc::new(rig.clock.clone()))
+            .client_factory(rig.api.factory())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let err = m.rotate_now().unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    assert!(err.to_string().contains("no usages"), "{err}");
+    assert_eq!(rig.api.created(), 0);
+}
+
+/// The full text of an error and its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        out = format!("{out}: {c}");
+        next = c.source();
+    }
+    out
+}
+
+/// A certificate directory the manager could never write is an error when the manager is
+/// built (or, for some, when the store is), naming the path, with the OS error as its source;
+/// no CSR is sent. Running as root here, the failures are made with a dangling symlink ("File
+/// exists"), a path under a regular file ("Not a directory") and, where sysfs is mounted, a
+/// directory even root cannot create files in ("Permission denied"). A serve-only manager over
+/// such a store is fine: it never writes.
+#[test]
+fn unwritable_certificate_directory_is_an_error_at_construction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let dangling = tmp.path().join("dangling");
+    std::os::unix::fs::symlink(tmp.path().join("gone"), &dangling).unwrap();
+    let mut cases = vec![
+        (dangling, "File exists"),
+        (file.join("certs"), "Not a directory"),
+    ];
+    if std::path::Path::new("/sys/kernel").is_dir() {
+        cases.push(("/sys".into(), "Permission denied"));
+    }
+    for (dir, os_text) in cases {
+        let rig = Rig::new();
+        let err = match certrotate::FileStore::builder("kubelet-server", &dir, &dir).build() {
+            Err(e) => Error::Store(e),
+            Ok(store) => {
+                let store: Arc<dyn Store> = Arc::new(store);
+                // Serve-only: no factory, no write, no check.
+                CertificateManager::new(
+                    Config::builder()
+                        .usages(USAGES)
+                        .store(store.clone())
+                        .build()
+                        .unwrap(),
+                )
+                .unwrap();
+                CertificateManager::new(rig.builder().store(store).build().unwrap()).unwrap_err()
+            }
+        };
+        let text = chain(&err);
+        assert!(matches!(&err, Error::Store(_)), "{text}");
+        assert!(
+            text.contains(&*dir.to_string_lossy()),
+            "names the path: {text}"
+        );
+        assert!(text.contains(os_text), "carries the OS error: {text}");
+        assert!(
+            !err.to_string().contains(os_text),
+            "cause only in source(): {err}"
+        );
+        assert_eq!(rig.api.created(), 0, "no CSR");
+    }
+    // A writable directory passes and is left as it was (the probe file is gone).
+    let dir = tmp.path().join("pki");
+    let store = certrotate::FileStore::builder("kubelet-server", &dir, &dir)
+        .build()
+        .unwrap();
+    let rig = Rig::new();
+    CertificateManager::new(rig.builder().store(Arc::new(store)).build().unwrap()).unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+/// A store whose writes fail while `failing` is set.
+struct FailingStore {
+    inner: MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Store for FailingStore {
+    fn current(&self) -> Result<Option<Certificate>, certrotate::StoreError> {
+        self.inner.current()
+    }
+
+    fn update(&self, cert: &[u8], key: &[u8]) -> Result<Certificate, certrotate::StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(certrotate::StoreError::Io {
+                op: "write",
+                path: "/var/lib/kubelet/pki/kubelet-server.pem".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            });
+        }
+        self.inner.update(cert, key)
+    }
+}
+
+/// Runs the manager for one more simulated hour; returns (CSRs created, failed attempts) so
+/// far, counted from the manager's start. Before each step it waits until the manager sleeps
+/// on a timer due within `asleep_within` (a backoff, not the timeout of a wait in progress).
+fn one_hour(rig: &Rig, failures: &AtomicUsize, asleep_within: Duration) -> (usize, usize) {
+    let mut elapsed = Duration::ZERO;
+    while elapsed < HOUR {
+        assert!(
+            rig.clock.wait_for_timer_within(asleep_within, BOUND),
+            "asleep"
+        );
+        elapsed += rig.clock.advance_to_next_timer().unwrap();
+    }
+    assert!(
+        rig.clock.wait_for_timer_within(asleep_within, BOUND),
+        "asleep"
+    );
+    (rig.api.created(), failures.load(Ordering::SeqCst))
+}
+
+/// CSR hygiene, measured per simulated hour: a manager whose store always fails, and one whose
+/// CSRs are never approved, each create one CSR in all and never have more than one pending;
+/// only the attempts follow the backoff schedule (2, 4, 8, 16 s, then 32 s ± 25 %: at most
+/// 3600 / 24 + 4 = 154 attempts an hour; with a 15-minute wait per attempt, at most 4). When
+/// the store works again, the pair issued first (same key) is the one stored and served.
+#[test]
+fn csrs_per_simulated_hour_with_a_failing_store_and_without_approval() {
+    logs::install();
+    // The store always fails.
+    let rig = Rig::new();
+    let store = Arc::new(FailingStore {
+        inner: MemoryStore::new(),
+        failing: true.into(),
+    });
+    let (failures, c) = counter();
+    let m = CertificateManager::new(
+        rig.builder()
+            .store(store.clone() as Arc<dyn Store>)
+            .renew_failure_counter(c)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let rotations = m.subscribe();
+    m.start();
+    let (created, attempts) = one_hour(&rig, &failures, Duration::from_secs(60));
+    let (created2, attempts2) = one_hour(&rig, &failures, Duration::from_secs(60));
+    let (created2, attempts2) = (created2 - created, attempts2 - attempts);
+    println!(
+        "store always failing: {created} CSR(s) and {attempts} failed attempts in the first simulated hour, {created2} CSR(s) and {attempts2} in the second"
+    );
+    assert_eq!((created, created2), (1, 0));
+    // Each failure is logged as a store failure, with the path and the OS error, not as a
+    // failure of the control plane.
+    let store_lines: Vec<String> = logs::lines()
+        .into_iter()
+        .filter(|l| l.contains("/var/lib/kubelet/pki/kubelet-server.pem"))
+        .collect();
+    assert!(store_lines.len() >= 100, "{}", store_lines.len());
+    for l in &store_lines {
+        assert!(!l.contains("control plane"), "{l}");
+        if !l.contains("Reached backoff limit") {
+            assert!(l.contains("was issued but cannot be stored"), "{l}");
+            assert!(l.contains("permission denied"), "{l}");
+        }
+    }
+    assert!((100..=154).contains(&attempts), "{attempts} attempts");
+    assert!((90..=150).contains(&attempts2), "{attempts2} attempts");
+    assert!(m.current().is_none());
+    // The store recovers: the pair issued an hour ago is stored, no new CSR.
+    store.failing.store(false, Ordering::SeqCst);
+    rig.clock.advance_to_next_timer().unwrap();
+    let cert = rotations.recv_timeout(BOUND).expect("stored and published");
+    assert_eq!(rig.api.created(), 1);
+    let (_, req) = rig.api.requests().pop().unwrap();
+    assert_eq!(cert.private_key().public_key_der(), req.public_key_der);
+    assert!(same(store.inner.current().unwrap().map(Arc::new), &cert));
+    m.stop();
+
+    // Nothing ever approves.
+    let rig = Rig::new();
+    for _ in 0..20 {
+        rig.api.script_wait(WaitStep::Hang);
+    }
+    let (failures, c) = counter();
+    let m =
+        CertificateManager::new(rig.builder().renew_failure_counter(c).build().unwrap()).unwrap();
+    m.start();
+    let (created, attempts) = one_hour(&rig, &failures, HOUR);
+    let (created2, attempts2) = one_hour(&rig, &failures, HOUR);
+    let (created2, attempts2) = (created2 - created, attempts2 - attempts);
+    println!(
+        "never approved: {created} CSR(s) and {attempts} failed attempts in the first simulated hour, {created2} CSR(s) and {attempts2} in the second; at most {} pending at once",
+        rig.api.max_outstanding()
+    );
+    assert_eq!((created, created2), (1, 0));
+    assert!((3..=4).contains(&attempts) && (3..=4).contains(&attempts2));
+    assert_eq!(rig.api.max_outstanding(), 1);
+    let waited: Vec<_> = std::iter::from_fn(|| rig.api.events().try_recv().ok())
+        .filter_map(|e| match e {
+            ApiEvent::WaitStarted(name) => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        waited.len() >= 7 && waited.iter().all(|n| n == "csr-1"),
+        "{waited:?}"
+    );
+    m.stop();
+}
+
+/// Subscribing and dropping in a loop keeps only live subscriptions: the manager's list is
+/// pruned at every subscribe and rotation, so its size follows live subscribers.
+#[test]
+fn dropped_subscriptions_are_forgotten() {
+    let rig = Rig::new();
+    let m = rig.manager();
+    for _ in 0..100_000 {
+        drop(m.subscribe());
+    }
+    assert!(m.subscriber_entries() <= 1, "{}", m.subscriber_entries());
+    let live: Vec<_> = (0..3).map(|_| m.subscribe()).collect();
+    let cloned = live[0].clone();
+    for _ in 0..1000 {
+        drop(m.subscribe());
+    }
+    assert!(m.subscriber_entries() <= 4, "{}", m.subscriber_entries());
+    drop(live);
+    m.rotate_now().unwrap();
+    // Only the clone of the first subscription is alive; it still receives.
+    assert_eq!(m.subscriber_entries(), 1);
+    assert!(same(cloned.try_recv().ok(), &m.current().unwrap()));
+}
+
+/// A subscriber that does not read while several rotations happen then receives the newest
+/// certificate, once: latest wins, never a stale backlog.
+#[test]
+fn a_lagging_subscriber_receives_the_newest_certificate() {
+    let rig = Rig::new();
+    let m = rig.manager();
+    let rotations = m.subscribe();
+    for _ in 0..10 {
+        m.rotate_now().unwrap();
+    }
+    let newest = m.current().unwrap();
+    let got: Vec<_> = rotations.try_iter().collect();
+    assert_eq!(got.len(), 1, "one certificate waiting");
+    assert!(same(got.into_iter().next(), &newest));
+    m.rotate_now().unwrap();
+    assert!(same(rotations.try_recv().ok(), &m.current().unwrap()));
 }

@@ -31,6 +31,7 @@ fn manager(api: &Arc<FakeCsrApi>) -> CertificateManager {
                 KeyUsage::ServerAuth,
                 KeyUsage::ClientAuth,
             ])
+            .signer_name("example.com/serving-and-client")
             .client_factory(api.factory())
             .build()
             .unwrap(),
@@ -156,6 +157,7 @@ fn resolver_offers_nothing_once_the_certificate_expired() {
         Config::builder()
             .template(template())
             .usages([KeyUsage::ClientAuth])
+            .signer_name("kubernetes.io/kube-apiserver-client")
             .clock(Arc::new(clock.clone()))
             .client_factory(api.factory())
             .build()

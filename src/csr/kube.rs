@@ -4,9 +4,12 @@
 //! It does what client-go's `csr.RequestCertificate` and `csr.WaitForCertificate` do:
 //!
 //! - **Create** a `CertificateSigningRequest` (`generateName: csr-` unless a name is given)
-//!   under `certificates.k8s.io/v1` when a signer name other than
-//!   `kubernetes.io/legacy-unknown` and usages are given, falling back to `v1beta1` when v1
-//!   answers 404; otherwise straight under `v1beta1`. With a fixed name, an `AlreadyExists`
+//!   under `certificates.k8s.io/v1`. The removed `v1beta1` API is used only when asked for
+//!   with [`KubeCsrClientBuilder::allow_legacy_v1beta1`], and then by client-go's rule: v1 when
+//!   a signer name other than `kubernetes.io/legacy-unknown` and usages are given, falling
+//!   back to `v1beta1` when v1 answers 404; otherwise straight under `v1beta1`. Without it, a
+//!   request v1 cannot express gets the server's validation error and a v1 404 is returned as
+//!   it is, naming the v1 path. With a fixed name, an `AlreadyExists`
 //!   answer makes it fetch the existing object and adopt it when it is compatible (same subject,
 //!   same signer unless one is empty, a request signed by our key, no expired certificate).
 //! - **Wait**: list with `fieldSelector=metadata.name=<name>`, then watch from the list's
@@ -149,6 +152,7 @@ pub struct KubeCsrClientBuilder {
     max_watch_event_size: usize,
     clock: Arc<dyn Clock>,
     user_agent: String,
+    allow_legacy_v1beta1: bool,
 }
 
 impl fmt::Debug for KubeCsrClientBuilder {
@@ -197,6 +201,7 @@ impl KubeCsrClientBuilder {
             max_watch_event_size: DEFAULT_MAX_WATCH_EVENT_SIZE,
             clock: Arc::new(SystemClock),
             user_agent: concat!("certrotate/", env!("CARGO_PKG_VERSION")).to_owned(),
+            allow_legacy_v1beta1: false,
         }
     }
 
@@ -357,6 +362,18 @@ impl KubeCsrClientBuilder {
     /// The `User-Agent` header. Defaults to `certrotate/<version>`.
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.user_agent = ua.into();
+        self
+    }
+
+    /// Allows the removed `certificates.k8s.io/v1beta1` API (served up to Kubernetes 1.21),
+    /// with client-go's `csr.RequestCertificate` rule: a request without a signer name, with
+    /// the signer `kubernetes.io/legacy-unknown` or without usages goes straight to v1beta1;
+    /// another goes to v1 and falls back to v1beta1 when v1 answers 404; adopting an existing
+    /// CSR reads v1beta1 when v1 answers 404. When false, every request goes to v1 only, so
+    /// such a request gets the server's validation error and a missing v1 API is reported as a
+    /// 404 on the v1 path. Defaults to false.
+    pub fn allow_legacy_v1beta1(mut self, allow: bool) -> Self {
+        self.allow_legacy_v1beta1 = allow;
         self
     }
 
@@ -602,6 +619,7 @@ impl KubeCsrClientBuilder {
             max_list_size: self.max_list_size,
             max_watch_event_size: self.max_watch_event_size,
             clock: self.clock.clone(),
+            allow_legacy_v1beta1: self.allow_legacy_v1beta1,
         })
     }
 
@@ -658,6 +676,8 @@ pub struct KubeCsrClient {
     max_list_size: usize,
     max_watch_event_size: usize,
     clock: Arc<dyn Clock>,
+    /// Whether v1beta1 may be used (see [`KubeCsrClientBuilder::allow_legacy_v1beta1`]).
+    allow_legacy_v1beta1: bool,
 }
 
 /// How to make this client's agents: the ureq config and our TLS layer.
@@ -903,10 +923,14 @@ impl KubeCsrClient {
         );
         let (version, existing) = match self.get_csr(agent, ApiVersion::V1, name) {
             Ok(o) => (ApiVersion::V1, o),
-            Err(CsrError::Api { error, .. }) if error.is_not_found() => (
-                ApiVersion::V1beta1,
-                self.get_csr(agent, ApiVersion::V1beta1, name)?,
-            ),
+            Err(CsrError::Api { error, .. })
+                if error.is_not_found() && self.allow_legacy_v1beta1 =>
+            {
+                (
+                    ApiVersion::V1beta1,
+                    self.get_csr(agent, ApiVersion::V1beta1, name)?,
+                )
+            }
             Err(e) => return Err(e),
         };
         ensure_compatible(req, &existing, self.clock.now()).map_err(|message| {
@@ -943,14 +967,18 @@ impl KubeCsrClient {
 }
 
 impl KubeCsrClient {
-    /// Create (with the v1beta1 fallback and adoption), every request on `agent`.
+    /// Create (with adoption, and the v1beta1 rule when allowed), every request on `agent`.
     fn create_on(&self, agent: &Agent, req: &CsrRequest) -> Result<CsrRef, CsrError> {
-        let use_v1 = !req.usages.is_empty()
-            && !req.signer_name.is_empty()
-            && req.signer_name != api::LEGACY_UNKNOWN_SIGNER;
+        // client-go's rule for when v1 is tried at all, applied only when v1beta1 is allowed.
+        let use_v1 = !self.allow_legacy_v1beta1
+            || (!req.usages.is_empty()
+                && !req.signer_name.is_empty()
+                && req.signer_name != api::LEGACY_UNKNOWN_SIGNER);
         let result = if use_v1 {
             match self.post_csr(agent, ApiVersion::V1, req) {
-                Err(CsrError::Api { error, .. }) if error.is_not_found() => {
+                Err(CsrError::Api { error, .. })
+                    if error.is_not_found() && self.allow_legacy_v1beta1 =>
+                {
                     log::debug!("certificates.k8s.io/v1 not found, falling back to v1beta1");
                     self.post_csr(agent, ApiVersion::V1beta1, req)
                 }

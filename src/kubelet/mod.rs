@@ -433,8 +433,8 @@ fn common(
 /// `cert_dir`. Call `start()` on the result.
 ///
 /// # Errors
-/// [`Error::Store`] when the store cannot be set up or read ("failed to initialize server
-/// certificate store"); [`Error::InvalidConfig`] for inconsistent options.
+/// [`Error::Store`] when the store cannot be set up, read or written ("failed to initialize
+/// server certificate store"); [`Error::InvalidConfig`] for inconsistent options.
 pub fn serving_manager(
     node_name: &str,
     addresses: impl Fn() -> Vec<NodeAddress> + Send + Sync + 'static,
@@ -465,8 +465,8 @@ pub fn serving_manager(
 /// once there is one and `None` before, so it can fall back to bootstrap credentials.
 ///
 /// # Errors
-/// [`Error::Store`] when the store cannot be set up or read; a parse error for a bad bootstrap
-/// pair.
+/// [`Error::Store`] when the store cannot be set up, read or written; a parse error for a bad
+/// bootstrap pair.
 pub fn client_manager(
     node_name: &str,
     cert_dir: impl AsRef<Path>,

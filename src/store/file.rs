@@ -537,6 +537,24 @@ impl Store for FileStore {
         Ok(None)
     }
 
+    /// Creates the certificate directory if it is missing (0755, as an update would), then
+    /// creates and removes a temporary file in it (named as an update's, so a crash leaves
+    /// nothing the next update does not remove). Nothing else changes.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock();
+        self.create_cert_dir()?;
+        let probe = tempfile::Builder::new()
+            .prefix(&format!(".{}-", self.prefix))
+            .suffix(TEMP_SUFFIX)
+            .rand_bytes(TEMP_RAND_LEN)
+            .permissions(Permissions::from_mode(PAIR_MODE))
+            .tempfile_in(&self.cert_dir)
+            .map_err(|e| io_err("create a file in", &self.cert_dir, e))?;
+        probe
+            .close()
+            .map_err(|e| io_err("remove a temporary file in", &self.cert_dir, e))
+    }
+
     /// Stores the pair as `<prefix>-<UTC timestamp>.pem` and points `<prefix>-current.pem` at
     /// it, by the protocol in "The update protocol" on
     /// [`FileStore`]; returns the pair as

@@ -33,6 +33,18 @@ pub trait Store: Send + Sync {
     /// [`StoreError::InvalidPair`] for input that does not parse or whose key does not match;
     /// [`StoreError::Io`] when writing fails.
     fn update(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, StoreError>;
+
+    /// Checks that [`update`](Store::update) can write, without changing the stored pair. A
+    /// manager that may rotate calls it when it is built, so that a store it could never write
+    /// to is an error there rather than a failure at every rotation. The default does nothing
+    /// (stores whose writes cannot be probed).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] naming the path and carrying the OS error, or
+    /// [`StoreError::BadState`], when a write would fail.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Errors from a [`Store`].
