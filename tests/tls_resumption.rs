@@ -84,6 +84,7 @@ impl Rig {
                             .with_dns_name("localhost")
                             .with_ip_address("127.0.0.1".parse().unwrap()),
                     )
+                    .signer_name("example.com/serving")
                     .usages([KeyUsage::DigitalSignature, KeyUsage::ServerAuth])
                     .clock(Arc::new(clock.clone()))
                     .client_factory(api.factory())
@@ -802,6 +803,7 @@ fn client_manager(rig: &Rig) -> CertificateManager {
     let m = CertificateManager::new(
         Config::builder()
             .template(CsrTemplate::new("client"))
+            .signer_name("kubernetes.io/kube-apiserver-client")
             .usages([KeyUsage::DigitalSignature, KeyUsage::ClientAuth])
             .clock(Arc::new(rig.clock.clone()))
             .client_factory(rig.api.factory())
