@@ -10,8 +10,9 @@
 pub mod api;
 mod http;
 mod kube;
+mod proxy;
 
-pub(crate) use kube::PemSource;
+pub(crate) use kube::{PemSource, absolute};
 pub use kube::{
     DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient,
     KubeCsrClientBuilder,
