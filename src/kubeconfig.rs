@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `current-context`, `contexts[].context.{cluster,user}` | honoured |
 //! | `clusters[].cluster.server` | required; `https://` (plain `http://` only with [`KubeCsrClientBuilder::allow_plain_http`]) |
-//! | `certificate-authority-data`, `certificate-authority` | the only trusted roots; data wins over the file, as client-go |
+//! | `certificate-authority-data`, `certificate-authority` | the only trusted roots; data wins over the file, as client-go; a server certificate equal to one of them (the server's own certificate given as its CA) is trusted as Go's verifier does (see [`KubeCsrClientBuilder::ca_pem`]) |
 //! | `insecure-skip-tls-verify` | honoured, with a loud warning; refused together with a CA, as client-go |
 //! | `tls-server-name` | the name the server certificate is verified against (and sent as SNI) |
 //! | `proxy-url` | `http://` and `https://` (TLS to the proxy) CONNECT proxies, used for every request as client-go does; `socks5://` and other schemes are refused. Without it the environment's proxy applies with Go's `net/http` rules (see [`KubeCsrClientBuilder::proxy`]) |

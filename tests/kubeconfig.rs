@@ -350,7 +350,10 @@ fn proxy_url_schemes() {
     ] {
         let err = build(proxy).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("proxy-url") && msg.contains(says), "{proxy}: {msg}");
+        assert!(
+            msg.contains("proxy-url") && msg.contains(says),
+            "{proxy}: {msg}"
+        );
     }
 }
 
@@ -363,7 +366,9 @@ fn server_config(cert: &Certificate) -> Arc<rustls::ServerConfig> {
             .with_no_client_auth()
             .with_single_cert(
                 cert.chain().to_vec(),
-                rustls::pki_types::PrivateKeyDer::Pkcs8(cert.private_key().pkcs8_der().to_vec().into()),
+                rustls::pki_types::PrivateKeyDer::Pkcs8(
+                    cert.private_key().pkcs8_der().to_vec().into(),
+                ),
             )
             .unwrap(),
     )
@@ -399,7 +404,8 @@ fn proxy_url_http_carries_every_request() {
     let f = Fixture::new();
     let proxy = ConnectProxy::start(f.api.server.addr);
     let url = format!("http://user:pa%20ss@{}", proxy.addr);
-    let client = KubeCsrClient::from_kubeconfig(f.write("cfg", proxied_kubeconfig(&f, &url))).unwrap();
+    let client =
+        KubeCsrClient::from_kubeconfig(f.write("cfg", proxied_kubeconfig(&f, &url))).unwrap();
     assert_eq!(f.observe(&client).1.as_deref(), Some("Bearer t"));
     let seen = proxy.connects();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -416,9 +422,13 @@ fn proxy_url_http_carries_every_request() {
 #[test]
 fn proxy_url_https_tunnels_inside_tls_to_the_proxy() {
     let f = Fixture::new();
-    let good = ConnectProxy::start_tls(f.api.server.addr, server_config(&proxy_cert(&f.api.server.ca)));
+    let good = ConnectProxy::start_tls(
+        f.api.server.addr,
+        server_config(&proxy_cert(&f.api.server.ca)),
+    );
     let url = format!("https://{}", good.addr);
-    let client = KubeCsrClient::from_kubeconfig(f.write("good", proxied_kubeconfig(&f, &url))).unwrap();
+    let client =
+        KubeCsrClient::from_kubeconfig(f.write("good", proxied_kubeconfig(&f, &url))).unwrap();
     assert_eq!(f.observe(&client).1.as_deref(), Some("Bearer t"));
     let seen = good.connects();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -427,7 +437,8 @@ fn proxy_url_https_tunnels_inside_tls_to_the_proxy() {
     let other_ca = certrotate::pki::CertificateAuthority::for_tests("other").unwrap();
     let bad = ConnectProxy::start_tls(f.api.server.addr, server_config(&proxy_cert(&other_ca)));
     let url = format!("https://{}", bad.addr);
-    let client = KubeCsrClient::from_kubeconfig(f.write("bad", proxied_kubeconfig(&f, &url))).unwrap();
+    let client =
+        KubeCsrClient::from_kubeconfig(f.write("bad", proxied_kubeconfig(&f, &url))).unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
     let err = client.create(&req).unwrap_err();
     assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
@@ -456,7 +467,8 @@ fn self_signed_leaf(
     params.not_before = now + time::Duration::seconds(from);
     params.not_after = now + time::Duration::seconds(to);
     let cert = params.self_signed(&key).unwrap();
-    let pair = Certificate::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let pair =
+        Certificate::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
     (cert.der().to_vec(), cert.pem(), pair)
 }
 
@@ -470,7 +482,13 @@ fn forbidding_server(cert: &Certificate) -> TestServer {
 
 /// The outcome of one request by our client and, when kubectl is installed, by kubectl:
 /// `true` when TLS succeeded (the 403 came back).
-fn pinned_outcomes(f: &Fixture, name: &str, server: &TestServer, ca_pem: &str, tls_name: &str) -> (bool, Option<bool>) {
+fn pinned_outcomes(
+    f: &Fixture,
+    name: &str,
+    server: &TestServer,
+    ca_pem: &str,
+    tls_name: &str,
+) -> (bool, Option<bool>) {
     let cfg = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: k, cluster: {{server: '{}', tls-server-name: {tls_name}, certificate-authority-data: {}}}}}]\n\
          users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: k, user: u}}}}]\n",
@@ -485,7 +503,10 @@ fn pinned_outcomes(f: &Fixture, name: &str, server: &TestServer, ca_pem: &str, t
         Err(e) => {
             let text = format!("{e:?}");
             let tls_ok = text.contains("Forbidden");
-            assert!(tls_ok || text.contains("InvalidCertificate"), "{name}: {text}");
+            assert!(
+                tls_ok || text.contains("InvalidCertificate"),
+                "{name}: {text}"
+            );
             tls_ok
         }
     };
@@ -500,7 +521,10 @@ fn pinned_outcomes(f: &Fixture, name: &str, server: &TestServer, ca_pem: &str, t
         .map(|out| {
             let err = String::from_utf8_lossy(&out.stderr);
             let tls_ok = err.contains("Forbidden");
-            assert!(tls_ok || err.contains("x509") || err.contains("tls:"), "{name}: kubectl: {err}");
+            assert!(
+                tls_ok || err.contains("x509") || err.contains("tls:"),
+                "{name}: kubectl: {err}"
+            );
             tls_ok
         });
     (ours, kubectl)
@@ -516,12 +540,36 @@ fn server_certificate_equal_to_a_configured_root_is_trusted_as_go_does() {
     let f = Fixture::new();
     let mut cases: Vec<(&str, Certificate, String, &str, bool)> = Vec::new();
     let (_, pem, pair) = self_signed_leaf(-3600, 86_400, ServerAuth);
-    cases.push(("self-signed leaf", pair.clone(), pem.clone(), "apiserver.test", true));
-    cases.push(("self-signed leaf, other name", pair, pem, "elsewhere.test", false));
+    cases.push((
+        "self-signed leaf",
+        pair.clone(),
+        pem.clone(),
+        "apiserver.test",
+        true,
+    ));
+    cases.push((
+        "self-signed leaf, other name",
+        pair,
+        pem,
+        "elsewhere.test",
+        false,
+    ));
     let (_, pem, pair) = self_signed_leaf(-7200, -3600, ServerAuth);
-    cases.push(("self-signed leaf, expired", pair, pem, "apiserver.test", false));
+    cases.push((
+        "self-signed leaf, expired",
+        pair,
+        pem,
+        "apiserver.test",
+        false,
+    ));
     let (_, pem, pair) = self_signed_leaf(-3600, 86_400, ClientAuth);
-    cases.push(("self-signed leaf, client auth only", pair, pem, "apiserver.test", false));
+    cases.push((
+        "self-signed leaf, client auth only",
+        pair,
+        pem,
+        "apiserver.test",
+        false,
+    ));
     // A CA-issued leaf pinned alone, without its CA.
     let ca = certrotate::pki::CertificateAuthority::for_tests("unseen-ca").unwrap();
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
@@ -535,15 +583,39 @@ fn server_certificate_equal_to_a_configured_root_is_trusted_as_go_does() {
             now + Duration::from_secs(86_400),
         )
         .unwrap();
-    let leaf_pem = issued.cert_pem().split_inclusive("-----END CERTIFICATE-----\n").next().unwrap().to_owned();
-    cases.push(("issued leaf without its CA", issued.clone(), leaf_pem, "apiserver.test", true));
+    let leaf_pem = issued
+        .cert_pem()
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap()
+        .to_owned();
+    cases.push((
+        "issued leaf without its CA",
+        issued.clone(),
+        leaf_pem,
+        "apiserver.test",
+        true,
+    ));
     // Its CA still works as before; an unrelated root does not.
-    cases.push(("issued leaf, its CA", issued.clone(), ca.cert_pem(), "apiserver.test", true));
-    cases.push(("issued leaf, another root", issued, f.api.server.ca.cert_pem(), "apiserver.test", false));
+    cases.push((
+        "issued leaf, its CA",
+        issued.clone(),
+        ca.cert_pem(),
+        "apiserver.test",
+        true,
+    ));
+    cases.push((
+        "issued leaf, another root",
+        issued,
+        f.api.server.ca.cert_pem(),
+        "apiserver.test",
+        false,
+    ));
 
     for (i, (name, cert, ca_pem, tls_name, want)) in cases.into_iter().enumerate() {
         let server = forbidding_server(&cert);
-        let (ours, kubectl) = pinned_outcomes(&f, &format!("pinned{i}"), &server, &ca_pem, tls_name);
+        let (ours, kubectl) =
+            pinned_outcomes(&f, &format!("pinned{i}"), &server, &ca_pem, tls_name);
         assert_eq!(ours, want, "{name}");
         if let Some(k) = kubectl {
             assert_eq!(k, want, "{name}: kubectl");

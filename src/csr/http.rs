@@ -8,10 +8,17 @@
 //! proxy CONNECT → TCP → [`RustlsConnector`] with a `ClientConfig` that
 //! - uses the crate's explicit crypto provider ([`crate::pki::crypto_provider`]), never a
 //!   process default;
-//! - trusts only the configured CA (or, behind the dangerous switch, nothing is verified);
+//! - trusts only the configured CA, and a server certificate equal to one of its certificates
+//!   as it is, as Go's verifier does ([`RootsVerifier`]); behind the dangerous switch nothing is
+//!   verified;
 //! - has TLS session resumption off, so a resumed session can never carry an old client
 //!   identity;
 //! - presents a client certificate that was checked against its key before it got here.
+//!
+//! For an `https://` proxy the same chain first runs for the proxy's own URL, so the TLS to the
+//! proxy uses the same `ClientConfig` and `tls-server-name` as the API server, as Go's
+//! `net/http` does (it clones `TLSClientConfig` for the proxy), and the API server's TLS then
+//! runs inside the tunnel.
 //!
 //! The TCP connector registers every socket with the agent, so `Agent::shutdown()` interrupts
 //! a read blocked on a watch in another thread.

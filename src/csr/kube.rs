@@ -207,8 +207,12 @@ impl KubeCsrClientBuilder {
     }
 
     /// PEM certificates of the CA(s) that sign the server's certificate; the only roots
-    /// trusted (kubeconfig `certificate-authority-data`). Defaults to none, which makes
-    /// building an `https` client fail unless TLS verification is skipped.
+    /// trusted (kubeconfig `certificate-authority-data`). As with Go's `crypto/x509`, a server
+    /// certificate byte-for-byte equal to one of them (the server's own, possibly self-signed,
+    /// certificate given as its CA) is trusted as it is, if it is within its validity period,
+    /// valid for the server's name and, when it has an extended key usage, for server
+    /// authentication. Defaults to none, which makes building an `https` client fail unless
+    /// TLS verification is skipped.
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(PemSource::Inline(pem.into()));
         self
@@ -307,7 +311,8 @@ impl KubeCsrClientBuilder {
     /// same client certificate if the proxy asks for one), optionally with `user:password@`.
     /// It is used for every request, loopback servers included, as client-go's
     /// `http.ProxyURL`. `socks5://` (which client-go also accepts) and other schemes are refused
-    /// when a client is built.
+    /// with [`ConfigError::Invalid`] when a client is built, whether the proxy comes from here
+    /// or from the environment.
     ///
     /// Without it, the proxy comes from the environment with the rules of Go's
     /// `net/http.ProxyFromEnvironment`, as client-go: for an `https://` server `HTTPS_PROXY`
@@ -707,7 +712,9 @@ fn configured_proxy(url: &str, what: &'static str) -> Result<ureq::Proxy, Config
         "socks5" => {
             return Err(ConfigError::Invalid {
                 what,
-                message: format!("{url:?}: socks5 proxies are not supported; use http:// or https://"),
+                message: format!(
+                    "{url:?}: socks5 proxies are not supported; use http:// or https://"
+                ),
             });
         }
         _ => {

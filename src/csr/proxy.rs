@@ -216,7 +216,10 @@ impl NoProxy {
                 np.ips.push((ip, port));
                 continue;
             }
-            let host = host.strip_prefix('*').filter(|h| h.starts_with('.')).unwrap_or(&host);
+            let host = host
+                .strip_prefix('*')
+                .filter(|h| h.starts_with('.'))
+                .unwrap_or(&host);
             let (suffix, match_host) = match host.strip_prefix('.') {
                 Some(_) => (host.to_owned(), false),
                 None => (format!(".{host}"), true),
@@ -310,16 +313,15 @@ mod tests {
         assert!(NoProxy::parse(":1").use_proxy("example.com", "80"));
     }
 
+    /// Environment variables of one case.
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+
     fn env(vars: &[(&str, &str)]) -> ProxyEnv {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        ProxyEnv::from_lookup(move |k| {
-            vars.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        })
+        ProxyEnv::from_lookup(move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
     }
 
     fn proxy_for_url(e: &ProxyEnv, url: &str) -> Result<Option<String>, String> {
@@ -336,35 +338,130 @@ mod tests {
     /// `None` is Go's `<nil>`.
     #[test]
     fn go_proxy_for_url_table() {
-        let cases: &[(&[(&str, &str)], &str, Option<&str>)] = &[
-            (&[("HTTP_PROXY", "127.0.0.1:8080")], "http://example.com", Some("http://127.0.0.1:8080")),
-            (&[("HTTP_PROXY", "cache.corp.example.com:1234")], "http://example.com", Some("http://cache.corp.example.com:1234")),
-            (&[("HTTP_PROXY", "cache.corp.example.com")], "http://example.com", Some("http://cache.corp.example.com")),
-            (&[("HTTP_PROXY", "localhost")], "http://example.com", Some("http://localhost")),
-            (&[("HTTP_PROXY", "https://cache.corp.example.com")], "http://example.com", Some("https://cache.corp.example.com")),
-            (&[("HTTP_PROXY", "http://127.0.0.1:8080")], "http://example.com", Some("http://127.0.0.1:8080")),
-            (&[("HTTP_PROXY", "https://127.0.0.1:8080")], "http://example.com", Some("https://127.0.0.1:8080")),
-            (&[("HTTP_PROXY", "socks5://127.0.0.1")], "http://example.com", Some("socks5://127.0.0.1")),
-            (&[("HTTP_PROXY", "foo://host")], "http://example.com", Some("foo://host")),
-            (&[("HTTP_PROXY", "http.proxy.tld"), ("HTTPS_PROXY", "secure.proxy.tld")], "http://insecure.tld/", Some("http://http.proxy.tld")),
-            (&[("HTTP_PROXY", "http.proxy.tld"), ("HTTPS_PROXY", "secure.proxy.tld")], "https://secure.tld/", Some("http://secure.proxy.tld")),
-            (&[("HTTP_PROXY", "http.proxy.tld"), ("HTTPS_PROXY", "https://secure.proxy.tld")], "https://secure.tld/", Some("https://secure.proxy.tld")),
-            (&[("HTTP_PROXY", "http.proxy.tld")], "https://secure.tld/", None),
-            (&[("HTTP_PROXY", "http.proxy.tld")], "ftp://insecure.tld/", None),
-            (&[("HTTPS_PROXY", "https://secure.proxy.tld"), ("REQUEST_METHOD", "PUT")], "https://secure.tld/", Some("https://secure.proxy.tld")),
+        let cases: &[(Vars, &str, Option<&str>)] = &[
+            (
+                &[("HTTP_PROXY", "127.0.0.1:8080")],
+                "http://example.com",
+                Some("http://127.0.0.1:8080"),
+            ),
+            (
+                &[("HTTP_PROXY", "cache.corp.example.com:1234")],
+                "http://example.com",
+                Some("http://cache.corp.example.com:1234"),
+            ),
+            (
+                &[("HTTP_PROXY", "cache.corp.example.com")],
+                "http://example.com",
+                Some("http://cache.corp.example.com"),
+            ),
+            (
+                &[("HTTP_PROXY", "localhost")],
+                "http://example.com",
+                Some("http://localhost"),
+            ),
+            (
+                &[("HTTP_PROXY", "https://cache.corp.example.com")],
+                "http://example.com",
+                Some("https://cache.corp.example.com"),
+            ),
+            (
+                &[("HTTP_PROXY", "http://127.0.0.1:8080")],
+                "http://example.com",
+                Some("http://127.0.0.1:8080"),
+            ),
+            (
+                &[("HTTP_PROXY", "https://127.0.0.1:8080")],
+                "http://example.com",
+                Some("https://127.0.0.1:8080"),
+            ),
+            (
+                &[("HTTP_PROXY", "socks5://127.0.0.1")],
+                "http://example.com",
+                Some("socks5://127.0.0.1"),
+            ),
+            (
+                &[("HTTP_PROXY", "foo://host")],
+                "http://example.com",
+                Some("foo://host"),
+            ),
+            (
+                &[
+                    ("HTTP_PROXY", "http.proxy.tld"),
+                    ("HTTPS_PROXY", "secure.proxy.tld"),
+                ],
+                "http://insecure.tld/",
+                Some("http://http.proxy.tld"),
+            ),
+            (
+                &[
+                    ("HTTP_PROXY", "http.proxy.tld"),
+                    ("HTTPS_PROXY", "secure.proxy.tld"),
+                ],
+                "https://secure.tld/",
+                Some("http://secure.proxy.tld"),
+            ),
+            (
+                &[
+                    ("HTTP_PROXY", "http.proxy.tld"),
+                    ("HTTPS_PROXY", "https://secure.proxy.tld"),
+                ],
+                "https://secure.tld/",
+                Some("https://secure.proxy.tld"),
+            ),
+            (
+                &[("HTTP_PROXY", "http.proxy.tld")],
+                "https://secure.tld/",
+                None,
+            ),
+            (
+                &[("HTTP_PROXY", "http.proxy.tld")],
+                "ftp://insecure.tld/",
+                None,
+            ),
+            (
+                &[
+                    ("HTTPS_PROXY", "https://secure.proxy.tld"),
+                    ("REQUEST_METHOD", "PUT"),
+                ],
+                "https://secure.tld/",
+                Some("https://secure.proxy.tld"),
+            ),
             (&[], "http://example.com", None),
-            (&[("NO_PROXY", "example.com"), ("HTTP_PROXY", "proxy")], "http://example.com/", None),
-            (&[("NO_PROXY", ".example.com"), ("HTTP_PROXY", "proxy")], "http://example.com/", Some("http://proxy")),
-            (&[("NO_PROXY", "ample.com"), ("HTTP_PROXY", "proxy")], "http://example.com/", Some("http://proxy")),
-            (&[("NO_PROXY", "example.com"), ("HTTP_PROXY", "proxy")], "http://foo.example.com/", None),
-            (&[("NO_PROXY", ".foo.com"), ("HTTP_PROXY", "proxy")], "http://example.com/", Some("http://proxy")),
+            (
+                &[("NO_PROXY", "example.com"), ("HTTP_PROXY", "proxy")],
+                "http://example.com/",
+                None,
+            ),
+            (
+                &[("NO_PROXY", ".example.com"), ("HTTP_PROXY", "proxy")],
+                "http://example.com/",
+                Some("http://proxy"),
+            ),
+            (
+                &[("NO_PROXY", "ample.com"), ("HTTP_PROXY", "proxy")],
+                "http://example.com/",
+                Some("http://proxy"),
+            ),
+            (
+                &[("NO_PROXY", "example.com"), ("HTTP_PROXY", "proxy")],
+                "http://foo.example.com/",
+                None,
+            ),
+            (
+                &[("NO_PROXY", ".foo.com"), ("HTTP_PROXY", "proxy")],
+                "http://example.com/",
+                Some("http://proxy"),
+            ),
         ];
         for (vars, url, want) in cases {
             let got = proxy_for_url(&env(vars), url);
             assert_eq!(got, Ok(want.map(str::to_owned)), "{vars:?} {url}");
         }
         // The CGI case: HTTP_PROXY is refused, not used.
-        let cgi = env(&[("HTTP_PROXY", "http://10.1.2.3:8080"), ("REQUEST_METHOD", "GET")]);
+        let cgi = env(&[
+            ("HTTP_PROXY", "http://10.1.2.3:8080"),
+            ("REQUEST_METHOD", "GET"),
+        ]);
         assert!(proxy_for_url(&cgi, "http://example.com").is_err());
     }
 
@@ -373,7 +470,7 @@ mod tests {
     #[test]
     fn environment_variables_as_go_reads_them() {
         let p = "http://proxy:3128";
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        let cases: &[(Vars, Option<&str>)] = &[
             (&[("HTTPS_PROXY", p)], Some(p)),
             (&[("https_proxy", p)], Some(p)),
             (&[("HTTP_PROXY", p)], None),
@@ -381,10 +478,27 @@ mod tests {
             (&[("ALL_PROXY", p)], None),
             (&[("all_proxy", p)], None),
             // Upper case first; an empty value is unset.
-            (&[("HTTPS_PROXY", p), ("https_proxy", "http://lower:1")], Some(p)),
+            (
+                &[("HTTPS_PROXY", p), ("https_proxy", "http://lower:1")],
+                Some(p),
+            ),
             (&[("HTTPS_PROXY", ""), ("https_proxy", p)], Some(p)),
-            (&[("HTTPS_PROXY", p), ("NO_PROXY", "other.test"), ("no_proxy", "kube.test")], Some(p)),
-            (&[("HTTPS_PROXY", p), ("NO_PROXY", ""), ("no_proxy", "kube.test")], None),
+            (
+                &[
+                    ("HTTPS_PROXY", p),
+                    ("NO_PROXY", "other.test"),
+                    ("no_proxy", "kube.test"),
+                ],
+                Some(p),
+            ),
+            (
+                &[
+                    ("HTTPS_PROXY", p),
+                    ("NO_PROXY", ""),
+                    ("no_proxy", "kube.test"),
+                ],
+                None,
+            ),
             (&[("HTTPS_PROXY", p), ("no_proxy", "kube.test")], None),
         ];
         for (vars, want) in cases {
@@ -409,7 +523,11 @@ mod tests {
             ("kube.test:6443", "https://kube.test:6443", false),
             ("kube.test:443", "https://kube.test:6443", true),
             ("kube.test:443", "https://kube.test", false),
-            ("a.test , kube.test ,b.test", "https://kube.test:6443", false),
+            (
+                "a.test , kube.test ,b.test",
+                "https://kube.test:6443",
+                false,
+            ),
             ("10.1.2.3", "https://10.1.2.3:6443", false),
             ("10.1.2.3:6443", "https://10.1.2.3:6443", false),
             ("10.1.2.3:443", "https://10.1.2.3:6443", true),
