@@ -417,32 +417,92 @@ fn proxy_url_http_carries_every_request() {
 }
 
 /// `proxy-url: https://…`: TLS to the proxy, then CONNECT and the API server's TLS inside, as
-/// Go's `net/http` does. The proxy is verified as Go verifies it (same roots as the API
-/// server): one with a certificate from another CA is refused.
+/// Go's `net/http` does. Go verifies the proxy with the same TLS configuration as the API
+/// server (`addTLS` clones `TLSClientConfig`): the same roots, and `tls-server-name`, when set,
+/// as the name the proxy's certificate must hold. Each case is also run with kubectl when it
+/// is installed, which must agree.
 #[test]
 fn proxy_url_https_tunnels_inside_tls_to_the_proxy() {
     let f = Fixture::new();
-    let good = ConnectProxy::start_tls(
-        f.api.server.addr,
-        server_config(&proxy_cert(&f.api.server.ca)),
-    );
-    let url = format!("https://{}", good.addr);
-    let client =
-        KubeCsrClient::from_kubeconfig(f.write("good", proxied_kubeconfig(&f, &url))).unwrap();
-    assert_eq!(f.observe(&client).1.as_deref(), Some("Bearer t"));
-    let seen = good.connects();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].target, f.api.server.addr.to_string());
-
     let other_ca = certrotate::pki::CertificateAuthority::for_tests("other").unwrap();
-    let bad = ConnectProxy::start_tls(f.api.server.addr, server_config(&proxy_cert(&other_ca)));
-    let url = format!("https://{}", bad.addr);
-    let client =
-        KubeCsrClient::from_kubeconfig(f.write("bad", proxied_kubeconfig(&f, &url))).unwrap();
-    let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
-    assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
-    assert!(bad.connects().is_empty());
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let now = SystemTime::now();
+    let named = f
+        .api
+        .server
+        .ca
+        .issue(
+            &CsrTemplate::new("proxy")
+                .with_dns_name("apiserver.test")
+                .with_ip_address("127.0.0.1".parse().unwrap()),
+            &key,
+            &[KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(86_400),
+        )
+        .unwrap();
+    // (case, proxy certificate, tls-server-name, TLS to the proxy succeeds)
+    let cases = [
+        ("cluster CA", proxy_cert(&f.api.server.ca), None, true),
+        ("another CA", proxy_cert(&other_ca), None, false),
+        (
+            "tls-server-name the proxy lacks",
+            proxy_cert(&f.api.server.ca),
+            Some("apiserver.test"),
+            false,
+        ),
+        (
+            "tls-server-name the proxy has",
+            named,
+            Some("apiserver.test"),
+            true,
+        ),
+    ];
+    for (i, (case, cert, tls_name, ok)) in cases.into_iter().enumerate() {
+        let proxy = ConnectProxy::start_tls(f.api.server.addr, server_config(&cert));
+        let mut cfg = proxied_kubeconfig(&f, &format!("https://{}", proxy.addr));
+        if let Some(n) = tls_name {
+            cfg = cfg.replace("proxy-url:", &format!("tls-server-name: {n}, proxy-url:"));
+        }
+        let path = f.write(&format!("https-proxy{i}"), cfg);
+        let client = KubeCsrClient::from_kubeconfig(&path).unwrap();
+        let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+        match client.create(&req) {
+            Ok(_) => {
+                assert!(ok, "{case}: went through");
+                let seen = proxy.connects();
+                assert_eq!(seen.len(), 1, "{case}: {seen:?}");
+                assert_eq!(seen[0].target, f.api.server.addr.to_string());
+                assert_eq!(
+                    f.api.requests().last().unwrap().authorization.as_deref(),
+                    Some("Bearer t")
+                );
+            }
+            Err(e) => {
+                assert!(!ok, "{case}: {e:?}");
+                let text = format!("{e:?}");
+                assert!(text.contains("InvalidCertificate"), "{case}: {text}");
+                assert!(proxy.connects().is_empty(), "{case}");
+            }
+        }
+        let before = f.api.requests().len();
+        if let Ok(out) = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&path)
+            .args(["get", "--raw", "/version"])
+            .output()
+        {
+            let reached = f.api.requests().len() > before;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(reached, ok, "{case}: kubectl: {err}");
+            if !ok {
+                assert!(
+                    err.contains("x509") || err.contains("tls:"),
+                    "{case}: kubectl: {err}"
+                );
+            }
+        }
+    }
 }
 
 /// A self-signed leaf certificate for `apiserver.test` and 127.0.0.1 (no CA), built with rcgen
