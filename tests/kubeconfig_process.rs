@@ -356,6 +356,20 @@ fn environment_proxy_follows_go_net_http_rules() {
             wrong.push(format!("{case}: CONNECT {}", through[0].target));
         }
     }
+    // Go would use a socks5 proxy; certrotate has none, and says so instead of going direct.
+    let kubeconfig = dir.path().join("config0");
+    let err = run_child(
+        &format!("request\n{}", kubeconfig.display()),
+        dir.path(),
+        &[("HTTPS_PROXY", "socks5://127.0.0.1:1080".to_owned())],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("proxy from the environment")
+            && err.contains("socks5 proxies are not supported"),
+        "{err}"
+    );
+
     assert!(
         wrong.is_empty(),
         "{} of {total} cases differ from Go:\n{}",
