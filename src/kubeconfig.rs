@@ -13,17 +13,20 @@
 //! |---|---|
 //! | `current-context`, `contexts[].context.{cluster,user}` | honoured |
 //! | `clusters[].cluster.server` | required; `https://` (plain `http://` only with [`KubeCsrClientBuilder::allow_plain_http`]) |
-//! | `certificate-authority-data`, `certificate-authority` | the only trusted roots; data wins over the file, as client-go |
+//! | `certificate-authority-data`, `certificate-authority` | the only trusted roots; data wins over the file, as client-go; a server certificate equal to one of them (the server's own certificate given as its CA) is trusted as Go's verifier does (see [`KubeCsrClientBuilder::ca_pem`]) |
 //! | `insecure-skip-tls-verify` | honoured, with a loud warning; refused together with a CA, as client-go |
 //! | `tls-server-name` | the name the server certificate is verified against (and sent as SNI) |
-//! | `proxy-url` | `http://` and `https://` proxies; others are refused |
+//! | `proxy-url` | `http://` and `https://` (TLS to the proxy) CONNECT proxies, used for every request as client-go does; `socks5://` and other schemes are refused. Without it the environment's proxy applies with Go's `net/http` rules (see [`KubeCsrClientBuilder::proxy`]) |
 //! | `users[].user.client-certificate(-data)`, `client-key(-data)` | honoured; data wins over the file |
 //! | `token`, `tokenFile` | `token` wins, as client-go; `tokenFile` is re-read for every new client |
 //! | `exec`, `auth-provider`, `username`/`password`, `as`/`as-uid`/`as-groups`/`as-user-extra` | a [`ConfigError::Unsupported`] naming the field |
 //! | `namespace`, `extensions`, `preferences`, `disable-compression` | ignored (CSRs are cluster-scoped; no compression is requested) |
 //!
-//! Relative paths resolve against the directory of the kubeconfig file that names them, before
-//! files are merged, as kubectl does.
+//! Relative paths (`certificate-authority`, `client-certificate`, `client-key`, `tokenFile`)
+//! resolve against the directory of the kubeconfig file that names them when the file is
+//! loaded, before files are merged, as clientcmd's `ResolveLocalPaths` does: the loaded
+//! configuration holds absolute paths, so changing the working directory later changes
+//! nothing.
 //!
 //! # Merging (`KUBECONFIG=a:b:c`)
 //!
@@ -151,7 +154,14 @@ impl Kubeconfig {
             path: path.to_owned(),
             source,
         })?;
-        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        // As clientcmd's ResolveLocalPaths: relative paths in the file are made absolute now,
+        // against the file's directory made absolute, so a later change of the working
+        // directory does not change what they name.
+        let abs = std::path::absolute(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = abs.parent().unwrap_or_else(|| Path::new("/"));
         Kubeconfig::parse(&data, base, path)
     }
 
@@ -224,12 +234,14 @@ impl Kubeconfig {
         }
     }
 
-    /// Parses kubeconfig text (YAML or JSON); relative paths resolve against `base_dir`.
+    /// Parses kubeconfig text (YAML or JSON); relative paths resolve against `base_dir`, itself
+    /// taken against the working directory now if it is relative.
     ///
     /// # Errors
     /// [`ConfigError::Parse`].
     pub fn from_slice(data: &[u8], base_dir: impl AsRef<Path>) -> Result<Kubeconfig, ConfigError> {
-        Kubeconfig::parse(data, base_dir.as_ref(), Path::new("<memory>"))
+        let base = crate::csr::absolute(base_dir.as_ref().to_owned());
+        Kubeconfig::parse(data, &base, Path::new("<memory>"))
     }
 
     fn parse(data: &[u8], base: &Path, path: &Path) -> Result<Kubeconfig, ConfigError> {

@@ -5,12 +5,19 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certrotate::kubeconfig::{ConfigError, Kubeconfig};
-use certrotate::{Certificate, CsrClient, KubeCsrClient};
+use certrotate::pki::{KeyAlgorithm, PrivateKey};
+use certrotate::{Certificate, CsrClient, CsrTemplate, KeyUsage, KubeCsrClient};
 use common::*;
+
+#[path = "support/connect_proxy.rs"]
+mod connect_proxy;
+use connect_proxy::ConnectProxy;
 
 struct Fixture {
     api: FakeApi,
@@ -319,23 +326,361 @@ fn insecure_skip_tls_verify_and_tls_server_name() {
     }
 }
 
+/// client-go's `parseProxyURL` takes `http`, `https` and `socks5`; the docs say which of them
+/// certrotate takes, and the errors agree.
 #[test]
-fn proxy_url_http_only() {
+fn proxy_url_schemes() {
     let mk = |proxy: &str| {
         format!(
             "current-context: c\nclusters: [{{name: k, cluster: {{server: 'https://k:6443', insecure-skip-tls-verify: true, proxy-url: '{proxy}'}}}}]\n\
              contexts: [{{name: c, context: {{cluster: k}}}}]\n"
         )
     };
-    Kubeconfig::from_slice(mk("http://proxy:3128").as_bytes(), "/")
-        .unwrap()
-        .client_builder(None)
+    let build = |proxy: &str| {
+        Kubeconfig::from_slice(mk(proxy).as_bytes(), "/")
+            .unwrap()
+            .client_builder(None)
+    };
+    build("http://proxy:3128").unwrap();
+    build("https://proxy:3128").unwrap();
+    for (proxy, says) in [
+        ("socks5://proxy:1080", "socks5 proxies are not supported"),
+        ("proxy:3128", "unsupported scheme"),
+        ("ftp://proxy", "unsupported scheme"),
+    ] {
+        let err = build(proxy).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("proxy-url") && msg.contains(says),
+            "{proxy}: {msg}"
+        );
+    }
+}
+
+/// A server configuration serving `cert` (with its chain).
+fn server_config(cert: &Certificate) -> Arc<rustls::ServerConfig> {
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(certrotate::pki::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                cert.chain().to_vec(),
+                rustls::pki_types::PrivateKeyDer::Pkcs8(
+                    cert.private_key().pkcs8_der().to_vec().into(),
+                ),
+            )
+            .unwrap(),
+    )
+}
+
+/// A serving certificate for 127.0.0.1 from `ca`.
+fn proxy_cert(ca: &certrotate::pki::CertificateAuthority) -> Certificate {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let now = SystemTime::now();
+    ca.issue(
+        &CsrTemplate::new("proxy").with_ip_address("127.0.0.1".parse().unwrap()),
+        &key,
+        &[KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
+        now - Duration::from_secs(3600),
+        now + Duration::from_secs(86_400),
+    )
+    .unwrap()
+}
+
+fn proxied_kubeconfig(f: &Fixture, proxy_url: &str) -> String {
+    format!(
+        "current-context: c\nclusters: [{{name: k, cluster: {{server: '{}', certificate-authority-data: {}, proxy-url: '{proxy_url}'}}}}]\n\
+         users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: k, user: u}}}}]\n",
+        f.api.server.url(),
+        b64(f.api.server.ca.cert_pem())
+    )
+}
+
+/// kubeconfig `proxy-url` is client-go's `http.ProxyURL`: every request goes through it, a
+/// loopback server included, with the URL's credentials as `Proxy-Authorization: Basic`.
+#[test]
+fn proxy_url_http_carries_every_request() {
+    let f = Fixture::new();
+    let proxy = ConnectProxy::start(f.api.server.addr);
+    let url = format!("http://user:pa%20ss@{}", proxy.addr);
+    let client =
+        KubeCsrClient::from_kubeconfig(f.write("cfg", proxied_kubeconfig(&f, &url))).unwrap();
+    assert_eq!(f.observe(&client).1.as_deref(), Some("Bearer t"));
+    let seen = proxy.connects();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].target, f.api.server.addr.to_string());
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Basic {}", b64("user:pa ss")).as_str())
+    );
+}
+
+/// `proxy-url: https://…`: TLS to the proxy, then CONNECT and the API server's TLS inside, as
+/// Go's `net/http` does. Go verifies the proxy with the same TLS configuration as the API
+/// server (`addTLS` clones `TLSClientConfig`): the same roots, and `tls-server-name`, when set,
+/// as the name the proxy's certificate must hold. Each case is also run with kubectl when it
+/// is installed, which must agree.
+#[test]
+fn proxy_url_https_tunnels_inside_tls_to_the_proxy() {
+    let f = Fixture::new();
+    let other_ca = certrotate::pki::CertificateAuthority::for_tests("other").unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let now = SystemTime::now();
+    let named = f
+        .api
+        .server
+        .ca
+        .issue(
+            &CsrTemplate::new("proxy")
+                .with_dns_name("apiserver.test")
+                .with_ip_address("127.0.0.1".parse().unwrap()),
+            &key,
+            &[KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(86_400),
+        )
         .unwrap();
-    let err = Kubeconfig::from_slice(mk("socks5://proxy:1080").as_bytes(), "/")
+    // (case, proxy certificate, tls-server-name, TLS to the proxy succeeds)
+    let cases = [
+        ("cluster CA", proxy_cert(&f.api.server.ca), None, true),
+        ("another CA", proxy_cert(&other_ca), None, false),
+        (
+            "tls-server-name the proxy lacks",
+            proxy_cert(&f.api.server.ca),
+            Some("apiserver.test"),
+            false,
+        ),
+        (
+            "tls-server-name the proxy has",
+            named,
+            Some("apiserver.test"),
+            true,
+        ),
+    ];
+    for (i, (case, cert, tls_name, ok)) in cases.into_iter().enumerate() {
+        let proxy = ConnectProxy::start_tls(f.api.server.addr, server_config(&cert));
+        let mut cfg = proxied_kubeconfig(&f, &format!("https://{}", proxy.addr));
+        if let Some(n) = tls_name {
+            cfg = cfg.replace("proxy-url:", &format!("tls-server-name: {n}, proxy-url:"));
+        }
+        let path = f.write(&format!("https-proxy{i}"), cfg);
+        let client = KubeCsrClient::from_kubeconfig(&path).unwrap();
+        let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+        match client.create(&req) {
+            Ok(_) => {
+                assert!(ok, "{case}: went through");
+                let seen = proxy.connects();
+                assert_eq!(seen.len(), 1, "{case}: {seen:?}");
+                assert_eq!(seen[0].target, f.api.server.addr.to_string());
+                assert_eq!(
+                    f.api.requests().last().unwrap().authorization.as_deref(),
+                    Some("Bearer t")
+                );
+            }
+            Err(e) => {
+                assert!(!ok, "{case}: {e:?}");
+                let text = format!("{e:?}");
+                assert!(text.contains("InvalidCertificate"), "{case}: {text}");
+                assert!(proxy.connects().is_empty(), "{case}");
+            }
+        }
+        let before = f.api.requests().len();
+        if let Ok(out) = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&path)
+            .args(["get", "--raw", "/version"])
+            .output()
+        {
+            let reached = f.api.requests().len() > before;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(reached, ok, "{case}: kubectl: {err}");
+            if !ok {
+                assert!(
+                    err.contains("x509") || err.contains("tls:"),
+                    "{case}: kubectl: {err}"
+                );
+            }
+        }
+    }
+}
+
+/// A self-signed leaf certificate for `apiserver.test` and 127.0.0.1 (no CA), built with rcgen
+/// directly, valid from `from` to `to` (seconds from now), with the given extended key usage.
+fn self_signed_leaf(
+    from: i64,
+    to: i64,
+    eku: rcgen::ExtendedKeyUsagePurpose,
+) -> (Vec<u8>, String, Certificate) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["apiserver.test".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "apiserver");
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.extended_key_usages = vec![eku];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::seconds(from);
+    params.not_after = now + time::Duration::seconds(to);
+    let cert = params.self_signed(&key).unwrap();
+    let pair =
+        Certificate::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    (cert.der().to_vec(), cert.pem(), pair)
+}
+
+/// Answers every request with 403, so a client that got through TLS sees an API error.
+fn forbidding_server(cert: &Certificate) -> TestServer {
+    TestServer::https_with_config(
+        server_config(cert),
+        Arc::new(|_req, r| r.reply(&Reply::status(403, "Forbidden", "pinned test"))),
+    )
+}
+
+/// The outcome of one request by our client and, when kubectl is installed, by kubectl:
+/// `true` when TLS succeeded (the 403 came back).
+fn pinned_outcomes(
+    f: &Fixture,
+    name: &str,
+    server: &TestServer,
+    ca_pem: &str,
+    tls_name: &str,
+) -> (bool, Option<bool>) {
+    let cfg = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: k, cluster: {{server: '{}', tls-server-name: {tls_name}, certificate-authority-data: {}}}}}]\n\
+         users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: k, user: u}}}}]\n",
+        server.url(),
+        b64(ca_pem)
+    );
+    let path = f.write(name, cfg);
+    let client = KubeCsrClient::from_kubeconfig(&path).unwrap();
+    let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+    let ours = match client.create(&req) {
+        Ok(_) => panic!("{name}: the server only forbids"),
+        Err(e) => {
+            let text = format!("{e:?}");
+            let tls_ok = text.contains("Forbidden");
+            assert!(
+                tls_ok || text.contains("InvalidCertificate"),
+                "{name}: {text}"
+            );
+            tls_ok
+        }
+    };
+    let kubectl = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&path)
+        .args(["get", "--raw", "/"])
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .ok()
+        .map(|out| {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tls_ok = err.contains("Forbidden");
+            assert!(
+                tls_ok || err.contains("x509") || err.contains("tls:"),
+                "{name}: kubectl: {err}"
+            );
+            tls_ok
+        });
+    (ours, kubectl)
+}
+
+/// Go's `crypto/x509` trusts a server certificate equal to a root of the pool as it is (the
+/// chain is just the leaf), still checking validity period, host name and extended key
+/// usage; kubectl therefore accepts a kubeconfig whose `certificate-authority-data` is the
+/// server's own certificate. Each case is also run with kubectl when it is installed.
+#[test]
+fn server_certificate_equal_to_a_configured_root_is_trusted_as_go_does() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let f = Fixture::new();
+    let mut cases: Vec<(&str, Certificate, String, &str, bool)> = Vec::new();
+    let (_, pem, pair) = self_signed_leaf(-3600, 86_400, ServerAuth);
+    cases.push((
+        "self-signed leaf",
+        pair.clone(),
+        pem.clone(),
+        "apiserver.test",
+        true,
+    ));
+    cases.push((
+        "self-signed leaf, other name",
+        pair,
+        pem,
+        "elsewhere.test",
+        false,
+    ));
+    let (_, pem, pair) = self_signed_leaf(-7200, -3600, ServerAuth);
+    cases.push((
+        "self-signed leaf, expired",
+        pair,
+        pem,
+        "apiserver.test",
+        false,
+    ));
+    let (_, pem, pair) = self_signed_leaf(-3600, 86_400, ClientAuth);
+    cases.push((
+        "self-signed leaf, client auth only",
+        pair,
+        pem,
+        "apiserver.test",
+        false,
+    ));
+    // A CA-issued leaf pinned alone, without its CA.
+    let ca = certrotate::pki::CertificateAuthority::for_tests("unseen-ca").unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let now = SystemTime::now();
+    let issued = ca
+        .issue(
+            &CsrTemplate::new("apiserver").with_dns_name("apiserver.test"),
+            &key,
+            &[KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(86_400),
+        )
+        .unwrap();
+    let leaf_pem = issued
+        .cert_pem()
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
         .unwrap()
-        .client_builder(None)
-        .unwrap_err();
-    assert!(err.to_string().contains("proxy-url"), "{err}");
+        .to_owned();
+    cases.push((
+        "issued leaf without its CA",
+        issued.clone(),
+        leaf_pem,
+        "apiserver.test",
+        true,
+    ));
+    // Its CA still works as before; an unrelated root does not.
+    cases.push((
+        "issued leaf, its CA",
+        issued.clone(),
+        ca.cert_pem(),
+        "apiserver.test",
+        true,
+    ));
+    cases.push((
+        "issued leaf, another root",
+        issued,
+        f.api.server.ca.cert_pem(),
+        "apiserver.test",
+        false,
+    ));
+
+    for (i, (name, cert, ca_pem, tls_name, want)) in cases.into_iter().enumerate() {
+        let server = forbidding_server(&cert);
+        let (ours, kubectl) =
+            pinned_outcomes(&f, &format!("pinned{i}"), &server, &ca_pem, tls_name);
+        assert_eq!(ours, want, "{name}");
+        if let Some(k) = kubectl {
+            assert_eq!(k, want, "{name}: kubectl");
+        }
+    }
 }
 
 #[test]

@@ -8,10 +8,17 @@
 //! proxy CONNECT → TCP → [`RustlsConnector`] with a `ClientConfig` that
 //! - uses the crate's explicit crypto provider ([`crate::pki::crypto_provider`]), never a
 //!   process default;
-//! - trusts only the configured CA (or, behind the dangerous switch, nothing is verified);
+//! - trusts only the configured CA, and a server certificate equal to one of its certificates
+//!   as it is, as Go's verifier does ([`RootsVerifier`]); behind the dangerous switch nothing is
+//!   verified;
 //! - has TLS session resumption off, so a resumed session can never carry an old client
 //!   identity;
 //! - presents a client certificate that was checked against its key before it got here.
+//!
+//! For an `https://` proxy the same chain first runs for the proxy's own URL, so the TLS to the
+//! proxy uses the same `ClientConfig` and `tls-server-name` as the API server, as Go's
+//! `net/http` does (it clones `TLSClientConfig` for the proxy), and the API server's TLS then
+//! runs inside the tunnel.
 //!
 //! The TCP connector registers every socket with the agent, so `Agent::shutdown()` interrupts
 //! a read blocked on a watch in another thread.
@@ -182,5 +189,110 @@ impl ServerCertVerifier for NoServerVerification {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// The server certificate check with the configured certificate authority: WebPKI path
+/// building to the configured roots, except that a server certificate byte-for-byte equal to
+/// one of the roots is trusted as it is, as Go's `crypto/x509` does (`Verify` takes the chain
+/// `[leaf]` when the pool contains the leaf), so a kubeconfig whose
+/// `certificate-authority-data` is the server's own (for example self-signed) certificate works
+/// as with kubectl. Such a certificate must still be within its validity period, name the
+/// server (or `tls-server-name`), allow server authentication when it has an extended key
+/// usage, and have no critical extension Go does not handle.
+#[derive(Debug)]
+pub(crate) struct RootsVerifier {
+    pub(crate) webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The configured roots, DER.
+    pub(crate) roots: Vec<CertificateDer<'static>>,
+}
+
+/// The critical extensions Go's `crypto/x509` handles (others make a certificate invalid):
+/// key usage, subject alternative name, basic constraints, name constraints, certificate
+/// policies, policy mappings, policy constraints, extended key usage, inhibit anyPolicy.
+const GO_HANDLED_CRITICAL: &[&str] = &[
+    "2.5.29.15",
+    "2.5.29.17",
+    "2.5.29.19",
+    "2.5.29.30",
+    "2.5.29.32",
+    "2.5.29.33",
+    "2.5.29.36",
+    "2.5.29.37",
+    "2.5.29.54",
+];
+
+impl RootsVerifier {
+    fn verify_pinned(
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        use rustls::CertificateError as E;
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let bad = |e: E| rustls::Error::InvalidCertificate(e);
+        let (_, cert) = X509Certificate::from_der(end_entity).map_err(|_| bad(E::BadEncoding))?;
+        if cert
+            .extensions()
+            .iter()
+            .any(|x| x.critical && !GO_HANDLED_CRITICAL.contains(&x.oid.to_id_string().as_str()))
+        {
+            return Err(bad(E::UnhandledCriticalExtension));
+        }
+        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        if now_secs < cert.validity().not_before.timestamp() {
+            return Err(bad(E::NotValidYet));
+        }
+        if now_secs > cert.validity().not_after.timestamp() {
+            return Err(bad(E::Expired));
+        }
+        match cert.extended_key_usage() {
+            Ok(None) => {}
+            Ok(Some(eku)) if eku.value.any || eku.value.server_auth => {}
+            Ok(Some(_)) => return Err(bad(E::InvalidPurpose)),
+            Err(_) => return Err(bad(E::BadEncoding)),
+        }
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)
+    }
+}
+
+impl ServerCertVerifier for RootsVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) {
+            RootsVerifier::verify_pinned(end_entity, server_name, now)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }

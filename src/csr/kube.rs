@@ -70,7 +70,8 @@ use ureq::http::Response;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 use super::api::{self, CertificateSigningRequest, CsrList, Status, WatchEvent};
-use super::http::{NoServerVerification, RustlsConnector};
+use super::http::{NoServerVerification, RootsVerifier, RustlsConnector};
+use super::proxy::ProxyEnv;
 use super::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest};
 use crate::clock::{Clock, SystemClock};
 use crate::kubeconfig::{ConfigError, Kubeconfig};
@@ -211,17 +212,22 @@ impl KubeCsrClientBuilder {
     }
 
     /// PEM certificates of the CA(s) that sign the server's certificate; the only roots
-    /// trusted (kubeconfig `certificate-authority-data`). Defaults to none, which makes
-    /// building an `https` client fail unless TLS verification is skipped.
+    /// trusted (kubeconfig `certificate-authority-data`). As with Go's `crypto/x509`, a server
+    /// certificate byte-for-byte equal to one of them (the server's own, possibly self-signed,
+    /// certificate given as its CA) is trusted as it is, if it is within its validity period,
+    /// valid for the server's name and, when it has an extended key usage, for server
+    /// authentication. Defaults to none, which makes building an `https` client fail unless
+    /// TLS verification is skipped.
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca = Some(PemSource::Inline(pem.into()));
         self
     }
 
     /// As [`ca_pem`](Self::ca_pem), read from a file each time a client is built (kubeconfig
-    /// `certificate-authority`). Defaults to none.
+    /// `certificate-authority`). A relative path is taken against the working directory of
+    /// this call, not of later builds. Defaults to none.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca = Some(PemSource::File(path.into()));
+        self.ca = Some(PemSource::File(absolute(path.into())));
         self
     }
 
@@ -267,9 +273,13 @@ impl KubeCsrClientBuilder {
 
     /// As [`client_cert_pem`](Self::client_cert_pem), read from files each time a client is
     /// built (kubeconfig `client-certificate` / `client-key`; they may be the same file).
-    /// Defaults to none.
+    /// Relative paths are taken against the working directory of this call, not of later
+    /// builds. Defaults to none.
     pub fn client_cert_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        self.client_cert = Some((PemSource::File(cert.into()), PemSource::File(key.into())));
+        self.client_cert = Some((
+            PemSource::File(absolute(cert.into())),
+            PemSource::File(absolute(key.into())),
+        ));
         self
     }
 
@@ -293,14 +303,29 @@ impl KubeCsrClientBuilder {
 
     /// A file holding the bearer token, re-read (and trimmed) for every client built
     /// (kubeconfig `tokenFile`, the in-cluster service-account token). Replaces a static
-    /// token. Defaults to none.
+    /// token. A relative path is taken against the working directory of this call, not of
+    /// later builds. Defaults to none.
     pub fn bearer_token_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.token = Some(TokenSource::File(path.into()));
+        self.token = Some(TokenSource::File(absolute(path.into())));
         self
     }
 
-    /// An `http://` proxy to tunnel through with CONNECT (kubeconfig `proxy-url`). Defaults to
-    /// the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` with `NO_PROXY`, as client-go.
+    /// A proxy to tunnel through with CONNECT (kubeconfig `proxy-url`): `http://host:port`, or
+    /// `https://host:port` for TLS to the proxy (verified as Go's `net/http` does: against the
+    /// same certificate authority and `tls-server-name` as the API server, and presenting the
+    /// same client certificate if the proxy asks for one), optionally with `user:password@`.
+    /// It is used for every request, loopback servers included, as client-go's
+    /// `http.ProxyURL`. `socks5://` (which client-go also accepts) and other schemes are refused
+    /// with [`ConfigError::Invalid`] when a client is built, whether the proxy comes from here
+    /// or from the environment.
+    ///
+    /// Without it, the proxy comes from the environment with the rules of Go's
+    /// `net/http.ProxyFromEnvironment`, as client-go: for an `https://` server `HTTPS_PROXY`
+    /// (else `https_proxy`; never `HTTP_PROXY` or `ALL_PROXY`) unless `NO_PROXY` (else
+    /// `no_proxy`) lists the server (`*`, IP addresses, CIDR ranges, domain suffixes with or
+    /// without a leading `.` or `*.`, each optionally with `:port`; spaces around commas
+    /// ignored); `localhost` and loopback addresses never go through a proxy. The environment is
+    /// read each time a client is built.
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         self.proxy = Some(url.into());
         self
@@ -537,6 +562,7 @@ impl KubeCsrClientBuilder {
                 }))
         } else {
             let mut roots = RootCertStore::empty();
+            let mut root_ders = Vec::new();
             match &self.ca {
                 Some(src) => {
                     let pem = src.read("certificate authority")?;
@@ -545,6 +571,7 @@ impl KubeCsrClientBuilder {
                         message: format!("{}: {e}", src.describe()),
                     })?;
                     for c in certs {
+                        root_ders.push(c.clone());
                         roots.add(c).map_err(|e| ConfigError::Invalid {
                             what: "certificate authority",
                             message: format!("{}: {e}", src.describe()),
@@ -561,7 +588,26 @@ impl KubeCsrClientBuilder {
                 }
                 None => {}
             }
-            builder.with_root_certificates(roots)
+            if root_ders.is_empty() {
+                // Plain http only: nothing to verify against.
+                builder.with_root_certificates(roots)
+            } else {
+                let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| ConfigError::Invalid {
+                    what: "certificate authority",
+                    message: e.to_string(),
+                })?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(RootsVerifier {
+                        webpki,
+                        roots: root_ders,
+                    }))
+            }
         };
         let mut tls = match identity {
             Some(ck) => builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ck))),
@@ -579,18 +625,25 @@ impl KubeCsrClientBuilder {
         };
 
         let proxy = match &self.proxy {
-            None => ureq::Proxy::try_from_env(),
-            Some(p) => {
-                if !p.starts_with("http://") {
-                    return Err(ConfigError::Invalid {
-                        what: "proxy-url",
-                        message: format!("{p:?}: only http:// proxies are supported"),
-                    });
+            Some(p) => Some(configured_proxy(p, "proxy-url")?),
+            None => {
+                // Decided once per client: every request of a client goes to this one server.
+                let host = uri.host().unwrap_or_default();
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host);
+                let scheme = if https { "https" } else { "http" };
+                match ProxyEnv::from_env().proxy_for(scheme, host, uri.port_u16()) {
+                    Ok(None) => None,
+                    Ok(Some(url)) => Some(configured_proxy(&url, "proxy from the environment")?),
+                    Err(message) => {
+                        return Err(ConfigError::Invalid {
+                            what: "proxy from the environment",
+                            message,
+                        });
+                    }
                 }
-                Some(ureq::Proxy::new(p).map_err(|e| ConfigError::Invalid {
-                    what: "proxy-url",
-                    message: format!("{p:?}: {e}"),
-                })?)
             }
         };
         let config = Agent::config_builder()
@@ -654,6 +707,45 @@ fn certified_key(c: &Certificate, what: &'static str) -> Result<Arc<CertifiedKey
                 c.serial_hex()
             ),
         })
+}
+
+/// `path` made absolute against the current working directory (lexically, as Go's
+/// `filepath.Abs`); unchanged if the working directory cannot be read.
+pub(crate) fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// A proxy URL as client-go's `parseProxyURL` takes it (`http`, `https`; `socks5` is refused
+/// here), for ureq.
+fn configured_proxy(url: &str, what: &'static str) -> Result<ureq::Proxy, ConfigError> {
+    let scheme = url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    match scheme.as_str() {
+        "http" | "https" => {}
+        "socks5" => {
+            return Err(ConfigError::Invalid {
+                what,
+                message: format!(
+                    "{url:?}: socks5 proxies are not supported; use http:// or https://"
+                ),
+            });
+        }
+        _ => {
+            return Err(ConfigError::Invalid {
+                what,
+                message: format!("{url:?}: unsupported scheme, must be http:// or https://"),
+            });
+        }
+    }
+    ureq::Proxy::new(url).map_err(|e| ConfigError::Invalid {
+        what,
+        message: format!("{url:?}: {e}"),
+    })
 }
 
 /// A [`CsrClient`] for a Kubernetes API server (blocking ureq, rustls).

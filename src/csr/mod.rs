@@ -10,12 +10,13 @@
 pub mod api;
 mod http;
 mod kube;
+mod proxy;
 
-pub(crate) use kube::PemSource;
 pub use kube::{
     DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient,
     KubeCsrClientBuilder,
 };
+pub(crate) use kube::{PemSource, absolute};
 
 use std::fmt;
 use std::str::FromStr;

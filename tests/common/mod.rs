@@ -269,6 +269,12 @@ impl TestServer {
         TestServer::start(Some(Arc::new(cfg)), ca, handler)
     }
 
+    /// HTTPS with a given server configuration (`ca` is a fresh, unrelated CA).
+    pub fn https_with_config(cfg: Arc<ServerConfig>, handler: Handler) -> TestServer {
+        let ca = CertificateAuthority::for_tests("unused").unwrap();
+        TestServer::start(Some(cfg), ca, handler)
+    }
+
     /// Plain HTTP.
     pub fn http(handler: Handler) -> TestServer {
         let ca = CertificateAuthority::for_tests("unused").unwrap();
