@@ -363,46 +363,85 @@ fn create_and_get_answers_of_another_kind_are_refused() {
 // ---- what a timeout says ----
 
 /// Every list is forbidden: the wait times out, and the 403 is in the returned error (its
-/// `source()` and the `last_error` field), not only in a debug log. Seen before: only "is an
-/// approver running for this signer?".
+/// `source()` and the `last_error` field), not only in a debug log; also when the fallback
+/// version answers 404 (a server without v1beta1), which only says that version is not
+/// served. Seen before: only "is an approver running for this signer?".
 #[test]
 fn every_list_forbidden_times_out_with_the_403_as_cause() {
-    let api = FakeApi::with(|s| {
-        s.every_list = Some(Reply::status(
-            403,
-            "Forbidden",
-            "certificatesigningrequests.certificates.k8s.io is forbidden: User \"system:anonymous\" cannot list resource",
-        ))
-    });
-    let (client, csr) = create_v1(&api);
-    let err = wait(&client, &csr, Duration::from_millis(600)).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        msg.starts_with(r#"timed out waiting for certificate signing request "csr-1" after"#),
-        "{msg}"
-    );
-    assert!(
-        msg.ends_with("; the last attempt to read it failed"),
-        "{msg}"
-    );
-    let source = err.source().expect("a source").to_string();
-    assert!(source.contains("HTTP 403, Forbidden"), "{source}");
-    assert!(source.contains("cannot list resource"), "{source}");
-    match &err {
-        CsrError::Timeout {
-            progress,
-            last_error: Some(last),
-            ..
-        } => {
-            assert_eq!(*progress, WaitProgress::Unseen);
-            assert!(
-                last.api_error().is_some_and(|e| e.is_forbidden()),
-                "{last:?}"
-            );
+    for v1beta1_served in [true, false] {
+        let case = if v1beta1_served {
+            "v1 and v1beta1 forbidden"
+        } else {
+            "v1 forbidden, v1beta1 absent"
+        };
+        let api = FakeApi::with(|s| {
+            s.v1beta1 = v1beta1_served;
+            s.every_list = Some(Reply::status(
+                403,
+                "Forbidden",
+                "certificatesigningrequests.certificates.k8s.io is forbidden: User \"system:anonymous\" cannot list resource",
+            ))
+        });
+        let (client, csr) = create_v1(&api);
+        let err = wait(&client, &csr, Duration::from_millis(600)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(r#"timed out waiting for certificate signing request "csr-1" after"#),
+            "{case}: {msg}"
+        );
+        assert!(
+            msg.ends_with("; the last attempt to read it failed"),
+            "{case}: {msg}"
+        );
+        let source = err.source().expect("a source").to_string();
+        assert!(source.contains("HTTP 403, Forbidden"), "{case}: {source}");
+        assert!(source.contains("cannot list resource"), "{case}: {source}");
+        match &err {
+            CsrError::Timeout {
+                progress,
+                last_error: Some(last),
+                ..
+            } => {
+                assert_eq!(*progress, WaitProgress::Unseen, "{case}");
+                assert!(
+                    last.api_error().is_some_and(|e| e.is_forbidden()),
+                    "{case}: {last:?}"
+                );
+            }
+            other => panic!("{case}: {other:?}"),
         }
-        other => panic!("{other:?}"),
+        assert!(err.is_transient(), "{case}");
     }
-    assert!(err.is_transient());
+}
+
+/// A request the server does not have (deleted before the wait began): the list answers
+/// without it, and the timeout says so instead of asking for an approver.
+#[test]
+fn request_absent_from_the_list_times_out_saying_not_found() {
+    let api = FakeApi::new();
+    let client = api.builder().build().unwrap();
+    let csr = CsrRef {
+        name: "csr-gone".into(),
+        uid: "uid-gone".into(),
+        api_version: certrotate::csr::ApiVersion::V1,
+    };
+    let err = wait(&client, &csr, Duration::from_millis(500)).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with(r#""csr-gone" after 0.5s; it was not found"#),
+        "{err}"
+    );
+    assert!(
+        matches!(
+            &err,
+            CsrError::Timeout {
+                progress: WaitProgress::NotFound,
+                last_error: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 mod logs {

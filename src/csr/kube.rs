@@ -1291,12 +1291,17 @@ impl Waiter<'_> {
                 }
             };
             let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
+            let mut found = false;
             for item in &list.items {
-                if item.metadata.name.as_deref() == Some(self.name())
-                    && let Some(cert) = self.observe(item)?
-                {
-                    return Ok(cert);
+                if item.metadata.name.as_deref() == Some(self.name()) {
+                    found = true;
+                    if let Some(cert) = self.observe(item)? {
+                        return Ok(cert);
+                    }
                 }
+            }
+            if !found {
+                self.progress = WaitProgress::NotFound;
             }
             loop {
                 self.check()?;
@@ -1327,6 +1332,9 @@ impl Waiter<'_> {
     ) -> Result<(ApiVersion, CsrList), ListFailed> {
         self.check().map_err(ListFailed::Fatal)?;
         let mut at_least = Duration::ZERO;
+        // The round's cause: its first error that is not a 404, else its first error (a 404
+        // from the other version only says that version is not served).
+        let mut cause: Option<CsrError> = None;
         for &v in versions {
             match self
                 .client
@@ -1341,7 +1349,16 @@ impl Waiter<'_> {
                     if let Some(ra) = e.retry_after() {
                         at_least = at_least.max(ra);
                     }
-                    self.failed(e);
+                    log::debug!("waiting for {:?}: {e}", self.name());
+                    let not_found =
+                        |e: &CsrError| e.api_error().is_some_and(ApiError::is_not_found);
+                    if cause
+                        .as_ref()
+                        .is_none_or(|c| not_found(c) && !not_found(&e))
+                    {
+                        cause = Some(e);
+                    }
+                    self.last_error = cause.as_ref().map(clone_error);
                     self.check().map_err(ListFailed::Fatal)?;
                 }
             }

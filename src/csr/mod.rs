@@ -423,6 +423,9 @@ pub enum WaitProgress {
     /// No list or watch answer showed the request (or the client does not tell).
     #[default]
     Unseen,
+    /// The last list answered without the request: it does not exist (any more). Hint: "it
+    /// was not found".
+    NotFound,
     /// Seen with neither an Approved, Denied nor Failed condition: nobody approved it. Hint:
     /// "is an approver running for this signer?".
     Pending {
@@ -447,6 +450,7 @@ fn timeout_hint(progress: &WaitProgress, failed: bool) -> String {
     }
     match progress {
         WaitProgress::Unseen => "is an approver running for this signer?".to_owned(),
+        WaitProgress::NotFound => "it was not found".to_owned(),
         WaitProgress::Pending { signer_name } => {
             format!("is an approver running for {}?", signer(signer_name))
         }
