@@ -33,8 +33,10 @@
 //! When the wait times out, [`CsrError::Timeout`] says what it last saw
 //! ([`WaitProgress`](super::WaitProgress)): a request nobody approved ("is an approver running
 //! for `<signerName>`?"), one approved but not issued ("approved but not issued: is a signer
-//! running for `<signerName>`?"), or, when the last list or watch failed and nothing answered
-//! since (every list forbidden, say), that error as its `source()`. A request still approved
+//! running for `<signerName>`?"), one the last list did not contain ("it was not found"), or,
+//! when the last list or watch failed and nothing answered since (every list forbidden, say),
+//! that error as its `source()` (a 404 from the fallback version does not hide the preferred
+//! version's error). A request still approved
 //! but not issued once the wait has passed [`APPROVED_NOT_ISSUED_WARN_FRACTION`] of its timeout
 //! is logged once as a warning, at that point.
 //!
