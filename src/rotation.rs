@@ -553,17 +553,20 @@ fn wait_with_timeout(
         Ok(pem) => Ok(pem),
         // Timed out by the watchdog or by the client: either way the attempt waited its whole
         // timeout (the client saw only what was left of it after a re-wait).
-        Err(CsrError::Timeout { name, .. }) => Err(CsrError::Timeout {
+        Err(CsrError::Timeout {
+            name,
+            progress,
+            last_error,
+            ..
+        }) => Err(CsrError::Timeout {
             name,
             waited: shared.config.certificate_wait_timeout,
+            progress,
+            last_error,
         }
         .into()),
         Err(CsrError::Cancelled { name }) if cancel.reason() == Some(CancelReason::TimedOut) => {
-            Err(CsrError::Timeout {
-                name,
-                waited: shared.config.certificate_wait_timeout,
-            }
-            .into())
+            Err(CsrError::timeout(name, shared.config.certificate_wait_timeout).into())
         }
         Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
             Err(Error::Stopped)

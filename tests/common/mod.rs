@@ -538,6 +538,12 @@ pub struct ApiState {
     /// With no watch script queued, approve and issue the watched CSR at once (signed by the
     /// server's CA) instead of hanging.
     pub auto_issue: bool,
+    /// With no watch script queued, answer every watch with this script (e.g. a server whose
+    /// every watch ends in 410) instead of hanging.
+    pub every_watch: Option<Vec<Step>>,
+    /// With no list answer queued, answer every list with this (e.g. a server that forbids
+    /// every list).
+    pub every_list: Option<Reply>,
 }
 
 pub struct FakeApi {
@@ -720,6 +726,7 @@ fn handle(
                 let mut st = state.lock();
                 match st.watch_scripts.pop_front() {
                     Some(s) => s,
+                    None if st.every_watch.is_some() => st.every_watch.clone().unwrap(),
                     None if st.auto_issue => {
                         let selector = req.q("fieldSelector").unwrap_or_default();
                         let name = selector.strip_prefix("metadata.name=").unwrap_or_default();
@@ -784,7 +791,12 @@ fn handle(
             r.end_chunked();
         }
         ("GET", "") => {
-            let forced = state.lock().list_replies.pop_front();
+            let forced = {
+                let mut st = state.lock();
+                st.list_replies
+                    .pop_front()
+                    .or_else(|| st.every_list.clone())
+            };
             if let Some(reply) = forced {
                 return r.reply(&reply);
             }
@@ -810,7 +822,11 @@ fn handle(
             }
             let obj = state.lock().objects.get(name).cloned();
             match obj {
-                Some(o) => r.reply(&Reply::json(200, &o)),
+                Some(mut o) => {
+                    // The API server converts the stored object to the version asked for.
+                    o["apiVersion"] = json!(api_version);
+                    r.reply(&Reply::json(200, &o))
+                }
                 None => r.reply(&Reply::status(404, "NotFound", "not found")),
             }
         }
