@@ -55,6 +55,19 @@ pub fn is_past(clock: &dyn Clock, t: SystemTime) -> bool {
     clock.now() > t
 }
 
+/// Whether `clock`'s wall time is within `[start, end]`: "start ≤ now ≤ end", i.e. neither
+/// before `start` nor [past](is_past) `end`. Reads only the coarse clock while both bounds are
+/// more than [`COARSE_CLOCK_SLACK`] away, and the precise clock near either, so the answer is
+/// exact and the common case costs one coarse read.
+pub fn is_within(clock: &dyn Clock, start: SystemTime, end: SystemTime) -> bool {
+    let coarse = clock.now_coarse();
+    if coarse + COARSE_CLOCK_SLACK <= end && start + COARSE_CLOCK_SLACK <= coarse {
+        return true;
+    }
+    let now = clock.now();
+    start <= now && now <= end
+}
+
 /// A one-shot timer from a [`Clock`]: its [`receiver`](Timer::receiver) gets one message when it
 /// fires, for use in `crossbeam_channel::select!`.
 pub struct Timer {
@@ -354,6 +367,26 @@ pub(crate) mod fake {
             let f = FakeClock::new(now);
             assert!(!crate::clock::is_past(&f, now));
             assert!(crate::clock::is_past(&f, now - Duration::from_nanos(1)));
+        }
+
+        #[test]
+        fn is_within_is_exact_at_both_bounds() {
+            use crate::clock::is_within;
+            let (s, ms, h) = (
+                Duration::from_secs(1),
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+            );
+            let c = crate::SystemClock;
+            let now = c.now();
+            assert!(is_within(&c, now - h, now + h));
+            assert!(is_within(&c, now - ms, now + s));
+            assert!(!is_within(&c, now + s, now + h), "starts in a second");
+            assert!(!is_within(&c, now - h, now - ms), "ended");
+            let f = FakeClock::new(now);
+            assert!(is_within(&f, now, now));
+            assert!(!is_within(&f, now + Duration::from_nanos(1), now + h));
+            assert!(!is_within(&f, now - h, now - Duration::from_nanos(1)));
         }
 
         #[test]

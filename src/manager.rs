@@ -19,10 +19,12 @@
 //!   that a rotation happened; only then does it reload through an `arc-swap` slot.
 //! - The certificate is published in a few identical copies, one per reader slot, so that
 //!   readers on different threads do not bounce one reference count between cores.
-//! - Expiry is checked on every call with [`is_past`](crate::clock::is_past): a coarse clock
-//!   read ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, a few nanoseconds) while
-//!   NotAfter is more than 10 s away, the precise clock closer to it. The answer is exact —
-//!   a certificate is hidden from its NotAfter on, never later and never earlier — whether or
+//! - Validity is checked on every call with [`is_within`](crate::clock::is_within): a coarse
+//!   clock read ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, a few nanoseconds)
+//!   while NotAfter and the start of validity are more than 10 s away, the precise clock closer
+//!   to either. The answer is exact — a certificate is hidden from its NotAfter on, and while
+//!   its NotBefore is more than [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE)
+//!   ahead (after the wall clock steps back), never later and never earlier — whether or
 //!   not the rotation thread is running. Relying on the rotation thread to withdraw an expired
 //!   certificate would be cheaper still, but a late or suspended thread would then serve an
 //!   expired one.
@@ -68,7 +70,9 @@ pub trait Manager: Send + Sync {
     /// `current()` does not change.
     fn stop(&self);
 
-    /// The current certificate, or `None` when there is none yet or its NotAfter has passed.
+    /// The current certificate, or `None` when there is none yet, its NotAfter has passed, or
+    /// its NotBefore is more than [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE)
+    /// ahead (possible only after the wall clock steps back, or for a bootstrap certificate).
     /// Never blocks on I/O or on a rotation in progress.
     fn current(&self) -> Option<Arc<Certificate>>;
 
@@ -470,6 +474,7 @@ impl ConfigBuilder {
 struct Published {
     generation: u64,
     copies: Box<[Arc<Certificate>]>,
+    usable_from: SystemTime,
     not_after: SystemTime,
 }
 
@@ -477,6 +482,7 @@ struct Published {
 struct ReaderCache {
     generation: u64,
     cert: Option<Arc<Certificate>>,
+    usable_from: SystemTime,
     not_after: SystemTime,
 }
 
@@ -546,9 +552,13 @@ impl Shared {
         matches!(self.config.template, TemplateSource::Dynamic(_))
     }
 
-    /// The current certificate if unexpired at the precise `now`.
+    /// The current certificate if unexpired and not too early (see
+    /// [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE)) at the precise `now`.
     pub(crate) fn current_at(&self, now: SystemTime) -> Option<Arc<Certificate>> {
-        self.latest.lock().clone().filter(|c| !c.is_expired_at(now))
+        self.latest
+            .lock()
+            .clone()
+            .filter(|c| !c.is_expired_at(now) && !c.is_not_yet_valid_at(now))
     }
 
     pub(crate) fn current_fast(&self) -> Option<Arc<Certificate>> {
@@ -556,6 +566,7 @@ impl Shared {
             CachePadded::new(RefCell::new(ReaderCache {
                 generation: u64::MAX,
                 cert: None,
+                usable_from: SystemTime::UNIX_EPOCH,
                 not_after: SystemTime::UNIX_EPOCH,
             }))
         });
@@ -567,6 +578,7 @@ impl Shared {
             match guard.as_ref() {
                 Some(p) => {
                     cache.cert = Some(p.copies[reader_slot() % p.copies.len()].clone());
+                    cache.usable_from = p.usable_from;
                     cache.not_after = p.not_after;
                     cache.generation = p.generation;
                 }
@@ -577,7 +589,7 @@ impl Shared {
             }
         }
         let cert = cache.cert.as_ref()?;
-        if crate::clock::is_past(&*self.config.clock, cache.not_after) {
+        if !crate::clock::is_within(&*self.config.clock, cache.usable_from, cache.not_after) {
             return None;
         }
         Some(cert.clone())
@@ -599,6 +611,7 @@ impl Shared {
         self.published.store(Some(Arc::new(Published {
             generation,
             copies: copies.into_boxed_slice(),
+            usable_from: canonical.usable_from(),
             not_after: canonical.not_after(),
         })));
         *self.latest.lock() = Some(canonical.clone());
@@ -688,6 +701,29 @@ impl Shared {
     }
 }
 
+/// Whether a certificate loaded from the store at start may be served: it passes
+/// [`verify_chain`](crate::pki::verify_chain) for the usages configured for its key, as an issued
+/// one must. One that does not (not valid yet beyond the allowance, a CA, a broken chain,
+/// missing a usage now configured) is treated as an expired one is: not served, and replaced at
+/// once. Logs why.
+fn stored_usable(config: &Config, cert: &Certificate, now: SystemTime) -> bool {
+    let usages = match &config.usages {
+        UsagesSource::List(u) => u.clone(),
+        UsagesSource::PerKey(f) => f(cert.private_key().algorithm()),
+    };
+    match crate::pki::verify_chain(cert.chain(), &usages, now) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!(
+                "{}: stored certificate {} is not usable, not using it: {e}",
+                config.name,
+                cert.serial_hex()
+            );
+            false
+        }
+    }
+}
+
 /// Pending rotations a subscriber may fall behind before it misses one.
 pub const SUBSCRIBER_BACKLOG: usize = 8;
 
@@ -733,9 +769,14 @@ impl fmt::Debug for CertificateManager {
 
 impl CertificateManager {
     /// Builds a manager and loads its first certificate (client-go `NewManager`): the store's
-    /// pair if it has not expired; otherwise the bootstrap pair (written to the store — a
-    /// failure there is only logged — and rotated at once); otherwise none, with rotation
-    /// forced. A stored pair that is corrupt counts as absent and is left on disk.
+    /// pair if it has not expired and passes the checks an issued chain passes
+    /// ([`verify_chain`](crate::pki::verify_chain) for the usages configured for its key);
+    /// otherwise the bootstrap pair (written to the store — a failure there is only logged —
+    /// and rotated at once); otherwise none, with rotation forced. A stored pair that is corrupt
+    /// or fails those checks counts as absent and is left on disk until a rotation replaces it.
+    /// The bootstrap pair is only parsed and matched to its key, as client-go does: it is an
+    /// operator's credential for the first request, may be made for other usages, and is
+    /// replaced at once; `current()` still hides it while it is not valid yet.
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails other than by holding a corrupt pair;
@@ -757,9 +798,9 @@ impl CertificateManager {
         };
         let mut forced = false;
         let initial = match stored {
-            Some(c) if !c.is_expired_at(now) => Some(c),
+            Some(c) if !c.is_expired_at(now) && stored_usable(&config, &c, now) => Some(c),
             stored => {
-                if let Some(c) = &stored {
+                if let Some(c) = stored.as_ref().filter(|c| c.is_expired_at(now)) {
                     log::info!(
                         "{}: stored certificate expired at {}, not using it",
                         config.name,

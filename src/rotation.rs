@@ -377,7 +377,13 @@ fn attempt_inner(shared: &Shared, mut cancel: Cancel) -> Result<Arc<Certificate>
             other => break other?,
         }
     };
-    let cert = pki::verify_issued(&chain_pem, &key, Some(&template), shared.clock().now())?;
+    let cert = pki::verify_issued(
+        &chain_pem,
+        &key,
+        Some(&template),
+        &request.usages,
+        shared.clock().now(),
+    )?;
     store_and_publish(shared, cert, current.as_deref())
 }
 

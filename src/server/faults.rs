@@ -74,6 +74,17 @@ pub enum SignerFault {
     /// Issue a certificate with the CSR's subject but for a freshly generated key, not the
     /// requester's.
     WrongKey,
+    /// Issue a certificate whose NotBefore is one year after the signing time, as a signer whose
+    /// clock runs a year ahead would.
+    NotYetValid,
+    /// Issue a certificate with basic constraints CA:TRUE.
+    CaLeaf,
+    /// Issue a certificate whose key usage is cRLSign only and whose extended key usage is
+    /// codeSigning only, whatever the CSR asked for.
+    UnrequestedUsages,
+    /// Return the certificate followed by a CA certificate that did not issue it (a broken
+    /// chain).
+    UnrelatedChain,
 }
 
 /// How many faults of each kind have fired.
@@ -98,6 +109,10 @@ pub struct FaultCounts {
     pub uids_replaced: u64,
     /// Certificates issued for a wrong key by [`SignerFault::WrongKey`].
     pub wrong_keys: u64,
+    /// Certificates issued with a flaw a TLS peer refuses: [`SignerFault::NotYetValid`],
+    /// [`SignerFault::CaLeaf`], [`SignerFault::UnrequestedUsages`],
+    /// [`SignerFault::UnrelatedChain`].
+    pub flawed_certificates: u64,
 }
 
 impl FaultCounts {
@@ -112,6 +127,7 @@ impl FaultCounts {
             + self.never_issued
             + self.uids_replaced
             + self.wrong_keys
+            + self.flawed_certificates
     }
 }
 
@@ -196,6 +212,10 @@ impl Faults {
             SignerFault::NeverIssue => c.never_issued += 1,
             SignerFault::ReplaceUid => c.uids_replaced += 1,
             SignerFault::WrongKey => c.wrong_keys += 1,
+            SignerFault::NotYetValid
+            | SignerFault::CaLeaf
+            | SignerFault::UnrequestedUsages
+            | SignerFault::UnrelatedChain => c.flawed_certificates += 1,
         }
         Some(fault)
     }
