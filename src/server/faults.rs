@@ -6,7 +6,9 @@
 //!   malformed body, a delay, a dropped connection, or (watches) a stream that ends after a
 //!   number of events;
 //! - signer faults ([`SignerFault`]) change what happens to the next N approved CSRs: never
-//!   issued, issued with a new object UID, or issued for a different key.
+//!   issued, issued with a new object UID, issued for a different key, or issued with a flaw a
+//!   TLS peer refuses (NotBefore a year ahead, CA:TRUE, none of the requested usages, a chain
+//!   with a CA that did not issue the leaf).
 //!
 //! Every fault that fires is counted ([`FaultCounts`]), so a test can assert that the fault it
 //! set up was the one its client met. Faults apply after authentication: a request without valid
