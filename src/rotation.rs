@@ -22,7 +22,9 @@
 //! # One attempt
 //! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
 //! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
-//! template → store → publish. Any failure leaves the stored and served certificate as it was.
+//! template, and as a TLS peer would for the requested usages ([`pki::verify_chain`]) → store →
+//! publish. Any failure, a refused chain included, leaves the stored and served certificate as
+//! it was and counts as a failed attempt (backoff, failure counter; health is not touched).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

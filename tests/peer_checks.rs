@@ -396,6 +396,19 @@ fn issued_chains_are_judged_as_tls_peers_judge_them() {
             ),
         },
         Case {
+            name: "basic constraints twice",
+            chain: vec![leaf(&root, &|p| {
+                p.is_ca = IsCa::ExplicitNoCa;
+                p.custom_extensions = vec![CustomExtension::from_oid_content(
+                    &[2, 5, 29, 19],
+                    vec![0x30, 0x00],
+                )];
+            })],
+            usages: &SERVER,
+            want: Some("the leaf has an extension twice"),
+            peers: Peers::Refuse("ExtensionValueInvalid", "invalid certificate"),
+        },
+        Case {
             name: "chain out of order",
             chain: vec![c(&via_inter), c(&root.der), c(&inter.der)],
             usages: &SERVER,
@@ -544,4 +557,41 @@ fn not_before_within_the_allowance_is_accepted() {
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A leaf signed with SHA-1: Go (since 1.18) and rustls refuse it, and so does OpenSSL at
+/// authentication level 2 (the level of Debian's and Ubuntu's TLS defaults).
+#[test]
+fn sha1_signed_leaf_is_refused() {
+    let key = PrivateKey::from_pem(&fixture("sha1-leaf.key")).unwrap();
+    let chain_pem = fixture("sha1-leaf.crt");
+    let err = verify_issued(&chain_pem, &key, None, &SERVER, now()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is signed with algorithm 1.2.840.10045.4.1, which TLS peers do not accept"),
+        "{err}"
+    );
+    let ca = pki::parse_chain_pem(&fixture("ec.crt")).unwrap();
+    let chain = pki::parse_chain_pem(&chain_pem).unwrap();
+    let peer = rustls_verdict(&ca[0], &chain, &SERVER).unwrap_err();
+    assert!(peer.contains("UnsupportedSignatureAlgorithm"), "{peer}");
+    let dir = env!("CARGO_MANIFEST_DIR");
+    if let Ok(out) = Command::new("openssl")
+        .args([
+            "verify",
+            "-auth_level",
+            "2",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+        ])
+        .arg(format!("{dir}/tests/fixtures/ec.crt"))
+        .arg(format!("{dir}/tests/fixtures/sha1-leaf.crt"))
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("digest algorithm too weak"), "{text}");
+    }
 }
