@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use certrotate::pki::{self, NOT_BEFORE_ALLOWANCE, crypto_provider, verify_issued};
 use certrotate::{CsrTemplate, Error, KeyAlgorithm, KeyUsage, PrivateKey};
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose as Eku, IsCa, Issuer, KeyPair, KeyUsagePurpose as Ku, SanType,
+    BasicConstraints, CertificateParams, CidrSubnet, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose as Eku, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose as Ku,
+    NameConstraints, SanType,
 };
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
@@ -254,6 +255,26 @@ fn issued_chains_are_judged_as_tls_peers_judge_them() {
         p.not_before = at(now() - 48 * HOUR);
         p.not_after = at(now() - HOUR);
     });
+    let constrained = |permitted: Vec<GeneralSubtree>, excluded: Vec<GeneralSubtree>| {
+        root.sub("constrained", move |p| {
+            p.name_constraints = Some(NameConstraints {
+                permitted_subtrees: permitted,
+                excluded_subtrees: excluded,
+            })
+        })
+    };
+    let nc_fits = constrained(vec![GeneralSubtree::DnsName("example".into())], vec![]);
+    let nc_dns = constrained(
+        vec![GeneralSubtree::DnsName("other.example".into())],
+        vec![],
+    );
+    let nc_ip = constrained(
+        vec![],
+        vec![GeneralSubtree::IpAddress(CidrSubnet::from_v4_prefix(
+            [10, 0, 0, 0],
+            8,
+        ))],
+    );
     let v1 = pki::parse_chain_pem(&fixture("v1-store.crt")).unwrap();
     let c = |v: &CertificateDer<'static>| v.clone();
     let unknown_critical = {
@@ -394,6 +415,29 @@ fn issued_chains_are_judged_as_tls_peers_judge_them() {
                 "UnsupportedCriticalExtension",
                 "unhandled critical extension",
             ),
+        },
+        Case {
+            name: "SANs inside the intermediate's name constraints",
+            chain: vec![leaf(&nc_fits, &|_| {}), c(&nc_fits.der)],
+            usages: &SERVER,
+            want: None,
+            peers: Peers::Accept,
+        },
+        Case {
+            name: "DNS name outside the intermediate's permitted subtrees",
+            chain: vec![leaf(&nc_dns, &|_| {}), c(&nc_dns.der)],
+            usages: &SERVER,
+            want: Some(
+                "the leaf's DNS name \"svc.example\" is outside the permitted subtrees of the name constraints of chain certificate 1",
+            ),
+            peers: Peers::Refuse("NameConstraintViolation", "permitted subtree violation"),
+        },
+        Case {
+            name: "IP address in the intermediate's excluded subtrees",
+            chain: vec![leaf(&nc_ip, &|_| {}), c(&nc_ip.der)],
+            usages: &SERVER,
+            want: Some("the leaf's IP address 10.0.0.1 is in an excluded subtree"),
+            peers: Peers::Refuse("NameConstraintViolation", "excluded subtree violation"),
         },
         Case {
             name: "basic constraints twice",

@@ -414,6 +414,9 @@ pub fn verify_issued(
 ///   stand in for a named one (rustls and OpenSSL refuse that, although Go accepts it);
 /// - every certificate after the leaf: a CA (basic constraints CA:TRUE; key usage, when present,
 ///   with keyCertSign; a pathLenConstraint that admits the CAs below it);
+/// - every certificate after the leaf with name constraints: the leaf's DNS and IP address
+///   SANs are inside its permitted subtrees (of their type, when it has any) and outside its
+///   excluded ones;
 /// - each link: the certificate's issuer Name equals the next certificate's subject Name byte
 ///   for byte, and the next certificate's key verifies its signature. The chain must therefore
 ///   be in order, as TLS 1.2 requires of the list a peer is sent.

@@ -27,6 +27,10 @@
 //!   refused; OpenSSL refuses a TLS server certificate whose key usage allows none of them).
 //!   An absent extension restricts nothing (RFC 5280 §4.2.1.3).
 //!
+//! Name constraints of every chain certificate: the leaf's DNS and IP address SANs fall in the
+//! permitted subtrees of their type (when there are any) and in no excluded one (Go, webpki and
+//! OpenSSL all enforce them).
+//!
 //! Per link (certificate `i` and the next one): `i`'s issuer Name equals the next one's subject
 //! Name byte for byte (as Go and webpki match them), and the next one's key verifies `i`'s
 //! signature. So the chain must be in order, leaf first, each certificate followed by its
@@ -133,7 +137,109 @@ pub(crate) fn chain_fault(
                 )
             })?;
     }
+    let sans = match parsed[0].subject_alternative_name() {
+        Ok(Some(san)) => san.value.general_names.clone(),
+        Ok(None) => Vec::new(),
+        Err(e) => return Err(format!("the leaf has a bad subject alternative name: {e}")),
+    };
+    for (i, ca) in parsed.iter().enumerate().skip(1) {
+        let nc = ca
+            .name_constraints()
+            .map_err(|e| format!("{} has bad name constraints: {e}", label(i)))?;
+        if let Some(nc) = nc {
+            name_constraints_fault(&sans, nc.value)
+                .map_err(|e| format!("the leaf's {e} of {}", label(i)))?;
+        }
+    }
     Ok(())
+}
+
+/// Checks the leaf's DNS and IP address SANs against a CA's name constraints (RFC 5280
+/// §4.2.1.10, as Go's `crypto/x509` and webpki match them): a name of a type the permitted
+/// subtrees constrain must fall in one of them, and no name may fall in an excluded subtree.
+/// The error reads "<name> is outside the permitted subtrees" and continues with the CA.
+fn name_constraints_fault(
+    sans: &[GeneralName<'_>],
+    nc: &NameConstraints<'_>,
+) -> Result<(), String> {
+    let none = Vec::new();
+    let permitted = nc.permitted_subtrees.as_ref().unwrap_or(&none);
+    let excluded = nc.excluded_subtrees.as_ref().unwrap_or(&none);
+    for name in sans {
+        let shown = match name {
+            GeneralName::DNSName(d) => format!("DNS name {d:?}"),
+            GeneralName::IPAddress(ip) => format!("IP address {}", fmt_ip(ip)),
+            _ => continue,
+        };
+        if excluded
+            .iter()
+            .any(|t| in_subtree(name, &t.base) == Some(true))
+        {
+            return Err(format!(
+                "{shown} is in an excluded subtree of the name constraints"
+            ));
+        }
+        let same_type: Vec<bool> = permitted
+            .iter()
+            .filter_map(|t| in_subtree(name, &t.base))
+            .collect();
+        if !same_type.is_empty() && !same_type.contains(&true) {
+            return Err(format!(
+                "{shown} is outside the permitted subtrees of the name constraints"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is inside the subtree `base`, or `None` when they are of different types.
+fn in_subtree(name: &GeneralName<'_>, base: &GeneralName<'_>) -> Option<bool> {
+    match (name, base) {
+        (GeneralName::DNSName(d), GeneralName::DNSName(c)) => Some(dns_in_subtree(d, c)),
+        (GeneralName::IPAddress(ip), GeneralName::IPAddress(c)) => Some(ip_in_subtree(ip, c)),
+        _ => None,
+    }
+}
+
+/// Go's `matchDomainConstraint`: `example.com` admits itself and its subdomains,
+/// `.example.com` only its subdomains, the empty constraint everything; case-insensitive.
+fn dns_in_subtree(name: &str, constraint: &str) -> bool {
+    let (name, constraint) = (name.to_ascii_lowercase(), constraint.to_ascii_lowercase());
+    let name = name.trim_end_matches('.');
+    if constraint.is_empty() {
+        return true;
+    }
+    if let Some(parent) = constraint.strip_prefix('.') {
+        return name.len() > parent.len()
+            && name.ends_with(parent)
+            && name[..name.len() - parent.len()].ends_with('.');
+    }
+    name == constraint
+        || (name.ends_with(&constraint) && name[..name.len() - constraint.len()].ends_with('.'))
+}
+
+/// An IP address SAN (4 or 16 bytes) against an address-and-mask constraint (8 or 32 bytes).
+fn ip_in_subtree(ip: &[u8], constraint: &[u8]) -> bool {
+    if constraint.len() != 2 * ip.len() {
+        return false;
+    }
+    let (base, mask) = constraint.split_at(ip.len());
+    ip.iter()
+        .zip(base)
+        .zip(mask)
+        .all(|((a, b), m)| a & m == b & m)
+}
+
+fn fmt_ip(b: &[u8]) -> String {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b)
+            .map(|a| std::net::IpAddr::from(a).to_string())
+            .unwrap_or_default(),
+        16 => <[u8; 16]>::try_from(b)
+            .map(|a| std::net::IpAddr::from(a).to_string())
+            .unwrap_or_default(),
+        _ => format!("{b:02x?}"),
+    }
 }
 
 fn label(i: usize) -> String {
@@ -344,4 +450,43 @@ fn usage_list(usages: &[KeyUsage]) -> String {
         .map(|u| format!("\"{u}\""))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_constraints_match_whole_labels_as_go_does() {
+        // Go's matchDomainConstraint: whole labels from the right, case-insensitive; a leading
+        // period asks for at least one more label; the empty constraint matches everything.
+        for (name, constraint, want) in [
+            ("svc.example.com", "example.com", true),
+            ("example.com", "example.com", true),
+            ("EXAMPLE.com", "example.COM", true),
+            ("badexample.com", "example.com", false),
+            ("example.com", ".example.com", false),
+            ("a.example.com", ".example.com", true),
+            ("a.b.example.com", ".example.com", true),
+            ("example.org", "example.com", false),
+            ("anything", "", true),
+        ] {
+            assert_eq!(
+                dns_in_subtree(name, constraint),
+                want,
+                "{name} in {constraint}"
+            );
+        }
+    }
+
+    #[test]
+    fn ip_constraints_are_address_and_mask_of_the_same_family() {
+        let v4 = [10, 1, 2, 3];
+        assert!(ip_in_subtree(&v4, &[10, 0, 0, 0, 255, 0, 0, 0]));
+        assert!(!ip_in_subtree(&v4, &[10, 0, 0, 0, 255, 255, 0, 0]));
+        assert!(!ip_in_subtree(&v4, &[0; 32]), "an IPv6 constraint");
+        let mut v6 = [0u8; 16];
+        v6[15] = 1;
+        assert!(ip_in_subtree(&v6, &[0; 32]), "::/0");
+    }
 }
