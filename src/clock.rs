@@ -60,12 +60,40 @@ pub fn is_past(clock: &dyn Clock, t: SystemTime) -> bool {
 /// more than [`COARSE_CLOCK_SLACK`] away, and the precise clock near either, so the answer is
 /// exact and the common case costs one coarse read.
 pub fn is_within(clock: &dyn Clock, start: SystemTime, end: SystemTime) -> bool {
-    let coarse = clock.now_coarse();
-    if coarse + COARSE_CLOCK_SLACK <= end && start + COARSE_CLOCK_SLACK <= coarse {
-        return true;
+    Window::new(start, end).contains_now(clock)
+}
+
+/// A window `[start, end]` of wall time with the coarse-clock margins worked out once, so that
+/// a hot path checks "start ≤ now ≤ end" with one coarse clock read and two comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    start: SystemTime,
+    end: SystemTime,
+    /// Coarse readings in this range are inside the window whatever the coarse clock's error:
+    /// `[start + slack, end − slack]`; `None` when that range is empty.
+    sure: Option<(SystemTime, SystemTime)>,
+}
+
+impl Window {
+    pub(crate) fn new(start: SystemTime, end: SystemTime) -> Window {
+        let sure = start
+            .checked_add(COARSE_CLOCK_SLACK)
+            .zip(end.checked_sub(COARSE_CLOCK_SLACK))
+            .filter(|(from, until)| from <= until);
+        Window { start, end, sure }
     }
-    let now = clock.now();
-    start <= now && now <= end
+
+    /// Whether `clock`'s wall time is in the window (see [`is_within`]).
+    pub(crate) fn contains_now(&self, clock: &dyn Clock) -> bool {
+        if let Some((from, until)) = self.sure {
+            let coarse = clock.now_coarse();
+            if from <= coarse && coarse <= until {
+                return true;
+            }
+        }
+        let now = clock.now();
+        self.start <= now && now <= self.end
+    }
 }
 
 /// A one-shot timer from a [`Clock`]: its [`receiver`](Timer::receiver) gets one message when it

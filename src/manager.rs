@@ -50,7 +50,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use thread_local::ThreadLocal;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Window};
 use crate::csr::{Cancel, CancelReason, CsrClient, KeyUsage};
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, Histogram};
@@ -474,16 +474,15 @@ impl ConfigBuilder {
 struct Published {
     generation: u64,
     copies: Box<[Arc<Certificate>]>,
-    usable_from: SystemTime,
-    not_after: SystemTime,
+    /// From NotBefore − the allowance to NotAfter.
+    window: Window,
 }
 
 /// A reader thread's view of the published certificate.
 struct ReaderCache {
     generation: u64,
     cert: Option<Arc<Certificate>>,
-    usable_from: SystemTime,
-    not_after: SystemTime,
+    window: Window,
 }
 
 fn reader_slot() -> usize {
@@ -566,8 +565,7 @@ impl Shared {
             CachePadded::new(RefCell::new(ReaderCache {
                 generation: u64::MAX,
                 cert: None,
-                usable_from: SystemTime::UNIX_EPOCH,
-                not_after: SystemTime::UNIX_EPOCH,
+                window: Window::new(SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH),
             }))
         });
         // The reader's own cell: nothing else borrows it, and nothing below re-enters.
@@ -578,8 +576,7 @@ impl Shared {
             match guard.as_ref() {
                 Some(p) => {
                     cache.cert = Some(p.copies[reader_slot() % p.copies.len()].clone());
-                    cache.usable_from = p.usable_from;
-                    cache.not_after = p.not_after;
+                    cache.window = p.window;
                     cache.generation = p.generation;
                 }
                 None => {
@@ -589,7 +586,7 @@ impl Shared {
             }
         }
         let cert = cache.cert.as_ref()?;
-        if !crate::clock::is_within(&*self.config.clock, cache.usable_from, cache.not_after) {
+        if !cache.window.contains_now(&*self.config.clock) {
             return None;
         }
         Some(cert.clone())
@@ -611,8 +608,7 @@ impl Shared {
         self.published.store(Some(Arc::new(Published {
             generation,
             copies: copies.into_boxed_slice(),
-            usable_from: canonical.usable_from(),
-            not_after: canonical.not_after(),
+            window: Window::new(canonical.usable_from(), canonical.not_after()),
         })));
         *self.latest.lock() = Some(canonical.clone());
         let at = crate::schedule::rotation_deadline(
