@@ -769,7 +769,8 @@ impl CertificateManager {
     /// ([`verify_chain`](crate::pki::verify_chain) for the usages configured for its key);
     /// otherwise the bootstrap pair (written to the store — a failure there is only logged —
     /// and rotated at once); otherwise none, with rotation forced. A stored pair that is corrupt
-    /// or fails those checks counts as absent and is left on disk until a rotation replaces it.
+    /// counts as absent and is left on disk; one that fails those checks is treated as an
+    /// expired one is.
     /// The bootstrap pair is only parsed and matched to its key, as client-go does: it is an
     /// operator's credential for the first request, may be made for other usages, and is
     /// replaced at once; `current()` still hides it while it is not valid yet.
