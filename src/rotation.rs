@@ -22,7 +22,9 @@
 //! # One attempt
 //! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
 //! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
-//! template → store → publish. Any failure leaves the stored and served certificate as it was.
+//! template, and as a TLS peer would for the requested usages ([`pki::verify_chain`]) → store →
+//! publish. Any failure, a refused chain included, leaves the stored and served certificate as
+//! it was and counts as a failed attempt (backoff, failure counter; health is not touched).
 //!
 //! # One outstanding CSR
 //! A manager has at most one CSR pending, and asks only once for each certificate it gets:
@@ -422,6 +424,7 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
         &chain_pem,
         &pending.key,
         Some(&pending.template),
+        &pending.request.usages,
         shared.clock().now(),
     )?;
     store_and_publish(shared, cert, current.as_deref())

@@ -643,10 +643,15 @@ pub fn sign_request(ca: &CertificateAuthority, obj: &Value) -> String {
         .decode(obj["spec"]["request"].as_str().unwrap())
         .unwrap();
     let parsed = certrotate::pki::parse_csr_pem(&req).unwrap();
+    // The usages the CSR asks for, as kube-controller-manager's signer issues them.
+    let usages: Vec<KeyUsage> = obj["spec"]["usages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
     let now = SystemTime::now();
     ca.sign_csr(
         &parsed,
-        &[KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
+        &usages,
         now - Duration::from_secs(300),
         now + Duration::from_secs(3600),
     )
