@@ -1249,18 +1249,27 @@ fn current_hides_a_certificate_not_valid_yet_after_the_clock_steps_back() {
     rig.store
         .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
         .unwrap();
+    use rustls::client::ResolvesClientCert;
     let m = rig.manager();
+    let resolver = m.resolver();
     assert!(same(m.current(), &cert));
+    assert!(resolver.has_certs());
     let nb = cert.not_before();
     rig.clock.set(nb - Duration::from_secs(240));
     assert!(same(m.current(), &cert), "within the allowance");
+    assert!(resolver.has_certs(), "the resolver: within the allowance");
     rig.clock.set(nb - Duration::from_secs(301));
     assert!(
         m.current().is_none(),
         "more than the allowance before NotBefore"
     );
+    assert!(
+        !resolver.has_certs(),
+        "the resolver offers nothing more than the allowance before NotBefore"
+    );
     rig.clock.set(nb - 24 * HOUR);
     assert!(m.current().is_none());
+    assert!(!resolver.has_certs());
     let issued = m.subscribe();
     m.start();
     let new = issued.recv_timeout(BOUND).expect("rotated at once");
