@@ -229,7 +229,10 @@ fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>, seen: u64) -> Flow 
                 };
                 let delay = schedule::backoff_delay(failures, retry_after, &mut *shared.rng.lock());
                 if schedule::backoff_exhausted(failures) {
-                    log::error!("{name}: Reached backoff limit, still unable to rotate certs: {e}");
+                    log::error!(
+                        "{name}: Reached backoff limit, still unable to rotate certs: {}",
+                        error_chain(&e)
+                    );
                 }
                 log::debug!("{name}: next attempt in {}", fmt_duration(delay));
                 match backoff_sleep(shared, stop, delay, requested.as_ref()) {
@@ -309,8 +312,9 @@ fn attempt_serialised(shared: &Shared) -> Result<Arc<Certificate>, Error> {
             if !matches!(e, Error::Store(_)) {
                 // A store failure is logged where it happens, with its cause.
                 log::error!(
-                    "{}: failed while requesting a signed certificate from the control plane: {e}",
-                    shared.config.name
+                    "{}: failed while requesting a signed certificate from the control plane: {}",
+                    shared.config.name,
+                    error_chain(&e)
                 );
             }
             if let Some(c) = &shared.config.renew_failure_counter {
