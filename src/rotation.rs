@@ -33,7 +33,10 @@
 //!   is answered. An attempt that ends while the CSR may still be issued (the wait timed out,
 //!   the server failed, the create failed, the manager stopped) leaves them for the next
 //!   attempt, which waits for the same CSR (by name and uid) instead of creating another, or
-//!   retries the create with the same key. They are dropped when the CSR is denied, failed,
+//!   retries the create with the same key. The CSR is named after its key, subject and usages
+//!   (the kubelet's digested name with the prefix `csr-`; client-go uses `generateName: csr-`),
+//!   so a create whose answer was lost and that is sent again meets its own CSR
+//!   (`AlreadyExists`, adopted once found compatible) instead of making a second. They are dropped when the CSR is denied, failed,
 //!   deleted or replaced, when its certificate arrives (usable or not), and when the template
 //!   changes; only then does an attempt make a new key. client-go makes a new key and CSR at
 //!   every attempt; its kubelet keeps the key on disk for the bootstrap CSR only (see
@@ -44,7 +47,7 @@
 //!   than asking again, as long as it has not expired and satisfies the template.
 //!
 //! Failed attempts still back off as usual, so a manager whose store always fails makes one CSR
-//! and then retries the store on the backoff schedule (about 113 attempts an hour), and one
+//! and then retries the store on the backoff schedule (about 115 attempts an hour), and one
 //! whose CSRs are never approved makes one CSR and waits for it again after every timeout.
 
 use std::sync::Arc;
@@ -445,13 +448,22 @@ fn new_request(shared: &Shared, template: CsrTemplate) -> Result<PendingRequest,
             key.algorithm()
         )));
     }
+    // A fixed name (the kubelet's digested name, prefix `csr-`), not `generateName`: a create
+    // whose answer was lost may still have made the CSR, and sending it again must meet that
+    // CSR (`AlreadyExists`, then adopted when compatible) rather than make a second one.
+    let public_key_der = key.public_key_der();
     let request = CsrRequest {
-        name: None,
+        name: Some(crate::csr::digested_name(
+            "csr-",
+            &public_key_der,
+            &template,
+            &usages,
+        )),
         csr_pem: pki::build_csr_pem(&template, &key)?,
         signer_name: config.signer_name.clone(),
         usages,
         expiration: config.requested_lifetime,
-        public_key_der: key.public_key_der(),
+        public_key_der,
     };
     Ok(PendingRequest {
         template,

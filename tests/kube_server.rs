@@ -1155,3 +1155,60 @@ fn manager_with_file_store_rotates_through_the_server() {
         round_trip.as_secs_f64() * 1e3
     );
 }
+
+/// A create whose answer is lost (the client gave up while the server still made the CSR) is
+/// sent again under the same name, so the retry meets the CSR it made and waits for it: one
+/// pending CSR, never two. Broke when rotation CSRs were named by the server (`generateName`).
+#[test]
+fn a_create_whose_answer_was_lost_is_not_made_twice() {
+    let rig = token_rig(manual);
+    let mgr = CertificateManager::new(
+        Config::builder()
+            .template(CsrTemplate::new("svc"))
+            .usages(usages())
+            .signer_name(SIGNER_KUBE_APISERVER_CLIENT)
+            .store(Arc::new(MemoryStore::new()))
+            .certificate_wait_timeout(Duration::from_millis(300))
+            .client_factory(
+                rig.builder()
+                    .request_timeout(Duration::from_millis(300))
+                    .factory(),
+            )
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    rig.hold_next(Verb::Create);
+    let lost = thread::scope(|s| {
+        let attempt = s.spawn(|| mgr.rotate_now());
+        rig.await_held();
+        // The client times out while the server holds its create; then the server goes on.
+        let r = attempt.join().unwrap();
+        rig.release();
+        r
+    });
+    assert!(lost.is_err(), "the create's answer was lost: {lost:?}");
+    let deadline = Instant::now() + BOUND;
+    while rig.server.csrs().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the held create never made its CSR"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let name = rig.server.csrs()[0].metadata.name.clone().unwrap();
+    assert!(name.starts_with("csr-"), "{name}");
+
+    // The retry sends the same request: AlreadyExists, adopted, waited for (and not approved).
+    let retried = mgr.rotate_now();
+    assert!(
+        matches!(retried, Err(Error::Csr(CsrError::Timeout { .. }))),
+        "{retried:?}"
+    );
+    assert_eq!(rig.server.csrs().len(), 1, "a second CSR was made");
+
+    rig.server.approve(&name).unwrap();
+    let cert = mgr.rotate_now().unwrap();
+    assert_eq!(cert.common_name(), "svc");
+    assert_eq!(rig.server.csrs().len(), 1);
+}

@@ -629,6 +629,36 @@ impl Cancel {
     }
 }
 
+/// `prefix` followed by the unpadded base64url SHA-512/256 digest of the DER
+/// `SubjectPublicKeyInfo`, the common name, each organization and each usage (in order), each
+/// written as unpadded base64url followed by `|` (a character outside that alphabet, so different
+/// inputs never make the same stream): the kubelet's `digestedName`. The same key, subject and
+/// usages always give the same name, so a create that is sent again for the same request meets
+/// its own earlier CSR (`AlreadyExists`) instead of making a second one.
+pub(crate) fn digested_name(
+    prefix: &str,
+    public_key_der: &[u8],
+    template: &crate::template::CsrTemplate,
+    usages: &[KeyUsage],
+) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA512_256);
+    let mut write = |data: &[u8]| {
+        digest.update(URL_SAFE_NO_PAD.encode(data).as_bytes());
+        digest.update(b"|");
+    };
+    write(public_key_der);
+    write(template.common_name.as_bytes());
+    for o in &template.organizations {
+        write(o.as_bytes());
+    }
+    for u in usages {
+        write(u.as_str().as_bytes());
+    }
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(digest.finish()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

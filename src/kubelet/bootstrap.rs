@@ -69,7 +69,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use rand::RngExt;
 use serde::Serialize;
 
@@ -593,20 +593,7 @@ pub fn load_client_cert_with(
 /// `|` (a character outside that alphabet, so different inputs never make the same stream).
 /// The same key, subject and usages always give the same name.
 pub fn csr_name(public_key_der: &[u8], template: &CsrTemplate, usages: &[KeyUsage]) -> String {
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA512_256);
-    let mut write = |data: &[u8]| {
-        digest.update(URL_SAFE_NO_PAD.encode(data).as_bytes());
-        digest.update(b"|");
-    };
-    write(public_key_der);
-    write(template.common_name.as_bytes());
-    for o in &template.organizations {
-        write(o.as_bytes());
-    }
-    for u in usages {
-        write(u.as_str().as_bytes());
-    }
-    format!("node-csr-{}", URL_SAFE_NO_PAD.encode(digest.finish()))
+    crate::csr::digested_name("node-csr-", public_key_der, template, usages)
 }
 
 /// The bootstrap CSR's usages in the kubelet's order (which [`csr_name`] depends on): digital
