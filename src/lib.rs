@@ -98,13 +98,13 @@
 //! corrupt stored pairs, repairs; `debug`: sleeps and backoff delays. This crate never logs
 //! private keys, tokens or PEM bodies, at any level.
 //!
-//! Its HTTP dependency does at `trace`: the `ureq_proto` target dumps every request on the wire,
-//! `authorization: Bearer …` header included (static tokens and bootstrap `id.secret`), and the
-//! crate cannot switch that off from inside. A program that installs a logger must therefore cap
-//! that target below `trace`; [`LOG_FILTER_DIRECTIVES`] holds the directives, in the syntax of
+//! Its HTTP dependency does at `trace`: the `ureq_proto::util` target dumps every request on the
+//! wire, `authorization: Bearer …` header included (static tokens and bootstrap `id.secret`), and the
+//! crate cannot switch that off from inside. A program that installs a logger must therefore
+//! switch that target off; [`LOG_FILTER_DIRECTIVES`] holds the directives, in the syntax of
 //! `env_logger` and of `tracing-subscriber`'s `EnvFilter`. Add them *after* the user's filter
 //! (`RUST_LOG`), so that they win over `RUST_LOG=trace` and even over an explicit
-//! `RUST_LOG=ureq_proto=trace`:
+//! `RUST_LOG=ureq_proto::util=trace`; they turn nothing on:
 //!
 //! ```no_run
 //! // env_logger: parse the environment, then the crate's directives.
@@ -121,15 +121,16 @@
 #![deny(missing_docs)]
 
 /// Log filter directives that keep credentials out of the log whatever else is enabled: each
-/// dependency target that writes secrets at `trace`, capped at `debug` (see "Logging" in the
-/// crate docs). Comma-separated `target=level` pairs, the syntax of `env_logger` and of
+/// dependency target that writes secrets, switched off (see "Logging" in the crate docs).
+/// Comma-separated `target=level` pairs, the syntax of `env_logger` and of
 /// `tracing-subscriber`'s `EnvFilter`; apply them after the user's own filter.
 ///
-/// Today one crate: `ureq_proto`, whose `trace` output (target `ureq_proto::util`) is a dump of
-/// every HTTP request and response, headers included. Both the crate and that exact target are
-/// named, because the most specific directive wins: `ureq_proto=debug` alone would lose to a
-/// user's `RUST_LOG=ureq_proto::util=trace`.
-pub const LOG_FILTER_DIRECTIVES: &str = "ureq_proto=debug,ureq_proto::util=debug";
+/// Today one target: `ureq_proto::util`, whose only output is a `trace` dump of every HTTP
+/// request and response, headers included. It names that exact target, so it wins over a
+/// user's `RUST_LOG=trace` or `RUST_LOG=ureq_proto=trace` (the most specific directive wins)
+/// and, added after the user's filter, over `RUST_LOG=ureq_proto::util=trace` too; and it turns
+/// nothing on: the rest of the HTTP dependency logs at whatever level the user chose.
+pub const LOG_FILTER_DIRECTIVES: &str = "ureq_proto::util=off";
 
 pub mod clock;
 pub mod csr;
