@@ -549,10 +549,13 @@ fn denied_and_failed_conditions_reach_watchers() {
 
 #[test]
 fn signer_validation_failure_marks_kubelet_csrs_failed() {
-    let server = CsrApiServer::builder().start().unwrap();
+    let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
+        .start()
+        .unwrap();
     let c = Client::admin(&server);
     let k = key();
-    // A kubelet client CSR without O=system:nodes: approved (auto), then Failed by the signer.
+    // A kubelet client CSR without O=system:nodes: approved (by the approve-all policy), then Failed by the signer.
     let pem = csr_pem(&CsrTemplate::new("system:node:n1"), &k);
     let obj = c.create(&body(
         Some("k"),
@@ -909,6 +912,7 @@ fn request_faults_fire_once_each_and_are_counted() {
 #[test]
 fn signer_faults_never_issue_replace_uid_and_wrong_key() {
     let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .signer_fault(SignerFault::NeverIssue, 1)
         .start()
         .unwrap();

@@ -26,6 +26,28 @@
 //! - Discovery (`/api`, `/apis`, the group and its versions), `/version`, `/healthz`, and
 //!   `Table` answers for `kubectl get`.
 //!
+//! # Who may do what
+//! Approval is by [`ApprovalPolicy`]. The default, [`ApprovalPolicy::NodeClient`], approves what
+//! kube-controller-manager's `csrapproving` controller approves and nothing else: a node client
+//! certificate for `kubernetes.io/kube-apiserver-client-kubelet`, asked by a node for itself or
+//! by a bootstrap-token user. Serving certificates, the other signers and every other subject
+//! wait for an administrator, as in a cluster. [`ApprovalPolicy::All`] approves everything and
+//! is for demos only: under it a bootstrap token buys a `system:masters` certificate.
+//!
+//! Authorization is by [`Authorizer`]; the default, [`DefaultAuthorizer`], gives:
+//!
+//! | caller | create | get, list, watch | update, `/approval`, `/status` | delete |
+//! |---|---|---|---|---|
+//! | `system:masters` (e.g. [`Identity::admin`]) | yes | every CSR | yes | yes |
+//! | a bootstrap token (`system:bootstrappers`) | yes | its own CSRs | no (403) | no (403) |
+//! | a node (`system:nodes`) or any other user | yes | its own CSRs | no (403) | no (403) |
+//!
+//! "Its own" means `spec.username` is the caller's name; a list or watch leaves the others out,
+//! and a get of another's CSR answers 403. This is a little stricter than a kubeadm cluster's
+//! RBAC (`system:node-bootstrapper` and the nodes' role grant create, get, list and watch on
+//! every CSR, as RBAC cannot filter by requester) and the same for the writes: approving,
+//! denying, updating status and deleting are for administrators.
+//!
 //! # One CA
 //! One [`CertificateAuthority`] (made at start, or given) signs the serving certificate, the
 //! client certificates of [`Identity::ClientCert`] kubeconfigs, and every certificate issued for
@@ -289,7 +311,7 @@ impl Default for CsrApiServerBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             clock: Arc::new(SystemClock),
             ca: None,
-            approval: ApprovalPolicy::Auto,
+            approval: ApprovalPolicy::NodeClient,
             lifetimes: Lifetimes {
                 max: Duration::from_secs(8760 * 3600),
                 min: Duration::from_secs(600),
@@ -333,7 +355,9 @@ impl CsrApiServerBuilder {
         self
     }
 
-    /// Which CSRs are approved without a human. Defaults to [`ApprovalPolicy::Auto`].
+    /// Which CSRs are approved without a human. Defaults to [`ApprovalPolicy::NodeClient`] (what
+    /// kube-controller-manager approves: a node's own client certificate); see
+    /// [`ApprovalPolicy::All`] for demos that want everything approved.
     pub fn approval_policy(mut self, policy: ApprovalPolicy) -> Self {
         self.approval = policy;
         self
