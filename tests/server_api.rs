@@ -1025,3 +1025,172 @@ fn kubectl_works_against_the_server() {
     let out = kubectl(&["version", "-o", "json"]);
     assert!(out.contains("v1.33.0"), "{out}");
 }
+
+/// `dryRun=All` on every write (create, update, `/approval`, `/status`, delete; in the query,
+/// or in the `DeleteOptions` body as `kubectl delete --dry-run=server` sends it) answers as the
+/// real write would and stores nothing: the stored object, its resourceVersion and the watch
+/// stay as they were.
+#[test]
+fn dry_run_all_stores_nothing_on_any_write() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let (b, _) = client_body(Some("dry"), "alice");
+    let r = c.post(&format!("{CSRS}?dryRun=All"), &b);
+    assert_eq!(r.code, 201, "{}", r.text);
+    assert_eq!(r.body["metadata"]["name"], "dry");
+    assert_eq!(
+        c.get(&format!("{CSRS}/dry")).code,
+        404,
+        "a dry-run create stores nothing"
+    );
+    assert!(server.csr("dry").is_none());
+
+    let (b, _) = client_body(Some("kept"), "alice");
+    let before = c.create(&b);
+    let path = format!("{CSRS}/kept");
+    let mut watch = c.watch(&format!(
+        "resourceVersion={}&allowWatchBookmarks=false",
+        rv(&before)
+    ));
+
+    let mut labelled = before.clone();
+    labelled["metadata"]["labels"] = json!({"dry": "run"});
+    let r = c.put(&format!("{path}?dryRun=All"), &labelled);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.body["metadata"]["labels"]["dry"], "run");
+
+    let mut approval = before.clone();
+    approval["status"] =
+        json!({"conditions": [{"type": "Approved", "status": "True", "reason": "DryRun"}]});
+    let r = c.put(&format!("{path}/approval?dryRun=All"), &approval);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert!(has_condition(&r.body, "Approved"));
+
+    let mut failed = before.clone();
+    failed["status"] =
+        json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DryRun"}]});
+    let r = c.put(&format!("{path}/status?dryRun=All"), &failed);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert!(has_condition(&r.body, "Failed"));
+
+    let r = c.delete(&format!("{path}?dryRun=All"));
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "Success");
+    let r = c.delete_with(
+        &path,
+        &json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}),
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+
+    let after = c.get(&path).body;
+    assert_eq!(after, before, "no dry-run write changed the stored object");
+    assert!(server.csr("kept").unwrap().status.is_none());
+    // The next event a watcher sees is the real write below, not any dry run.
+    let r = c.put(&path, &labelled);
+    assert_eq!(r.code, 200, "{}", r.text);
+    let ev = watch.next().unwrap();
+    assert_eq!(ev["type"], "MODIFIED");
+    assert_eq!(ev["object"]["metadata"]["labels"]["dry"], "run");
+    assert!(!has_condition(&ev["object"], "Approved"));
+}
+
+/// A `dryRun` value other than `All` is refused before anything happens, with the apiserver's
+/// `ValidateDryRun` answer: 422 `Invalid` on the options kind of the verb.
+#[test]
+fn an_unknown_dry_run_value_is_refused_as_the_apiserver_does() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let (b, _) = client_body(Some("x"), "alice");
+    // The whole list is quoted, as `field.NotSupported(dryRun, options.DryRun, …)` formats it.
+    let want_values = |kind: &str, values: &str, r: &Resp| {
+        assert_eq!(r.code, 422, "{}", r.text);
+        assert_eq!(r.body["reason"], "Invalid");
+        assert_eq!(
+            r.body["message"],
+            format!(
+                "{kind}.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{{{values}}}: supported values: \"All\""
+            )
+        );
+        assert_eq!(r.body["details"]["kind"], kind);
+        assert_eq!(r.body["details"]["group"], "meta.k8s.io");
+        assert_eq!(r.body["details"]["causes"][0]["field"], "dryRun");
+        assert_eq!(
+            r.body["details"]["causes"][0]["reason"],
+            "FieldValueNotSupported"
+        );
+    };
+    let want = |kind: &str, r: &Resp| want_values(kind, "\"Server\"", r);
+    want(
+        "CreateOptions",
+        &c.post(&format!("{CSRS}?dryRun=Server"), &b),
+    );
+    assert!(server.csr("x").is_none());
+    let obj = c.create(&b);
+    want(
+        "UpdateOptions",
+        &c.put(&format!("{CSRS}/x?dryRun=Server"), &obj),
+    );
+    want_values(
+        "UpdateOptions",
+        "\"All\", \"Server\"",
+        &c.put(&format!("{CSRS}/x/approval?dryRun=All&dryRun=Server"), &obj),
+    );
+    want(
+        "DeleteOptions",
+        &c.delete(&format!("{CSRS}/x?dryRun=Server")),
+    );
+    want(
+        "DeleteOptions",
+        &c.delete_with(&format!("{CSRS}/x"), &json!({"dryRun": ["Server"]})),
+    );
+    assert_eq!(c.get(&format!("{CSRS}/x")).body, obj, "nothing was written");
+}
+
+/// `DeleteOptions.preconditions` (uid, resourceVersion) that do not match the stored CSR
+/// answer 409 `Conflict` with `rest.BeforeDelete`'s message, and the CSR stays; matching ones
+/// delete it.
+#[test]
+fn delete_preconditions_that_do_not_match_answer_409_and_keep_the_csr() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let (b, _) = client_body(Some("p"), "alice");
+    let obj = c.create(&b);
+    let (uid, version) = (obj["metadata"]["uid"].as_str().unwrap(), rv(&obj));
+    let path = format!("{CSRS}/p");
+
+    let r = c.delete_with(&path, &json!({"preconditions": {"uid": "other-uid"}}));
+    assert_eq!(r.code, 409, "{}", r.text);
+    assert_eq!(r.body["reason"], "Conflict");
+    assert_eq!(
+        r.body["message"],
+        format!(
+            "Operation cannot be fulfilled on CertificateSigningRequest.certificates.k8s.io \"p\": the UID in the precondition (other-uid) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+    assert_eq!(r.body["details"]["name"], "p");
+    assert_eq!(r.body["details"]["kind"], "CertificateSigningRequest");
+    assert_eq!(r.body["details"]["group"], "certificates.k8s.io");
+
+    let r = c.delete_with(
+        &path,
+        &json!({"preconditions": {"uid": uid, "resourceVersion": "999999"}}),
+    );
+    assert_eq!(r.code, 409, "{}", r.text);
+    assert_eq!(
+        r.body["message"],
+        format!(
+            "Operation cannot be fulfilled on CertificateSigningRequest.certificates.k8s.io \"p\": the ResourceVersion in the precondition (999999) does not match the ResourceVersion in record ({version}). The object might have been modified"
+        )
+    );
+    assert!(
+        server.csr("p").is_some(),
+        "a failed precondition deletes nothing"
+    );
+
+    let r = c.delete_with(
+        &path,
+        &json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid, "resourceVersion": version}}),
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert!(server.csr("p").is_none());
+}

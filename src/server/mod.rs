@@ -23,6 +23,12 @@
 //!   update (metadata), delete, and the `/approval` and `/status` subresources; `v1beta1` only when
 //!   [`CsrApiServerBuilder::v1beta1`] turns it on (404 otherwise, as Kubernetes ≥ 1.22).
 //! - Create and update validation with the apiserver's rules and `Status` bodies.
+//! - `dryRun=All` on every write (create, update, `/approval`, `/status`, delete; in the query,
+//!   or in a delete's `DeleteOptions` body): validated and answered as the real write, nothing
+//!   stored and no event; any other value is refused with the apiserver's 422 (`CreateOptions`,
+//!   `UpdateOptions` or `DeleteOptions` `dryRun: Unsupported value`). Delete preconditions
+//!   (`DeleteOptions.preconditions.uid` and `.resourceVersion`) that do not match answer 409
+//!   `Conflict` with the apiserver's message, and delete nothing.
 //! - Discovery (`/api`, `/apis`, the group and its versions), `/version`, `/healthz`, and
 //!   `Table` answers for `kubectl get`.
 //!
@@ -215,12 +221,26 @@ impl Shared {
         name: &str,
         f: impl FnOnce(&mut CertificateSigningRequest) -> Result<(), E>,
     ) -> Option<Result<Arc<CertificateSigningRequest>, E>> {
+        self.modify_or_dry_run(name, false, f)
+    }
+
+    /// [`modify`](Self::modify), or with `dry_run` the same checks and the changed object as
+    /// it would be stored, with nothing stored and no event.
+    pub fn modify_or_dry_run<E>(
+        &self,
+        name: &str,
+        dry_run: bool,
+        f: impl FnOnce(&mut CertificateSigningRequest) -> Result<(), E>,
+    ) -> Option<Result<Arc<CertificateSigningRequest>, E>> {
         let mut st = self.state.lock();
         let stored = st.objects.get(name)?;
         let parsed = stored.parsed.clone();
         let mut obj = (*stored.object).clone();
         if let Err(e) = f(&mut obj) {
             return Some(Err(e));
+        }
+        if dry_run {
+            return Some(Ok(Arc::new(obj)));
         }
         let out = st.commit(EventType::Modified, obj, parsed);
         drop(st);

@@ -150,6 +150,15 @@ impl Client {
         )
     }
 
+    /// `DELETE` with a body (`DeleteOptions`, as kubectl and client-go send them).
+    pub fn delete_with(&self, path: &str, body: &Value) -> Resp {
+        Client::read(
+            self.auth(self.agent.delete(format!("{}{path}", self.base)))
+                .force_send_body()
+                .send_json(body),
+        )
+    }
+
     /// Creates a CSR and returns its object (panics unless 201).
     pub fn create(&self, body: &Value) -> Value {
         let r = self.post(CSRS, body);
