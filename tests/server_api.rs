@@ -1194,3 +1194,114 @@ fn delete_preconditions_that_do_not_match_answer_409_and_keep_the_csr() {
     assert_eq!(r.code, 200, "{}", r.text);
     assert!(server.csr("p").is_none());
 }
+
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// A body of tests/vectors/client-go-csr (written by client-go's own serializers).
+fn vector(file: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/vectors/client-go-csr/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A server holding a pending CSR named `csr-abcde` at resourceVersion 7, the name and version
+/// the vectors' update bodies carry.
+fn server_with_csr_abcde() -> (CsrApiServer, Client) {
+    let server = manual();
+    let c = Client::admin(&server);
+    for i in 0..6 {
+        c.create(&client_body(Some(&format!("filler-{i}")), "alice").0);
+    }
+    let obj = c.create(&client_body(Some("csr-abcde"), "system:node:node-1").0);
+    assert_eq!(rv(&obj), "7");
+    (server, c)
+}
+
+/// Bodies exactly as client-go writes them, sent through the server's HTTP path in protobuf
+/// and in JSON, get the same answers, and those answers carry the vectors' field values: a
+/// create is refused only for its (deliberately invalid) request, an `/approval` update stores
+/// the vector's condition, a `/status` update is refused only for its (invalid) certificate.
+#[test]
+fn client_go_protobuf_and_json_bodies_get_the_same_answers_over_http() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let pb = c.send_raw("POST", CSRS, PROTOBUF, &vector("create.pb"));
+    let js = c.send_raw("POST", CSRS, "application/json", &vector("create.json"));
+    assert_eq!(pb.code, 422, "{}", pb.text);
+    // Alike but for the generated name (generateName `csr-` was read from both).
+    let unnamed = |r: &Resp| {
+        let n = r.body["details"]["name"].as_str().unwrap().to_owned();
+        assert!(n.starts_with("csr-") && n.len() == 9, "{n}");
+        serde_json::from_str::<Value>(&r.text.replace(&n, "csr-?????")).unwrap()
+    };
+    assert_eq!(unnamed(&pb), unnamed(&js), "protobuf and JSON decode alike");
+    let causes = pb.body["details"]["causes"].as_array().unwrap();
+    assert!(
+        !causes.is_empty() && causes.iter().all(|c| c["field"] == "spec.request"),
+        "only the request is refused (usages, signerName, expirationSeconds were read): {}",
+        pb.text
+    );
+
+    let mut approved = Vec::new();
+    for (file, ct) in [
+        ("approval.pb", PROTOBUF),
+        ("approval.json", "application/json"),
+    ] {
+        let (server, c) = server_with_csr_abcde();
+        let r = c.send_raw(
+            "PUT",
+            &format!("{CSRS}/csr-abcde/approval"),
+            ct,
+            &vector(file),
+        );
+        assert_eq!(r.code, 200, "{file}: {}", r.text);
+        let cond = &r.body["status"]["conditions"][0];
+        assert_eq!(cond["type"], "Approved");
+        assert_eq!(cond["status"], "True");
+        assert_eq!(cond["reason"], "KubectlApprove");
+        assert_eq!(cond["message"], "approved by test");
+        assert_eq!(cond["lastUpdateTime"], "2023-11-14T22:13:20Z");
+        assert_eq!(r.body["status"]["conditions"].as_array().unwrap().len(), 1);
+        let stored = server.csr("csr-abcde").unwrap();
+        assert_eq!(
+            stored.spec.username.as_deref(),
+            Some("admin"),
+            "spec is not taken from an update"
+        );
+        approved.push(cond.clone());
+        server.shutdown();
+    }
+    // Same condition apart from the server-set lastTransitionTime.
+    for a in &mut approved {
+        a.as_object_mut().unwrap().remove("lastTransitionTime");
+    }
+    assert_eq!(approved[0], approved[1]);
+
+    let mut answers = Vec::new();
+    for (file, ct) in [
+        ("status-issued.pb", PROTOBUF),
+        ("status-issued.json", "application/json"),
+    ] {
+        let (_server, c) = server_with_csr_abcde();
+        let r = c.send_raw(
+            "PUT",
+            &format!("{CSRS}/csr-abcde/status"),
+            ct,
+            &vector(file),
+        );
+        assert_eq!(r.code, 422, "{file}: {}", r.text);
+        assert!(
+            r.body["details"]["causes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["field"] == "status.certificate"),
+            "{file}: the certificate was read: {}",
+            r.text
+        );
+        answers.push(r.body);
+    }
+    assert_eq!(answers[0], answers[1]);
+}

@@ -23,6 +23,10 @@
 //!   update (metadata), delete, and the `/approval` and `/status` subresources; `v1beta1` only when
 //!   [`CsrApiServerBuilder::v1beta1`] turns it on (404 otherwise, as Kubernetes ≥ 1.22).
 //! - Create and update validation with the apiserver's rules and `Status` bodies.
+//! - Request bodies in JSON or Kubernetes protobuf (`application/vnd.kubernetes.protobuf`, as
+//!   typed client-go clients and the kubelet send them), decoded with the field numbers of the
+//!   upstream `generated.proto` and checked against bodies written by client-go itself; answers
+//!   are JSON.
 //! - `dryRun=All` on every write (create, update, `/approval`, `/status`, delete; in the query,
 //!   or in a delete's `DeleteOptions` body): validated and answered as the real write, nothing
 //!   stored and no event; any other value is refused with the apiserver's 422 (`CreateOptions`,

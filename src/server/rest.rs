@@ -1239,16 +1239,35 @@ fn delete_checked(
     Some(Ok(gone))
 }
 
-/// The `DeleteOptions` of a delete: from the body when there is one (JSON, as kubectl and
-/// client-go send them), else from the query, as the apiserver's delete handler.
+/// The `DeleteOptions` of a delete: from the body when there is one (JSON as kubectl sends
+/// them, or protobuf as typed client-go clients with the protobuf content type do), else from
+/// the query, as the apiserver's delete handler.
 fn delete_options(req: &Request) -> Result<WriteOptions, Box<Status>> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(WriteOptions::from_query(req));
     }
-    serde_json::from_slice(&req.body).map_err(|e| {
+    let unrecognized = |e: String| {
         bad_request(format!(
             "the object provided is unrecognized (must be of type DeleteOptions): {e}"
         ))
+    };
+    let protobuf = req.header("content-type").is_some_and(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case(super::protobuf::CONTENT_TYPE)
+    });
+    if !protobuf {
+        return serde_json::from_slice(&req.body).map_err(|e| unrecognized(e.to_string()));
+    }
+    let pb = super::protobuf::decode_delete_options(&req.body).map_err(unrecognized)?;
+    Ok(WriteOptions {
+        dry_run: pb.dry_run,
+        preconditions: pb.preconditions.map(|p| Preconditions {
+            uid: p.uid,
+            resource_version: p.resource_version,
+        }),
     })
 }
 
