@@ -336,12 +336,8 @@ fn https_get_version(config: &Arc<ClientConfig>, addr: SocketAddr) -> usize {
 
 fn main() {
     let requests = Arc::new(Requests::default());
-    // Frequent bookmarks: the server notices a watch whose client has gone only when a write to
-    // it fails, and a rotation that ends its wait by a watch leaves one behind; at thousands of
-    // rotations a minute, the default (60 s) would hold hundreds of them open.
     let server = CsrApiServer::builder()
         .authorizer(Counting(requests.clone()))
-        .bookmark_interval(Duration::from_millis(50))
         .start()
         .unwrap();
     let dir = tmpfs_dir();

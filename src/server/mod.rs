@@ -78,7 +78,9 @@
 //!
 //! # Threads
 //! One acceptor thread, one signing thread, and one thread per connection (a watch holds its
-//! connection's thread). [`CsrApiServer::shutdown`] (also run on drop) stops accepting, ends
+//! connection's thread). A waiting watch checks every 200 ms whether its client has gone (EOF,
+//! TLS `close_notify`, reset) and then frees its thread and connection slot, so clients that
+//! stop watching do not use up [`CsrApiServerBuilder::max_connections`]. [`CsrApiServer::shutdown`] (also run on drop) stops accepting, ends
 //! every watch, closes every connection and joins every thread before it returns.
 
 mod auth;

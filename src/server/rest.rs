@@ -1305,7 +1305,13 @@ enum Wake {
     Expired(u64),
     Timeout,
     Stop,
+    /// Time to check whether the client is still there.
+    CheckPeer,
 }
+
+/// How often a waiting watch checks that its client is still there
+/// ([`Conn::peer_gone`](super::http::Conn::peer_gone)).
+const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 fn event_line(kind: &str, object: &Json) -> Vec<u8> {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
@@ -1444,6 +1450,7 @@ fn watch_stream(
     }
     let interval = shared.settings.bookmark_interval;
     let mut next_bookmark = Instant::now() + interval;
+    let mut next_peer_check = Instant::now() + PEER_CHECK_INTERVAL;
     loop {
         let wake = {
             let mut st = shared.state.lock();
@@ -1476,15 +1483,23 @@ fn watch_stream(
                     next_bookmark = now + interval;
                     break Wake::Bookmark(cursor);
                 }
+                if now >= next_peer_check {
+                    next_peer_check = now + PEER_CHECK_INTERVAL;
+                    break Wake::CheckPeer;
+                }
                 let until = if bookmarks {
                     deadline.min(next_bookmark)
                 } else {
                     deadline
                 };
-                shared.changed.wait_until(&mut st, until);
+                shared
+                    .changed
+                    .wait_until(&mut st, until.min(next_peer_check));
             }
         };
         match wake {
+            Wake::CheckPeer if conn.peer_gone() => return Ok(Next::Close),
+            Wake::CheckPeer => {}
             Wake::Stop => {
                 // End the stream cleanly, as a gracefully stopping apiserver does.
                 let _ = conn.end_chunked();
