@@ -1317,10 +1317,39 @@ fn try_create(server: &CsrApiServer, n: usize) -> bool {
         .is_ok_and(|r| r.status().as_u16() == 201)
 }
 
+/// Opens a watch on a new connection, retrying while the server refuses the connection, for
+/// at most `bound`; `None` if it never got one.
+fn watch_within(
+    c: &Client,
+    server: &CsrApiServer,
+    bound: Duration,
+) -> Option<ureq::http::Response<ureq::Body>> {
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        let r = c
+            .agent
+            .get(format!(
+                "{}{CSRS}?watch=true&timeoutSeconds=600",
+                server.url()
+            ))
+            .call();
+        if let Ok(r) = r.map_err(|_| ()).and_then(|r| {
+            if r.status().as_u16() == 200 {
+                Ok(r)
+            } else {
+                Err(())
+            }
+        }) {
+            return Some(r);
+        }
+    }
+    None
+}
+
 /// Clients that stop watching (drop the stream, close the connection) free their server
 /// thread and connection slot at once, not at the next event or bookmark: with room for four
-/// connections, round after round of four watches opened and dropped leaves the server able
-/// to take a create within a second each time (the field case: 512 quick stops and no CSR
+/// connections, round after round of four watches opened and dropped leaves room for the next
+/// four and for a create, each within two seconds (the field case: 512 quick stops and no CSR
 /// could be created for two minutes).
 #[test]
 fn watches_whose_clients_have_gone_free_their_connections_promptly() {
@@ -1330,23 +1359,65 @@ fn watches_whose_clients_have_gone_free_their_connections_promptly() {
         .start()
         .unwrap();
     let c = Client::admin(&server);
+    let bound = Duration::from_secs(2);
     for round in 0..3 {
-        let watches: Vec<Watch> = (0..4).map(|_| c.watch("timeoutSeconds=600")).collect();
+        let watches: Vec<_> = (0..4)
+            .map(|i| {
+                watch_within(&c, &server, bound)
+                    .unwrap_or_else(|| panic!("round {round}: watch {i} refused for {bound:?}"))
+            })
+            .collect();
         drop(watches);
         let start = Instant::now();
-        let bound = Duration::from_secs(5);
         let mut created = false;
         while !created && start.elapsed() < bound {
             created = try_create(&server, round);
         }
-        let took = start.elapsed();
         assert!(
             created,
             "round {round}: no create within {bound:?} of dropping the watches"
         );
+    }
+}
+
+/// One client cannot take every connection with watches: past its per-user bound a watch is
+/// answered 429 `TooManyRequests` (retry after 1 s, as an overloaded apiserver), other users
+/// still watch, and a slot frees as soon as one of its watches is dropped.
+#[test]
+fn watches_are_bounded_per_user() {
+    let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::Manual)
+        .max_watches_per_user(2)
+        .token("alice-token", UserInfo::new("alice", &[]))
+        .token("bob-token", UserInfo::new("bob", &[]))
+        .start()
+        .unwrap();
+    let alice = Client::with_token(&server, "alice-token");
+    let bob = Client::with_token(&server, "bob-token");
+    let first = alice.watch("timeoutSeconds=600");
+    let _second = alice.watch("timeoutSeconds=600");
+    let r = alice.get(&format!("{CSRS}?watch=true&timeoutSeconds=600"));
+    assert_eq!(r.code, 429, "{}", r.text);
+    assert_eq!(r.body["reason"], "TooManyRequests");
+    assert_eq!(
+        r.body["message"],
+        "Too many requests, please try again later."
+    );
+    assert_eq!(r.body["details"]["retryAfterSeconds"], 1);
+    let _bobs = bob.watch("timeoutSeconds=600");
+    assert_eq!(alice.get(CSRS).code, 200, "other requests are not bounded");
+
+    drop(first);
+    let start = Instant::now();
+    loop {
+        let r = alice.get(&format!("{CSRS}?watch=true&timeoutSeconds=1"));
+        if r.code == 200 {
+            break;
+        }
+        assert_eq!(r.code, 429, "{}", r.text);
         assert!(
-            took < Duration::from_secs(2),
-            "round {round}: took {took:?}"
+            start.elapsed() < Duration::from_secs(5),
+            "the dropped watch's slot was not freed"
         );
     }
 }

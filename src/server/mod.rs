@@ -179,6 +179,7 @@ pub(crate) struct Settings {
     pub idle_timeout: Duration,
     pub client_cert_lifetime: Duration,
     pub max_connections: usize,
+    pub max_watches_per_user: usize,
 }
 
 /// What every server thread shares.
@@ -198,6 +199,8 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     /// Checks client certificates against the CA at the clock's now (the x509 authenticator).
     pub client_ca: Arc<dyn ClientCertVerifier>,
+    /// Open watches per user name, bounded by `max_watches_per_user`.
+    pub watches: Mutex<HashMap<String, usize>>,
 }
 
 impl Shared {
@@ -306,6 +309,7 @@ pub struct CsrApiServerBuilder {
     idle_timeout: Duration,
     client_cert_lifetime: Duration,
     max_connections: usize,
+    max_watches_per_user: usize,
     serving_names: Vec<String>,
     faults: Vec<(Call, Fault, usize)>,
     signer_faults: Vec<(SignerFault, usize)>,
@@ -353,6 +357,7 @@ impl Default for CsrApiServerBuilder {
             idle_timeout: Duration::from_secs(60),
             client_cert_lifetime: Duration::from_secs(365 * 86_400),
             max_connections: 512,
+            max_watches_per_user: 64,
             serving_names: Vec::new(),
             faults: Vec::new(),
             signer_faults: Vec::new(),
@@ -495,6 +500,15 @@ impl CsrApiServerBuilder {
         self
     }
 
+    /// How many watches one user (by authenticated name) may hold open at once; one more answers
+    /// 429 `TooManyRequests` with `retryAfterSeconds` 1, as an overloaded apiserver does, so one
+    /// client cannot take every connection of [`max_connections`](Self::max_connections).
+    /// Defaults to 64.
+    pub fn max_watches_per_user(mut self, n: usize) -> Self {
+        self.max_watches_per_user = n;
+        self
+    }
+
     /// An extra DNS name or IP address for the serving certificate (it always has `localhost`,
     /// `127.0.0.1`, `::1` and the bound address). Defaults to none.
     pub fn serving_name(mut self, name: impl Into<String>) -> Self {
@@ -582,6 +596,7 @@ impl CsrApiServerBuilder {
                 idle_timeout: self.idle_timeout,
                 client_cert_lifetime: self.client_cert_lifetime,
                 max_connections: self.max_connections.max(1),
+                max_watches_per_user: self.max_watches_per_user.max(1),
             },
             clock: self.clock,
             ca,
@@ -595,6 +610,7 @@ impl CsrApiServerBuilder {
             work: work_tx,
             addr,
             client_ca,
+            watches: Mutex::new(HashMap::new()),
         });
         let conns = Arc::new(Mutex::new(listener::Connections::default()));
         let worker = {

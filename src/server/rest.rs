@@ -1309,6 +1309,54 @@ enum Wake {
     CheckPeer,
 }
 
+/// One open watch of one user, counted in `Shared::watches` while it lives.
+struct WatchSlot<'a> {
+    shared: &'a Shared,
+    user: String,
+}
+
+impl<'a> WatchSlot<'a> {
+    /// Takes a slot, or `None` when the user already holds the most watches allowed.
+    fn take(shared: &'a Shared, user: &str) -> Option<WatchSlot<'a>> {
+        let mut w = shared.watches.lock();
+        let n = w.entry(user.to_owned()).or_default();
+        if *n >= shared.settings.max_watches_per_user {
+            return None;
+        }
+        *n += 1;
+        Some(WatchSlot {
+            shared,
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for WatchSlot<'_> {
+    fn drop(&mut self) {
+        let mut w = self.shared.watches.lock();
+        if let Some(n) = w.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                w.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// The apiserver's answer when it is overloaded: 429 `TooManyRequests`, retry after 1 s.
+fn too_many_requests() -> Status {
+    let mut st = Status::failure(
+        429,
+        "TooManyRequests",
+        "Too many requests, please try again later.",
+    );
+    st.details = Some(StatusDetails {
+        retry_after_seconds: Some(1),
+        ..StatusDetails::default()
+    });
+    st
+}
+
 /// How often a waiting watch checks that its client is still there
 /// ([`Conn::peer_gone`](super::http::Conn::peer_gone)).
 const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -1347,6 +1395,10 @@ fn watch_stream(
         send_status(conn, &forbidden(&ctx.user, &action), ctx.keep)?;
         return Ok(Next::KeepAlive);
     }
+    let Some(_slot) = WatchSlot::take(shared, &ctx.user.name) else {
+        send_status(conn, &too_many_requests(), ctx.keep)?;
+        return Ok(Next::KeepAlive);
+    };
     let sel = match Selectors::parse(req) {
         Ok(s) => s,
         Err(st) => {
