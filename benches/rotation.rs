@@ -596,15 +596,22 @@ fn main() {
     let verify = median(Box::new(|| {
         let t = Instant::now();
         black_box(
-            certrotate::pki::verify_issued(&issued_pem, &key, Some(&template()), SystemTime::now())
-                .unwrap(),
+            certrotate::pki::verify_issued(
+                &issued_pem,
+                &key,
+                Some(&template()),
+                &USAGES,
+                SystemTime::now(),
+            )
+            .unwrap(),
         );
         t.elapsed()
     }));
     let store = FileStore::builder("alone", dir.path(), dir.path())
         .build()
         .unwrap();
-    let pem = certrotate::pki::verify_issued(&issued_pem, &key, None, SystemTime::now()).unwrap();
+    let pem = certrotate::pki::verify_issued(&issued_pem, &key, None, &USAGES, SystemTime::now())
+        .unwrap();
     let store_update = median(Box::new(|| {
         let t = Instant::now();
         black_box(

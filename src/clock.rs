@@ -55,6 +55,47 @@ pub fn is_past(clock: &dyn Clock, t: SystemTime) -> bool {
     clock.now() > t
 }
 
+/// Whether `clock`'s wall time is within `[start, end]`: "start ≤ now ≤ end", i.e. neither
+/// before `start` nor [past](is_past) `end`. Reads only the coarse clock while both bounds are
+/// more than [`COARSE_CLOCK_SLACK`] away, and the precise clock near either, so the answer is
+/// exact and the common case costs one coarse read.
+pub fn is_within(clock: &dyn Clock, start: SystemTime, end: SystemTime) -> bool {
+    Window::new(start, end).contains_now(clock)
+}
+
+/// A window `[start, end]` of wall time with the coarse-clock margins worked out once, so that
+/// a hot path checks "start ≤ now ≤ end" with one coarse clock read and two comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    start: SystemTime,
+    end: SystemTime,
+    /// Coarse readings in this range are inside the window whatever the coarse clock's error:
+    /// `[start + slack, end − slack]`; `None` when that range is empty.
+    sure: Option<(SystemTime, SystemTime)>,
+}
+
+impl Window {
+    pub(crate) fn new(start: SystemTime, end: SystemTime) -> Window {
+        let sure = start
+            .checked_add(COARSE_CLOCK_SLACK)
+            .zip(end.checked_sub(COARSE_CLOCK_SLACK))
+            .filter(|(from, until)| from <= until);
+        Window { start, end, sure }
+    }
+
+    /// Whether `clock`'s wall time is in the window (see [`is_within`]).
+    pub(crate) fn contains_now(&self, clock: &dyn Clock) -> bool {
+        if let Some((from, until)) = self.sure {
+            let coarse = clock.now_coarse();
+            if from <= coarse && coarse <= until {
+                return true;
+            }
+        }
+        let now = clock.now();
+        self.start <= now && now <= self.end
+    }
+}
+
 /// A one-shot timer from a [`Clock`]: its [`receiver`](Timer::receiver) gets one message when it
 /// fires, for use in `crossbeam_channel::select!`.
 pub struct Timer {
@@ -354,6 +395,26 @@ pub(crate) mod fake {
             let f = FakeClock::new(now);
             assert!(!crate::clock::is_past(&f, now));
             assert!(crate::clock::is_past(&f, now - Duration::from_nanos(1)));
+        }
+
+        #[test]
+        fn is_within_is_exact_at_both_bounds() {
+            use crate::clock::is_within;
+            let (s, ms, h) = (
+                Duration::from_secs(1),
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+            );
+            let c = crate::SystemClock;
+            let now = c.now();
+            assert!(is_within(&c, now - h, now + h));
+            assert!(is_within(&c, now - ms, now + s));
+            assert!(!is_within(&c, now + s, now + h), "starts in a second");
+            assert!(!is_within(&c, now - h, now - ms), "ended");
+            let f = FakeClock::new(now);
+            assert!(is_within(&f, now, now));
+            assert!(!is_within(&f, now + Duration::from_nanos(1), now + h));
+            assert!(!is_within(&f, now - h, now - Duration::from_nanos(1)));
         }
 
         #[test]

@@ -55,6 +55,15 @@
 //! certificate is a bootstrap one, or when it does not satisfy the template. Failed attempts
 //! back off 2 s, 4 s, 8 s, 16 s, then retry every 32 s ± 25 %.
 //!
+//! # What a certificate must pass
+//! An issued chain is stored, served and used to authenticate only if a TLS peer (Go's
+//! `crypto/x509`, rustls, OpenSSL) would accept it ([`pki::verify_chain`]): in order and linked
+//! by signatures, the leaf not a CA, the requested usages allowed, not expired, and NotBefore
+//! at most [`pki::NOT_BEFORE_ALLOWANCE`] (5 minutes, for a signer whose clock runs a little
+//! ahead) in the future. Otherwise the attempt fails and backs off like any other, and the old
+//! certificate stays. A stored pair that fails the same checks at start is not served and is
+//! replaced at once. client-go stores whatever the signer returns.
+//!
 //! # Threads
 //! A started manager runs one rotation thread (plus one template thread when the template is a
 //! polled function), with a 512 KiB stack by default. Idle, they are blocked in
@@ -63,7 +72,8 @@
 //! client's own with the system clock; with another [`Clock`] (a test's fake clock) a rotation
 //! attempt briefly adds a watchdog thread that enforces it on that clock. [`Manager::stop`] joins everything
 //! and returns promptly in every state; dropping the manager stops it. [`Manager::current`]
-//! never blocks and never returns an expired certificate.
+//! never blocks and never returns an expired certificate, nor one whose NotBefore is more than
+//! the allowance ahead.
 //!
 //! # Errors
 //! The manager and the PKI functions return [`Error`]; the CSR API's cases are [`CsrError`] and

@@ -19,10 +19,12 @@
 //!   that a rotation happened; only then does it reload through an `arc-swap` slot.
 //! - The certificate is published in a few identical copies, one per reader slot, so that
 //!   readers on different threads do not bounce one reference count between cores.
-//! - Expiry is checked on every call with [`is_past`](crate::clock::is_past): a coarse clock
-//!   read ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, a few nanoseconds) while
-//!   NotAfter is more than 10 s away, the precise clock closer to it. The answer is exact —
-//!   a certificate is hidden from its NotAfter on, never later and never earlier — whether or
+//! - Validity is checked on every call with [`is_within`](crate::clock::is_within): a coarse
+//!   clock read ([`Clock::now_coarse`], `CLOCK_REALTIME_COARSE` on Linux, a few nanoseconds)
+//!   while NotAfter and the start of validity are more than 10 s away, the precise clock closer
+//!   to either. The answer is exact — a certificate is hidden from its NotAfter on, and while
+//!   its NotBefore is more than [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE)
+//!   ahead (after the wall clock steps back), never later and never earlier — whether or
 //!   not the rotation thread is running. Relying on the rotation thread to withdraw an expired
 //!   certificate would be cheaper still, but a late or suspended thread would then serve an
 //!   expired one.
@@ -48,7 +50,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use thread_local::ThreadLocal;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Window};
 use crate::csr::{Cancel, CancelReason, CsrClient, KeyUsage};
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, Histogram};
@@ -68,7 +70,9 @@ pub trait Manager: Send + Sync {
     /// `current()` does not change.
     fn stop(&self);
 
-    /// The current certificate, or `None` when there is none yet or its NotAfter has passed.
+    /// The current certificate, or `None` when there is none yet, its NotAfter has passed, or
+    /// its NotBefore is more than [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE)
+    /// ahead (possible only after the wall clock steps back, or for a bootstrap certificate).
     /// Never blocks on I/O or on a rotation in progress.
     fn current(&self) -> Option<Arc<Certificate>>;
 
@@ -525,14 +529,15 @@ impl ConfigBuilder {
 struct Published {
     generation: u64,
     copies: Box<[Arc<Certificate>]>,
-    not_after: SystemTime,
+    /// From NotBefore − the allowance to NotAfter.
+    window: Window,
 }
 
 /// A reader thread's view of the published certificate.
 struct ReaderCache {
     generation: u64,
     cert: Option<Arc<Certificate>>,
-    not_after: SystemTime,
+    window: Window,
 }
 
 fn reader_slot() -> usize {
@@ -605,9 +610,13 @@ impl Shared {
         matches!(self.config.template, TemplateSource::Dynamic(_))
     }
 
-    /// The current certificate if unexpired at the precise `now`.
+    /// The current certificate if unexpired and not too early (see
+    /// [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE)) at the precise `now`.
     pub(crate) fn current_at(&self, now: SystemTime) -> Option<Arc<Certificate>> {
-        self.latest.lock().clone().filter(|c| !c.is_expired_at(now))
+        self.latest
+            .lock()
+            .clone()
+            .filter(|c| !c.is_expired_at(now) && !c.is_not_yet_valid_at(now))
     }
 
     pub(crate) fn current_fast(&self) -> Option<Arc<Certificate>> {
@@ -615,7 +624,7 @@ impl Shared {
             CachePadded::new(RefCell::new(ReaderCache {
                 generation: u64::MAX,
                 cert: None,
-                not_after: SystemTime::UNIX_EPOCH,
+                window: Window::new(SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH),
             }))
         });
         // The reader's own cell: nothing else borrows it, and nothing below re-enters.
@@ -626,7 +635,7 @@ impl Shared {
             match guard.as_ref() {
                 Some(p) => {
                     cache.cert = Some(p.copies[reader_slot() % p.copies.len()].clone());
-                    cache.not_after = p.not_after;
+                    cache.window = p.window;
                     cache.generation = p.generation;
                 }
                 None => {
@@ -636,7 +645,7 @@ impl Shared {
             }
         }
         let cert = cache.cert.as_ref()?;
-        if crate::clock::is_past(&*self.config.clock, cache.not_after) {
+        if !cache.window.contains_now(&*self.config.clock) {
             return None;
         }
         Some(cert.clone())
@@ -658,7 +667,7 @@ impl Shared {
         self.published.store(Some(Arc::new(Published {
             generation,
             copies: copies.into_boxed_slice(),
-            not_after: canonical.not_after(),
+            window: Window::new(canonical.usable_from(), canonical.not_after()),
         })));
         *self.latest.lock() = Some(canonical.clone());
         let at = crate::schedule::rotation_deadline(
@@ -820,6 +829,29 @@ impl std::ops::Deref for Subscription {
     }
 }
 
+/// Whether a certificate loaded from the store at start may be served: it passes
+/// [`verify_chain`](crate::pki::verify_chain) for the usages configured for its key, as an issued
+/// one must. One that does not (not valid yet beyond the allowance, a CA, a broken chain,
+/// missing a usage now configured) is treated as an expired one is: not served, and replaced at
+/// once. Logs why.
+fn stored_usable(config: &Config, cert: &Certificate, now: SystemTime) -> bool {
+    let usages = match &config.usages {
+        UsagesSource::List(u) => u.clone(),
+        UsagesSource::PerKey(f) => f(cert.private_key().algorithm()),
+    };
+    match crate::pki::verify_chain(cert.chain(), &usages, now) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!(
+                "{}: stored certificate {} is not usable, not using it: {e}",
+                config.name,
+                cert.serial_hex()
+            );
+            false
+        }
+    }
+}
+
 /// Whole seconds until NotAfter, or `+Inf` without a certificate (kubelet TTL gauge).
 pub(crate) fn ttl_seconds(cert: Option<&Certificate>, now: SystemTime) -> f64 {
     match cert {
@@ -883,9 +915,15 @@ impl fmt::Debug for CertificateManager {
 
 impl CertificateManager {
     /// Builds a manager and loads its first certificate (client-go `NewManager`): the store's
-    /// pair if it has not expired; otherwise the bootstrap pair (written to the store — a
-    /// failure there is only logged — and rotated at once); otherwise none, with rotation
-    /// forced. A stored pair that is corrupt counts as absent and is left on disk.
+    /// pair if it has not expired and passes the checks an issued chain passes
+    /// ([`verify_chain`](crate::pki::verify_chain) for the usages configured for its key);
+    /// otherwise the bootstrap pair (written to the store — a failure there is only logged —
+    /// and rotated at once); otherwise none, with rotation forced. A stored pair that is corrupt
+    /// counts as absent and is left on disk; one that fails those checks is treated as an
+    /// expired one is.
+    /// The bootstrap pair is only parsed and matched to its key, as client-go does: it is an
+    /// operator's credential for the first request, may be made for other usages, and is
+    /// replaced at once; `current()` still hides it while it is not valid yet.
     ///
     /// A manager that may rotate (one with a client factory) first checks that it can write to
     /// its store ([`Store::check_writable`]): a [`FileStore`](crate::FileStore) whose certificate
@@ -916,9 +954,9 @@ impl CertificateManager {
         };
         let mut forced = false;
         let initial = match stored {
-            Some(c) if !c.is_expired_at(now) => Some(c),
+            Some(c) if !c.is_expired_at(now) && stored_usable(&config, &c, now) => Some(c),
             stored => {
-                if let Some(c) = &stored {
+                if let Some(c) = stored.as_ref().filter(|c| c.is_expired_at(now)) {
                     log::info!(
                         "{}: stored certificate expired at {}, not using it",
                         config.name,

@@ -22,7 +22,9 @@
 //! # One attempt
 //! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
 //! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
-//! template → store → publish. Any failure leaves the stored and served certificate as it was.
+//! template, and as a TLS peer would for the requested usages ([`pki::verify_chain`]) → store →
+//! publish. Any failure, a refused chain included, leaves the stored and served certificate as
+//! it was and counts as a failed attempt (backoff, failure counter; health is not touched).
 //!
 //! # One outstanding CSR
 //! A manager has at most one CSR pending, and asks only once for each certificate it gets:
@@ -227,7 +229,10 @@ fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>, seen: u64) -> Flow 
                 };
                 let delay = schedule::backoff_delay(failures, retry_after, &mut *shared.rng.lock());
                 if schedule::backoff_exhausted(failures) {
-                    log::error!("{name}: Reached backoff limit, still unable to rotate certs: {e}");
+                    log::error!(
+                        "{name}: Reached backoff limit, still unable to rotate certs: {}",
+                        error_chain(&e)
+                    );
                 }
                 log::debug!("{name}: next attempt in {}", fmt_duration(delay));
                 match backoff_sleep(shared, stop, delay, requested.as_ref()) {
@@ -307,8 +312,9 @@ fn attempt_serialised(shared: &Shared) -> Result<Arc<Certificate>, Error> {
             if !matches!(e, Error::Store(_)) {
                 // A store failure is logged where it happens, with its cause.
                 log::error!(
-                    "{}: failed while requesting a signed certificate from the control plane: {e}",
-                    shared.config.name
+                    "{}: failed while requesting a signed certificate from the control plane: {}",
+                    shared.config.name,
+                    error_chain(&e)
                 );
             }
             if let Some(c) = &shared.config.renew_failure_counter {
@@ -422,6 +428,7 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
         &chain_pem,
         &pending.key,
         Some(&pending.template),
+        &pending.request.usages,
         shared.clock().now(),
     )?;
     store_and_publish(shared, cert, current.as_deref())
@@ -553,17 +560,20 @@ fn wait_with_timeout(
         Ok(pem) => Ok(pem),
         // Timed out by the watchdog or by the client: either way the attempt waited its whole
         // timeout (the client saw only what was left of it after a re-wait).
-        Err(CsrError::Timeout { name, .. }) => Err(CsrError::Timeout {
+        Err(CsrError::Timeout {
+            name,
+            progress,
+            last_error,
+            ..
+        }) => Err(CsrError::Timeout {
             name,
             waited: shared.config.certificate_wait_timeout,
+            progress,
+            last_error,
         }
         .into()),
         Err(CsrError::Cancelled { name }) if cancel.reason() == Some(CancelReason::TimedOut) => {
-            Err(CsrError::Timeout {
-                name,
-                waited: shared.config.certificate_wait_timeout,
-            }
-            .into())
+            Err(CsrError::timeout(name, shared.config.certificate_wait_timeout).into())
         }
         Err(CsrError::Cancelled { .. }) if cancel.reason() == Some(CancelReason::Stopped) => {
             Err(Error::Stopped)

@@ -257,10 +257,9 @@ impl CsrClient for FakeClient {
             }),
             (WaitStep::Fail(e), _) => Err(e),
             (WaitStep::Hang, _) => match cancel.receiver().recv_timeout(timeout) {
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(CsrError::Timeout {
-                    name: csr.name.clone(),
-                    waited: timeout,
-                }),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    Err(CsrError::timeout(csr.name.clone(), timeout))
+                }
                 _ => Err(CsrError::Cancelled {
                     name: csr.name.clone(),
                 }),

@@ -2,8 +2,10 @@
 //! servers and clients pick up a new certificate on their next handshake without a restart,
 //! and helpers that build rustls configs around it.
 //!
-//! The handshake path is lock-free (an atomic `Arc` swap) and expiry-aware: once the current
-//! certificate's NotAfter has passed, the resolver offers nothing, as
+//! The handshake path is lock-free (an atomic `Arc` swap) and validity-aware: once the current
+//! certificate's NotAfter has passed, or while its NotBefore is further ahead than
+//! [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE) (a bootstrap certificate, or a
+//! clock stepped back), the resolver offers nothing, as
 //! [`Manager::current`](crate::Manager::current) returns nothing.
 //!
 //! # No session resumption
@@ -90,14 +92,16 @@ use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Window};
 use crate::error::Error;
 use crate::manager::CertificateManager;
 use crate::pki::{Certificate, crypto_provider, parse_chain_pem};
 
 struct Entry {
     key: Arc<CertifiedKey>,
-    not_after: SystemTime,
+    /// Offered only while the clock is in this window: from NotBefore less the allowance
+    /// ([`Certificate::usable_from`]) to NotAfter, as [`Manager::current`](crate::Manager::current).
+    valid: Window,
 }
 
 /// A rustls server and client certificate resolver that always offers the manager's current
@@ -132,7 +136,7 @@ impl CertResolver {
             c.certified_key().map(|key| {
                 Arc::new(Entry {
                     key: key.clone(),
-                    not_after: c.not_after(),
+                    valid: Window::new(c.usable_from(), c.not_after()),
                 })
             })
         });
@@ -147,7 +151,7 @@ impl CertResolver {
     fn get(&self) -> Option<Arc<CertifiedKey>> {
         let guard = self.current.load();
         let entry = guard.as_ref()?;
-        if crate::clock::is_past(&*self.clock, entry.not_after) {
+        if !entry.valid.contains_now(&*self.clock) {
             return None;
         }
         Some(entry.key.clone())

@@ -611,3 +611,104 @@ fn server_requiring_client_certs_sees_the_new_serial_after_rotation() {
     assert_eq!(rig.csr_of(&r.cert).spec.username.as_deref(), Some(NODE));
     m.stop();
 }
+
+/// The embedded signer, over HTTP, issues certificates a TLS peer refuses (NotBefore a year
+/// ahead, CA:TRUE, none of the requested usages, a chain with a CA that did not issue the
+/// leaf): each rotation attempt fails with the cause, is counted, leaves health as it was, and
+/// the old certificate stays stored, current and presented in handshakes. rustls' own verifier
+/// refuses the first three as issued (it searches the chain as a pool, so an extra unrelated
+/// certificate alone does not bother it).
+#[test]
+fn flawed_certificates_from_the_signer_fail_the_rotation_and_the_served_cert_stays() {
+    use certrotate::server::SignerFault;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::ServerName;
+
+    let rig = Rig::new(start_time(), CsrApiServer::builder());
+    let failures = Arc::new(AtomicUsize::new(0));
+    let f = failures.clone();
+    let m = CertificateManager::new(
+        rig.serving()
+            .renew_failure_counter(Arc::new(move || {
+                f.fetch_add(1, Ordering::SeqCst);
+            }))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let good = m.rotate_now().unwrap();
+    assert!(m.server_healthy());
+    let tls = TlsServer::start(server_config(&m, None).unwrap());
+    let client = verifying_client(&rig.server.ca_pem(), &rig.clock);
+    let peer = WebPkiServerVerifier::builder_with_provider(
+        Arc::new(root_store(rig.server.ca_pem().as_bytes()).unwrap()),
+        crypto_provider(),
+    )
+    .build()
+    .unwrap();
+    let cases = [
+        (
+            SignerFault::NotYetValid,
+            "the leaf is not valid before",
+            Some("NotValidYet"),
+        ),
+        (
+            SignerFault::CaLeaf,
+            "the leaf is a CA certificate",
+            Some("CaUsedAsEndEntity"),
+        ),
+        (
+            SignerFault::UnrequestedUsages,
+            "the leaf has a key usage extension without digitalSignature",
+            Some("InvalidPurpose"),
+        ),
+        (
+            SignerFault::UnrelatedChain,
+            "the leaf was not issued by chain certificate 1",
+            None,
+        ),
+    ];
+    let issued = |rig: &Rig| -> Vec<Vec<u8>> {
+        rig.server
+            .csrs()
+            .iter()
+            .filter_map(|c| c.status.as_ref()?.certificate.clone())
+            .collect()
+    };
+    for (i, (fault, want, peer_says)) in cases.into_iter().enumerate() {
+        let before = issued(&rig);
+        rig.server.inject_signer(fault, 1);
+        let err = m.rotate_now().unwrap_err();
+        assert!(err.to_string().contains(want), "{fault:?}: {err}");
+        assert_eq!(failures.load(Ordering::SeqCst), i + 1, "{fault:?}: counted");
+        assert!(m.server_healthy(), "{fault:?}: health unchanged");
+        assert_eq!(*m.current().unwrap(), *good, "{fault:?}: current()");
+        let stored = rig.store("kubelet-server").current().unwrap().unwrap();
+        assert_eq!(stored, *good, "{fault:?}: stored");
+        assert_eq!(
+            handshake(client.clone(), tls.addr).unwrap().0,
+            good.serial_hex(),
+            "{fault:?}: presented"
+        );
+        if let Some(peer_says) = peer_says {
+            let new = issued(&rig)
+                .into_iter()
+                .find(|c| !before.contains(c))
+                .expect("the flawed certificate");
+            let chain = parse_chain_pem(&new).unwrap();
+            let now = rig.clock.now().duration_since(UNIX_EPOCH).unwrap();
+            let verdict = peer.verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &ServerName::try_from("localhost").unwrap(),
+                &[],
+                UnixTime::since_unix_epoch(now),
+            );
+            let verdict = format!("{verdict:?}");
+            assert!(verdict.contains(peer_says), "{fault:?}: rustls: {verdict}");
+        }
+    }
+    assert_eq!(rig.server.fault_counts().flawed_certificates, 4);
+    m.stop();
+}

@@ -1189,7 +1189,8 @@ fn round_trip_create_to_issued() {
     let pem = wait(&client, &csr, LONG).unwrap();
     let took = t.elapsed();
     let issued =
-        certrotate::pki::verify_issued(&pem, &key, None, std::time::SystemTime::now()).unwrap();
+        certrotate::pki::verify_issued(&pem, &key, None, &[], std::time::SystemTime::now())
+            .unwrap();
     assert_eq!(issued.common_name(), "system:node:n1");
     eprintln!("create -> issued round trip: {took:?}");
 }

@@ -172,12 +172,6 @@ impl Rig {
             .unwrap()
     }
 
-    /// A client that pauses [`LONG`] before retrying a failed list or watch: any retry after
-    /// an error shows up as a missing request within [`BOUND`], so a test sees the path taken.
-    fn patient_client(&self) -> KubeCsrClient {
-        self.builder().retry_interval(LONG).build().unwrap()
-    }
-
     /// Waits for the next request of `verb`, skipping others; returns who made it.
     fn await_call(&self, verb: Verb) -> String {
         loop {
@@ -599,7 +593,7 @@ fn c11_approved_but_never_issued_times_out() {
         .unwrap_err();
     let waited = started.elapsed();
     assert!(
-        matches!(&err, CsrError::Timeout { name, waited } if *name == csr.name && *waited == timeout),
+        matches!(&err, CsrError::Timeout { name, waited, .. } if *name == csr.name && *waited == timeout),
         "{err:?}"
     );
     assert!(
@@ -702,13 +696,17 @@ fn c12_watch_closed_mid_wait_is_resumed() {
     assert!(mgr.server_healthy());
 }
 
+/// The first backoff pause of the clients that show it: a re-list after a 410 comes no
+/// sooner (client-go's reflector backs off before every re-list).
+const FIRST_PAUSE: Duration = Duration::from_millis(300);
+
 /// C12: the watch starts from a resourceVersion the server has already compacted away, so
 /// the stream carries an ERROR event with a 410 Expired Status; the wait lists and watches
-/// again and returns the certificate.
+/// again, after the first backoff pause, and returns the certificate.
 #[test]
 fn c12_expired_resource_version_in_the_stream_relists() {
     let rig = token_rig(|b| manual(b).history_limit(2));
-    let client = rig.patient_client();
+    let client = rig.builder().retry_interval(FIRST_PAUSE).build().unwrap();
     let (key, req) = request();
     let csr = client.create(&req).unwrap();
     let (_k, other) = request();
@@ -724,9 +722,15 @@ fn c12_expired_resource_version_in_the_stream_relists() {
         for _ in 0..3 {
             rig.server.replace_uid(&other.name).unwrap(); // three changes: history moves on
         }
+        let released = Instant::now();
         rig.release();
-        // The 410 made it list again at once (any other error would pause for LONG).
+        // The 410 made it list again, after the backoff pause.
         assert_eq!(rig.next_call(), Verb::List);
+        assert!(
+            released.elapsed() >= FIRST_PAUSE,
+            "{:?}",
+            released.elapsed()
+        );
         assert_eq!(rig.next_call(), Verb::Watch);
         rig.server.approve(&csr.name).unwrap();
         issued(&waiting.result().unwrap(), &key);
@@ -737,15 +741,17 @@ fn c12_expired_resource_version_in_the_stream_relists() {
 #[test]
 fn c12_watch_answered_410_relists() {
     let rig = token_rig(|b| manual(b).fault(Call::Watch, Fault::Status(410), 1));
-    let client = rig.patient_client();
+    let client = rig.builder().retry_interval(FIRST_PAUSE).build().unwrap();
     let (key, req) = request();
     let csr = client.create(&req).unwrap();
     thread::scope(|s| {
         let waiting = spawn_wait(s, &client, &csr, LONG);
         assert_eq!(rig.await_call(Verb::List), "alice");
+        let listed = Instant::now();
         // The faulted watch is answered before authorization, so the next request seen is
-        // the list again, at once (any other error would pause for LONG).
+        // the list again, after the backoff pause.
         assert_eq!(rig.next_call(), Verb::List);
+        assert!(listed.elapsed() >= FIRST_PAUSE, "{:?}", listed.elapsed());
         rig.await_call(Verb::Watch);
         rig.server.approve(&csr.name).unwrap();
         issued(&waiting.result().unwrap(), &key);

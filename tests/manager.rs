@@ -9,8 +9,8 @@ use certrotate::csr::CsrError;
 use certrotate::metrics::GaugeFn;
 use certrotate::testing::{ApiEvent, CreateStep, FakeClock, FakeCsrApi, WaitStep, api_error};
 use certrotate::{
-    Certificate, CertificateManager, Config, ConfigBuilder, CsrTemplate, Error, KeyAlgorithm,
-    KeyUsage, Manager, MemoryStore, PrivateKey, Store,
+    Certificate, CertificateManager, Clock, Config, ConfigBuilder, CsrTemplate, Error,
+    KeyAlgorithm, KeyUsage, Manager, MemoryStore, PrivateKey, Store,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -1009,6 +1009,273 @@ fn bad_issued_chains_are_rejected_and_the_old_cert_kept() {
         assert!(same(m.current(), &old), "{name}: old cert still served");
         assert_eq!(rig.store.updates(), 1, "{name}: nothing stored");
     }
+}
+
+/// A leaf for the CSR of `req`, signed by the fake API's CA with rcgen (not with this crate's
+/// certificate writer), as the request asks except for what `tweak` changes; with `chain`'s
+/// certificates after it.
+fn rcgen_leaf(
+    req: &certrotate::csr::CsrRequest,
+    ca: &certrotate::pki::CertificateAuthority,
+    tweak: impl FnOnce(&mut rcgen::CertificateParams),
+) -> Vec<u8> {
+    let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_der(&ca.cert_der().to_vec().into(), ca_key).unwrap();
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(&req.csr_pem).unwrap();
+    let p = &mut csr.params;
+    p.not_before = offset(start_time() - Duration::from_secs(300));
+    p.not_after = offset(start_time() + HOUR);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    tweak(p);
+    csr.signed_by(&issuer).unwrap().pem().into_bytes()
+}
+
+fn offset(t: SystemTime) -> time::OffsetDateTime {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap()
+}
+
+/// An intermediate CA under the fake API's CA (rcgen), as (params, key, PEM).
+fn intermediate(
+    ca: &certrotate::pki::CertificateAuthority,
+) -> (rcgen::CertificateParams, rcgen::KeyPair, String) {
+    let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_der(&ca.cert_der().to_vec().into(), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "intermediate");
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    p.not_before = offset(start_time() - HOUR);
+    p.not_after = offset(start_time() + 1000 * HOUR);
+    let pem = p.signed_by(&key, &issuer).unwrap().pem();
+    (p, key, pem)
+}
+
+/// A chain a TLS peer refuses is a failed attempt: `rotate_now` fails naming the cause, the
+/// failure counter counts it, health stays as it was, nothing is stored, and `current()` and
+/// the rotation deadline stay on the old certificate.
+#[test]
+fn issued_chains_a_tls_peer_refuses_fail_the_attempt_and_keep_the_old_cert() {
+    type Make = certrotate::testing::Responder;
+    let year = 365 * 24 * HOUR;
+    let cases: Vec<(&str, Make, &str)> = vec![
+        (
+            "NotBefore a year ahead",
+            Box::new(move |req, ca| {
+                rcgen_leaf(req, ca, |p| {
+                    p.not_before = offset(start_time() + year);
+                    p.not_after = offset(start_time() + year + HOUR);
+                })
+            }),
+            "the leaf is not valid before 2027-01-01T00:00:00Z",
+        ),
+        (
+            "client certificate without client auth",
+            Box::new(|req, ca| {
+                rcgen_leaf(req, ca, |p| {
+                    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]
+                })
+            }),
+            "without \"client auth\"",
+        ),
+        (
+            "key usage without the requested key encipherment",
+            Box::new(|req, ca| {
+                rcgen_leaf(req, ca, |p| {
+                    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature]
+                })
+            }),
+            "key usage extension without keyEncipherment",
+        ),
+        (
+            "leaf with CA:TRUE",
+            Box::new(|req, ca| {
+                rcgen_leaf(req, ca, |p| {
+                    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+                })
+            }),
+            "the leaf is a CA certificate",
+        ),
+        (
+            "chain in the wrong order",
+            Box::new(|req, ca| {
+                let (ip, ikey, ipem) = intermediate(ca);
+                let issuer = rcgen::Issuer::from_params(&ip, &ikey);
+                let mut csr =
+                    rcgen::CertificateSigningRequestParams::from_pem(&req.csr_pem).unwrap();
+                csr.params.not_before = offset(start_time() - HOUR);
+                csr.params.not_after = offset(start_time() + HOUR);
+                let leaf = csr.signed_by(&issuer).unwrap().pem();
+                format!("{leaf}{}{ipem}", ca.cert_pem()).into_bytes()
+            }),
+            "the leaf was not issued by chain certificate 1",
+        ),
+    ];
+    for (name, make, want) in cases {
+        let rig = Rig::new();
+        let (failures, c) = counter();
+        let m = CertificateManager::new(rig.builder().renew_failure_counter(c).build().unwrap())
+            .unwrap();
+        let good = m.rotate_now().unwrap();
+        assert!(m.server_healthy());
+        let deadline = m.rotation_deadline();
+        rig.api.script_wait(WaitStep::Respond(make));
+        let err = m.rotate_now().unwrap_err();
+        assert!(
+            matches!(err, Error::IssuedCertificate { .. }) && err.to_string().contains(want),
+            "{name}: {err}"
+        );
+        assert_eq!(failures.load(Ordering::SeqCst), 1, "{name}: counted");
+        assert!(m.server_healthy(), "{name}: health unchanged");
+        assert!(same(m.current(), &good), "{name}: old cert still served");
+        assert_eq!(
+            m.rotation_deadline(),
+            deadline,
+            "{name}: deadline unchanged"
+        );
+        assert_eq!(rig.store.updates(), 1, "{name}: nothing stored");
+    }
+}
+
+/// The rotation thread treats a refused chain as any failed attempt: it backs off (2 s, +10 %)
+/// and asks again, and nothing is served meanwhile.
+#[test]
+fn a_refused_chain_is_retried_after_backoff_by_the_rotation_thread() {
+    let rig = Rig::new();
+    let (failed_tx, failed) = crossbeam_channel::unbounded();
+    let m = CertificateManager::new(
+        rig.builder()
+            .renew_failure_counter(Arc::new(move || {
+                let _ = failed_tx.send(());
+            }))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    rig.api.script_wait(WaitStep::Respond(Box::new(|req, ca| {
+        rcgen_leaf(req, ca, |p| {
+            p.not_before = offset(start_time() + 365 * 24 * HOUR);
+            p.not_after = offset(start_time() + 366 * 24 * HOUR);
+        })
+    })));
+    let issued = m.subscribe();
+    m.start();
+    failed.recv_timeout(BOUND).expect("the attempt fails");
+    rig.asleep(1);
+    assert!(
+        m.current().is_none(),
+        "the refused certificate is not served"
+    );
+    let backoff = rig.clock.next_timer_in().unwrap();
+    assert!(
+        backoff >= Duration::from_secs(2) && backoff < Duration::from_millis(2200),
+        "{backoff:?}"
+    );
+    assert_eq!(rig.api.created(), 1);
+    rig.clock.advance_to_next_timer();
+    let cert = issued
+        .recv_timeout(BOUND)
+        .expect("the second attempt succeeds");
+    assert!(failed.try_recv().is_err(), "one failure only");
+    assert_eq!(rig.api.created(), 2);
+    assert!(same(m.current(), &cert));
+    m.stop();
+}
+
+/// A stored certificate a TLS peer refuses is treated as an expired one: not served, and a CSR
+/// goes out at once. Missing a usage the configuration now asks for counts too.
+#[test]
+fn stored_certificate_a_peer_refuses_is_not_served_and_replaced_at_once() {
+    let year = 365 * 24 * 3600;
+    let rig = Rig::new();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let issue = |usages: &[KeyUsage], nb: SystemTime| {
+        rig.api
+            .ca()
+            .issue(&node_template(), &key, usages, nb, nb + 1000 * HOUR)
+            .unwrap()
+    };
+    let cases = [
+        (
+            "NotBefore a year ahead",
+            issue(&USAGES, start_time() + Duration::from_secs(year)),
+        ),
+        (
+            "no client auth although the configuration asks for it",
+            issue(
+                &[
+                    KeyUsage::DigitalSignature,
+                    KeyUsage::KeyEncipherment,
+                    KeyUsage::ServerAuth,
+                ],
+                start_time() - HOUR,
+            ),
+        ),
+        (
+            "X.509 v1",
+            Certificate::from_pem(&fixture("v1-store.crt"), &fixture("store.key")).unwrap(),
+        ),
+    ];
+    for (name, stored) in cases {
+        let rig = Rig::with_store(MemoryStore::with_certificate(stored));
+        let m = rig.manager();
+        assert!(m.current().is_none(), "{name}: not served");
+        let issued = m.subscribe();
+        m.start();
+        let new = issued.recv_timeout(BOUND).expect("replaced at once");
+        assert!(same(m.current(), &new), "{name}: replaced");
+        m.stop();
+    }
+    // The same certificate within the allowance is served.
+    let ok = issue(&USAGES, start_time() + Duration::from_secs(240));
+    let rig = Rig::with_store(MemoryStore::with_certificate(ok.clone()));
+    assert!(same(rig.manager().current(), &ok));
+}
+
+/// `current()` hides a certificate while the wall clock is more than the allowance before its
+/// NotBefore (after a step back), shows it again after, and the rotation thread rotates at once
+/// instead of computing a deadline from it.
+#[test]
+fn current_hides_a_certificate_not_valid_yet_after_the_clock_steps_back() {
+    let rig = Rig::new();
+    let cert = rig.cert(&node_template(), -3600, 1000 * 3600);
+    rig.store
+        .update(cert.cert_pem().as_bytes(), cert.key_pem().as_bytes())
+        .unwrap();
+    use rustls::client::ResolvesClientCert;
+    let m = rig.manager();
+    let resolver = m.resolver();
+    assert!(same(m.current(), &cert));
+    assert!(resolver.has_certs());
+    let nb = cert.not_before();
+    rig.clock.set(nb - Duration::from_secs(240));
+    assert!(same(m.current(), &cert), "within the allowance");
+    assert!(resolver.has_certs(), "the resolver: within the allowance");
+    rig.clock.set(nb - Duration::from_secs(301));
+    assert!(
+        m.current().is_none(),
+        "more than the allowance before NotBefore"
+    );
+    assert!(
+        !resolver.has_certs(),
+        "the resolver offers nothing more than the allowance before NotBefore"
+    );
+    rig.clock.set(nb - 24 * HOUR);
+    assert!(m.current().is_none());
+    assert!(!resolver.has_certs());
+    let issued = m.subscribe();
+    m.start();
+    let new = issued.recv_timeout(BOUND).expect("rotated at once");
+    assert!(same(m.current(), &new));
+    assert!(new.not_before() <= rig.clock.now());
+    m.stop();
 }
 
 // ---------------------------------------------------------------------------------------------

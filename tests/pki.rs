@@ -212,6 +212,7 @@ fn ca_issues_what_the_csr_asked_for() {
         pem.as_bytes(),
         &key,
         Some(&node_template()),
+        &[KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
         year(2030) + Duration::from_secs(60),
     )
     .unwrap();
@@ -257,7 +258,7 @@ fn issued_chain_is_checked_before_use() {
             now + Duration::from_secs(3600),
         )
         .unwrap();
-    verify_issued(good.as_bytes(), &key, Some(&t), now).unwrap();
+    verify_issued(good.as_bytes(), &key, Some(&t), &usages, now).unwrap();
 
     let cases: Vec<(&str, String, &str)> = vec![
         (
@@ -297,7 +298,7 @@ fn issued_chain_is_checked_before_use() {
         ),
     ];
     for (name, pem, want) in cases {
-        let err = verify_issued(pem.as_bytes(), &key, Some(&t), now).unwrap_err();
+        let err = verify_issued(pem.as_bytes(), &key, Some(&t), &usages, now).unwrap_err();
         assert!(
             matches!(err, Error::IssuedCertificate { .. }),
             "{name}: {err}"

@@ -17,6 +17,8 @@ pub const API_VERSION_V1: &str = "certificates.k8s.io/v1";
 pub const API_VERSION_V1BETA1: &str = "certificates.k8s.io/v1beta1";
 /// The kind of a CSR object.
 pub const KIND_CSR: &str = "CertificateSigningRequest";
+/// The kind of a list of CSR objects.
+pub const KIND_CSR_LIST: &str = "CertificateSigningRequestList";
 /// The signer name v1 refuses (`kubernetes.io/legacy-unknown`).
 pub const LEGACY_UNKNOWN_SIGNER: &str = "kubernetes.io/legacy-unknown";
 /// The API minimum for `spec.expirationSeconds`.

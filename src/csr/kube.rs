@@ -17,6 +17,41 @@
 //!   until the CSR is approved and issued, denied, failed, deleted or replaced (uid change), or
 //!   the wait times out or is cancelled.
 //!
+//! # Status rules of the wait
+//! As client-go's `WaitForCertificate`, every condition of an observed object is read: a
+//! `Denied` or `Failed` condition ends the wait with [`CsrError::Denied`] or
+//! [`CsrError::Failed`] whatever else is set (an `[Approved, Denied]` object that carries a
+//! certificate is denied, and its certificate is not taken); a certificate is taken only from
+//! an object with an `Approved` condition and neither of those.
+//!
+//! A wait re-lists only after a pause of the reflector's backoff (800 ms doubling to a 30 s
+//! cap, each stretched by up to as much again; see
+//! [`retry_interval`](KubeCsrClientBuilder::retry_interval)): after a failed list, a watch that
+//! ends in an error — `410 Expired`/`Gone` as the HTTP answer or as an `ERROR` event — and a
+//! watch that ends within 1 s without an event. A watch the server ends normally is resumed at
+//! once. So a server that answers every watch with 410 gets at most 9 list+watch rounds in a
+//! wait's first 2 min, then one every 30–60 s. Pauses are timers of the builder's
+//! [`clock`](KubeCsrClientBuilder::clock), and a cancel ends one at once.
+//!
+//! When the wait times out, [`CsrError::Timeout`] says what it last saw
+//! ([`WaitProgress`](super::WaitProgress)): a request nobody approved ("is an approver running
+//! for `<signerName>`?"), one approved but not issued ("approved but not issued: is a signer
+//! running for `<signerName>`?"), one the last list did not contain ("it was not found"), or,
+//! when the last list or watch failed and nothing answered since (every list forbidden, say),
+//! that error as its `source()` (a 404 from the fallback version does not hide the preferred
+//! version's error). A request still approved
+//! but not issued once the wait has passed [`APPROVED_NOT_ISSUED_WARN_FRACTION`] of its timeout
+//! is logged once as a warning, at that point.
+//!
+//! # Types of the answers
+//! An answer must be the kind asked for: a `CertificateSigningRequest` from create and get and
+//! in watch events (a `Status` in `ERROR` events), a `CertificateSigningRequestList` from list,
+//! each of the API version of the request's path (`certificates.k8s.io/v1`, or `…/v1beta1` for
+//! a request that lives there). Another kind or version (a `Secret`, a `Pod`, a `PodList`, a
+//! v1beta1 object on the v1 path) ends the call with [`CsrError::InvalidResponse`]. An absent
+//! `kind` or `apiVersion` is taken as the expected one, as client-go's decoder does (the items
+//! of a list carry none).
+//!
 //! # Example: the kubelet's wiring
 //! Bootstrap credentials from the kubeconfig until a certificate exists, then that certificate:
 //! ```no_run
@@ -70,9 +105,10 @@ use ureq::http::Response;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 use super::api::{self, CertificateSigningRequest, CsrList, Status, WatchEvent};
+use super::backoff::RelistBackoff;
 use super::http::{NoServerVerification, RootsVerifier, RustlsConnector};
 use super::proxy::ProxyEnv;
-use super::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest};
+use super::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest, WaitProgress};
 use crate::clock::{Clock, SystemClock};
 use crate::kubeconfig::{ConfigError, Kubeconfig};
 use crate::pki::{self, CertInfo, Certificate};
@@ -90,7 +126,8 @@ fn watch_read_timeout(timeout_seconds: u64) -> Duration {
     Duration::from_secs(timeout_seconds + timeout_seconds.min(30))
 }
 /// A watch that ends this soon without an event is "very short" (client-go's reflector) and
-/// is resumed only after a pause, so a server that closes every watch at once is not hammered.
+/// is followed by the backoff pause and a re-list, so a server that closes every watch at once
+/// is not hammered.
 const SHORT_WATCH: Duration = Duration::from_secs(1);
 
 /// Where a PEM document comes from: given inline, or a file read each time a client is built.
@@ -196,7 +233,7 @@ impl KubeCsrClientBuilder {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             watch_timeout: None,
-            retry_interval: Duration::from_secs(1),
+            retry_interval: super::backoff::INITIAL,
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
             max_list_size: DEFAULT_MAX_LIST_SIZE,
             max_watch_event_size: DEFAULT_MAX_WATCH_EVENT_SIZE,
@@ -352,8 +389,13 @@ impl KubeCsrClientBuilder {
         self
     }
 
-    /// The pause before retrying a failed list or re-listing after a failed watch (client-go
-    /// polls every second). A `Retry-After` from the server lengthens it. Defaults to 1 s.
+    /// The first pause of a wait's backoff before it lists again after a failed list, a watch
+    /// that ended in an error (410 Expired/Gone included) or a very short watch. Each further
+    /// pause doubles the base, up to 30 s, and is stretched by a random fraction in [0, 1) of
+    /// itself; 2 min without a pause start again from this one (client-go's reflector:
+    /// 800 ms, ×2, cap 30 s, jitter 1.0, reset after 2 min). A server's `Retry-After`
+    /// lengthens a pause. Pauses are timers of the [`clock`](Self::clock) and end at once when
+    /// the wait is cancelled. Defaults to 800 ms.
     pub fn retry_interval(mut self, d: Duration) -> Self {
         self.retry_interval = d;
         self
@@ -378,7 +420,9 @@ impl KubeCsrClientBuilder {
     }
 
     /// The clock used to judge whether certificates of an existing CSR have expired before
-    /// adopting it. Defaults to [`SystemClock`].
+    /// adopting it, and whose timers time the backoff pauses of a wait (see
+    /// [`retry_interval`](Self::retry_interval)); the wait's own timeout runs on monotonic
+    /// time. Defaults to [`SystemClock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -993,7 +1037,7 @@ impl KubeCsrClient {
         })?;
         let resp = self.post(agent, "create", &path, &body)?;
         let bytes = self.body("create", &path, resp, self.max_object_size)?;
-        let created = decode_csr("create", &bytes)?;
+        let created = decode_csr("create", &bytes, version)?;
         csr_ref("create", &created, version)
     }
 
@@ -1006,7 +1050,7 @@ impl KubeCsrClient {
         let path = format!("{}/{}", collection(version), encode(name));
         let resp = self.get(agent, "retrieve", &path, self.request_timeout, None)?;
         let bytes = self.body("retrieve", &path, resp, self.max_object_size)?;
-        decode_csr("retrieve", &bytes)
+        decode_csr("retrieve", &bytes, version)
     }
 
     fn adopt(&self, agent: &Agent, req: &CsrRequest, name: &str) -> Result<CsrRef, CsrError> {
@@ -1051,10 +1095,28 @@ impl KubeCsrClient {
         );
         let resp = self.get(agent, "list", &path, self.request_timeout.min(global), None)?;
         let bytes = self.body("list", &path, resp, self.max_list_size)?;
-        serde_json::from_slice(&bytes).map_err(|e| CsrError::InvalidResponse {
-            op: "list",
-            message: format!("malformed CertificateSigningRequestList from {path}: {e}"),
-        })
+        let list: CsrList =
+            serde_json::from_slice(&bytes).map_err(|e| CsrError::InvalidResponse {
+                op: "list",
+                message: format!("malformed CertificateSigningRequestList from {path}: {e}"),
+            })?;
+        check_type(
+            "list",
+            list.kind.as_deref(),
+            list.api_version.as_deref(),
+            api::KIND_CSR_LIST,
+            Some(version),
+        )?;
+        for item in &list.items {
+            check_type(
+                "list",
+                item.kind.as_deref(),
+                item.api_version.as_deref(),
+                api::KIND_CSR,
+                Some(version),
+            )?;
+        }
+        Ok(list)
     }
 }
 
@@ -1139,17 +1201,28 @@ impl CsrClient for KubeCsrClient {
         let agent = self.agent_for(cancel);
         let started = Instant::now();
         // A huge timeout (Duration::MAX) means "practically forever", not an overflow.
-        let deadline = started
-            .checked_add(timeout)
-            .or_else(|| started.checked_add(Duration::from_secs(1 << 32)))
-            .unwrap_or(started);
-        let waiter = Waiter {
+        let far = |d: Duration| {
+            started
+                .checked_add(d)
+                .or_else(|| started.checked_add(Duration::from_secs(1 << 32)))
+                .unwrap_or(started)
+        };
+        let mut waiter = Waiter {
             client: self,
             agent,
             csr,
-            deadline,
+            started,
+            deadline: far(timeout),
+            warn_at: far(Duration::try_from_secs_f64(
+                timeout.as_secs_f64() * APPROVED_NOT_ISSUED_WARN_FRACTION,
+            )
+            .unwrap_or(timeout)),
             timeout,
             cancel,
+            progress: WaitProgress::Unseen,
+            last_error: None,
+            warned: false,
+            backoff: RelistBackoff::new(self.retry_interval),
         };
         match waiter.run() {
             Err(_) if cancel.is_cancelled() => Err(cancelled()),
@@ -1158,26 +1231,49 @@ impl CsrClient for KubeCsrClient {
     }
 }
 
+/// The fraction of the wait timeout after which a request that is approved but still has no
+/// certificate is logged as a warning (once per wait): one half.
+pub const APPROVED_NOT_ISSUED_WARN_FRACTION: f64 = 0.5;
+
 /// One wait: list, then watch, until a verdict.
 struct Waiter<'a> {
     client: &'a KubeCsrClient,
     /// The agent the cancel callback shuts down; every request of this wait goes through it.
     agent: Agent,
     csr: &'a CsrRef,
+    started: Instant,
     deadline: Instant,
+    /// When an approved request without a certificate is worth a warning.
+    warn_at: Instant,
     timeout: Duration,
     cancel: &'a Cancel,
+    /// What the last list item or watch event for our request showed.
+    progress: WaitProgress,
+    /// The last list or watch error with no successful list or watch after it.
+    last_error: Option<CsrError>,
+    /// Whether the approved-but-not-issued warning was logged.
+    warned: bool,
+    /// The pause before each re-list.
+    backoff: RelistBackoff,
 }
 
 enum WatchEnd {
     /// The CSR was issued.
     Issued(Vec<u8>),
-    /// The server ended the watch cleanly; resume from the last resourceVersion (after a
-    /// pause when it was very short).
-    Closed { short: bool },
-    /// The resourceVersion is too old (410 Expired): list again.
-    Relist,
-    /// The watch failed; list again after this pause.
+    /// The server ended the watch cleanly (or the wait cut it at the warning point): resume
+    /// from the last resourceVersion at once.
+    Closed,
+    /// The watch must be given up and the CSR listed again after the backoff pause, or after
+    /// this much if longer (a server's `Retry-After`): 410 Expired/Gone, an error, a very
+    /// short watch.
+    Relist(Duration),
+}
+
+/// A list round that did not give a list.
+enum ListFailed {
+    /// A protocol violation, or the wait's end: give up.
+    Fatal(CsrError),
+    /// Errors worth retrying; list again after the backoff pause or after this much, if longer.
     Retry(Duration),
 }
 
@@ -1194,63 +1290,155 @@ impl Waiter<'_> {
             });
         }
         if Instant::now() >= self.deadline {
-            return Err(CsrError::Timeout {
-                name: self.csr.name.clone(),
-                waited: self.timeout,
-            });
+            return Err(self.timed_out());
         }
         Ok(())
+    }
+
+    fn timed_out(&self) -> CsrError {
+        CsrError::Timeout {
+            name: self.csr.name.clone(),
+            waited: self.timeout,
+            progress: self.progress.clone(),
+            last_error: self.last_error.as_ref().map(|e| Box::new(clone_error(e))),
+        }
     }
 
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// Sleeps `d` (at most until the deadline), waking at once on cancel.
+    /// Records a list or watch error (after a debug line): the cause a timeout reports.
+    fn failed(&mut self, e: CsrError) {
+        log::debug!("waiting for {:?}: {e}", self.name());
+        self.last_error = Some(e);
+    }
+
+    /// Sleeps `d` on the client's clock (at most until the deadline), waking at once on cancel.
     fn pause(&self, d: Duration) -> Result<(), CsrError> {
         let d = d.min(self.remaining());
-        if let Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
-            self.cancel.receiver().recv_timeout(d)
-        {
-            return Err(CsrError::Cancelled {
-                name: self.csr.name.clone(),
-            });
+        let timer = self.client.clock.after(d);
+        let cancelled = self.cancel.receiver();
+        let deadline = crossbeam_channel::at(self.deadline);
+        // Cancel first, so that a cancel always wins a tie with the timer.
+        crossbeam_channel::select_biased! {
+            recv(cancelled) -> _ => {
+                return Err(CsrError::Cancelled {
+                    name: self.csr.name.clone(),
+                });
+            }
+            recv(timer.receiver()) -> _ => {}
+            recv(deadline) -> _ => {}
         }
         self.check()
     }
 
-    fn run(&self) -> Result<Vec<u8>, CsrError> {
+    /// The reflector's pause before a re-list (see the `backoff` module), at least `at_least`.
+    fn backoff(&mut self, at_least: Duration) -> Result<(), CsrError> {
+        let d = self
+            .backoff
+            .next(self.client.clock.now(), &mut rand::rng())
+            .max(at_least);
+        log::debug!(
+            "listing certificate signing request {:?} again in {}",
+            self.name(),
+            pki::fmt_duration(d)
+        );
+        self.pause(d)
+    }
+
+    /// Takes note of one object seen for our name: its verdict, and what the wait now knows.
+    fn observe(&mut self, obj: &CertificateSigningRequest) -> Result<Option<Vec<u8>>, CsrError> {
+        match judge(self.csr, obj)? {
+            Judged::Issued(cert) => Ok(Some(cert)),
+            Judged::Waiting(progress) => {
+                if let WaitProgress::ApprovedNotIssued { .. } = progress {
+                    log::debug!(
+                        "certificate signing request {:?} is approved, waiting to be issued",
+                        self.name()
+                    );
+                }
+                self.progress = progress;
+                self.maybe_warn();
+                Ok(None)
+            }
+        }
+    }
+
+    /// Logs once that an approved request has no certificate yet, when the wait has passed
+    /// [`APPROVED_NOT_ISSUED_WARN_FRACTION`] of its timeout.
+    fn maybe_warn(&mut self) {
+        if self.warned || Instant::now() < self.warn_at {
+            return;
+        }
+        if let WaitProgress::ApprovedNotIssued { signer_name } = &self.progress {
+            self.warned = true;
+            log::warn!(
+                "certificate signing request {:?} is approved but not issued after {} of {}: is a signer running for {}?",
+                self.csr.name,
+                pki::fmt_duration(self.started.elapsed()),
+                pki::fmt_duration(self.timeout),
+                signer_name
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or("this signer")
+            );
+        }
+    }
+
+    /// How long until the warning point, while it is ahead: a watch open then ends there (and
+    /// is resumed at once), so that a request approved but not issued meanwhile is warned
+    /// about on time. Costs one more watch in a wait that lasts past the point; none in one
+    /// that ends before.
+    fn until_warning(&self) -> Option<Duration> {
+        let ahead = self.warn_at.saturating_duration_since(Instant::now());
+        (!self.warned && !ahead.is_zero()).then_some(ahead)
+    }
+
+    fn run(&mut self) -> Result<Vec<u8>, CsrError> {
         let first = self.csr.api_version;
         let versions = [first, other_version(first)];
+        // None before the first list; then the least pause before the next one.
+        let mut relist_after: Option<Duration> = None;
         'relist: loop {
-            let (version, list) = self.probe(&versions)?;
-            let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
-            for item in &list.items {
-                if item.metadata.name.as_deref() == Some(self.name())
-                    && let Some(cert) = judge(self.csr, item)?
-                {
-                    return Ok(cert);
+            if let Some(at_least) = relist_after.take() {
+                self.backoff(at_least)?;
+            }
+            let (version, list) = match self.list_round(&versions) {
+                Ok(l) => l,
+                Err(ListFailed::Fatal(e)) => return Err(e),
+                Err(ListFailed::Retry(at_least)) => {
+                    relist_after = Some(at_least);
+                    continue;
                 }
+            };
+            let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
+            let mut found = false;
+            for item in &list.items {
+                if item.metadata.name.as_deref() == Some(self.name()) {
+                    found = true;
+                    if let Some(cert) = self.observe(item)? {
+                        return Ok(cert);
+                    }
+                }
+            }
+            if !found {
+                self.progress = WaitProgress::NotFound;
             }
             loop {
                 self.check()?;
-                match self.watch(version, &mut rv)? {
+                let end = self.watch(version, &mut rv)?;
+                self.maybe_warn();
+                match end {
                     WatchEnd::Issued(cert) => return Ok(cert),
-                    WatchEnd::Closed { short } => {
+                    WatchEnd::Closed => {
                         log::debug!(
                             "watch of {:?} ended, resuming at resourceVersion {rv:?}",
                             self.name()
                         );
-                        if short {
-                            self.pause(self.client.retry_interval)?;
-                        }
                     }
-                    WatchEnd::Relist => {
-                        log::debug!("watch of {:?} expired, listing again", self.name());
-                        continue 'relist;
-                    }
-                    WatchEnd::Retry(d) => {
-                        self.pause(d)?;
+                    WatchEnd::Relist(at_least) => {
+                        relist_after = Some(at_least);
                         continue 'relist;
                     }
                 }
@@ -1258,44 +1446,64 @@ impl Waiter<'_> {
         }
     }
 
-    /// Lists the CSR under the preferred version, then the other, until one answers
-    /// (client-go polls every second). Protocol violations end the wait at once.
-    fn probe(&self, versions: &[ApiVersion; 2]) -> Result<(ApiVersion, CsrList), CsrError> {
-        loop {
-            self.check()?;
-            let mut delay = self.client.retry_interval;
-            for &v in versions {
-                match self
-                    .client
-                    .list(&self.agent, v, self.name(), self.remaining())
-                {
-                    Ok(list) => return Ok((v, list)),
-                    Err(e @ CsrError::InvalidResponse { .. }) => return Err(e),
-                    Err(e) => {
-                        self.check()?;
-                        if let Some(ra) = e.retry_after() {
-                            delay = delay.max(ra);
-                        }
-                        log::debug!("waiting for {:?}: {e}", self.name());
+    /// Lists the CSR under the preferred version, then the other, until one answers. Protocol
+    /// violations end the wait at once.
+    fn list_round(
+        &mut self,
+        versions: &[ApiVersion; 2],
+    ) -> Result<(ApiVersion, CsrList), ListFailed> {
+        self.check().map_err(ListFailed::Fatal)?;
+        let mut at_least = Duration::ZERO;
+        // The round's cause: its first error that is not a 404, else its first error (a 404
+        // from the other version only says that version is not served).
+        let mut cause: Option<CsrError> = None;
+        for &v in versions {
+            match self
+                .client
+                .list(&self.agent, v, self.name(), self.remaining())
+            {
+                Ok(list) => {
+                    self.last_error = None;
+                    return Ok((v, list));
+                }
+                Err(e @ CsrError::InvalidResponse { .. }) => return Err(ListFailed::Fatal(e)),
+                Err(e) => {
+                    if let Some(ra) = e.retry_after() {
+                        at_least = at_least.max(ra);
                     }
+                    log::debug!("waiting for {:?}: {e}", self.name());
+                    let not_found =
+                        |e: &CsrError| e.api_error().is_some_and(ApiError::is_not_found);
+                    if cause
+                        .as_ref()
+                        .is_none_or(|c| not_found(c) && !not_found(&e))
+                    {
+                        cause = Some(e);
+                    }
+                    self.last_error = cause.as_ref().map(clone_error);
+                    self.check().map_err(ListFailed::Fatal)?;
                 }
             }
-            self.pause(delay)?;
         }
+        Err(ListFailed::Retry(at_least))
     }
 
-    fn watch_seconds(&self) -> u64 {
+    fn watch_seconds(&self, until_warning: Option<Duration>) -> u64 {
         let wanted = match self.client.watch_timeout {
             Some(d) => d.as_secs(),
             None => rand::rng().random_range(300..600),
         };
-        let remaining = self.remaining();
-        let remaining_secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
-        wanted.min(remaining_secs).max(1)
+        let ceil = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let mut secs = wanted.min(ceil(self.remaining()));
+        if let Some(d) = until_warning {
+            secs = secs.min(ceil(d));
+        }
+        secs.max(1)
     }
 
-    fn watch(&self, version: ApiVersion, rv: &mut String) -> Result<WatchEnd, CsrError> {
-        let secs = self.watch_seconds();
+    fn watch(&mut self, version: ApiVersion, rv: &mut String) -> Result<WatchEnd, CsrError> {
+        let until_warning = self.until_warning();
+        let secs = self.watch_seconds(until_warning);
         let mut path = format!(
             "{}?watch=true&fieldSelector={}&allowWatchBookmarks=true&timeoutSeconds={secs}",
             collection(version),
@@ -1305,34 +1513,40 @@ impl Waiter<'_> {
             path.push_str("&resourceVersion=");
             path.push_str(&encode(rv));
         }
-        let retry = self.client.retry_interval;
+        // Ended by the wait itself at the warning point: resume, not an error.
+        let cut_at_warning = |w: &Self| until_warning.is_some() && Instant::now() >= w.warn_at;
+        let global = until_warning.map_or(self.remaining(), |d| d.min(self.remaining()));
         let resp = match self.client.get(
             &self.agent,
             "watch",
             &path,
-            self.remaining(),
+            global,
             Some(watch_read_timeout(secs)),
         ) {
             Ok(r) => r,
             Err(e) => {
+                if cut_at_warning(self) {
+                    return Ok(WatchEnd::Closed);
+                }
+                self.failed(e);
                 self.check()?;
-                log::debug!("waiting for {:?}: {e}", self.name());
-                return Ok(WatchEnd::Retry(retry));
+                return Ok(WatchEnd::Relist(Duration::ZERO));
             }
         };
         if !resp.status().is_success() {
             let e = self.client.api_error("watch", &path, resp);
-            let Some(api) = e.api_error() else {
-                return Err(e);
+            let retry_after = match e.api_error() {
+                Some(api) if api.is_expired() => {
+                    log::debug!("watch of {:?} expired, listing again", self.name());
+                    Duration::ZERO
+                }
+                Some(api) => api.retry_after.unwrap_or_default(),
+                None => return Err(e),
             };
-            if api.is_expired() {
-                return Ok(WatchEnd::Relist);
-            }
-            log::debug!("waiting for {:?}: {e}", self.name());
-            return Ok(WatchEnd::Retry(
-                retry.max(api.retry_after.unwrap_or_default()),
-            ));
+            self.failed(e);
+            return Ok(WatchEnd::Relist(retry_after));
         }
+        self.last_error = None;
 
         let limit = self.client.max_watch_event_size;
         let started = Instant::now();
@@ -1350,6 +1564,10 @@ impl Waiter<'_> {
             match read {
                 Err(e) => {
                     self.check()?;
+                    if cut_at_warning(self) {
+                        // A partial event is sent again by the next watch from `rv`.
+                        return Ok(WatchEnd::Closed);
+                    }
                     if !line.is_empty() {
                         return Err(CsrError::InvalidResponse {
                             op: "watch",
@@ -1360,13 +1578,20 @@ impl Waiter<'_> {
                             ),
                         });
                     }
-                    log::debug!("watch of {:?} failed: {e}", self.name());
-                    return Ok(WatchEnd::Retry(retry));
+                    self.failed(CsrError::Transport {
+                        op: "watch",
+                        message: format!("reading the watch of {:?}: {e}", self.name()),
+                        source: Some(Box::new(e)),
+                    });
+                    return Ok(WatchEnd::Relist(Duration::ZERO));
                 }
                 Ok(0) => {
-                    return Ok(WatchEnd::Closed {
-                        short: events == 0 && started.elapsed() < SHORT_WATCH,
-                    });
+                    if events == 0 && started.elapsed() < SHORT_WATCH && !cut_at_warning(self) {
+                        // client-go's "very short watch": back off and list again.
+                        log::debug!("watch of {:?} ended at once without an event", self.name());
+                        return Ok(WatchEnd::Relist(Duration::ZERO));
+                    }
+                    return Ok(WatchEnd::Closed);
                 }
                 Ok(_) => {}
             }
@@ -1398,6 +1623,14 @@ impl Waiter<'_> {
                     op: "watch",
                     message: format!("malformed watch event: {e}"),
                 })?;
+            if event.type_ == "ERROR" {
+                check_type_value("watch", &event.object, "Status", None)?;
+            } else if matches!(
+                event.type_.as_str(),
+                "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK"
+            ) {
+                check_type_value("watch", &event.object, api::KIND_CSR, Some(version))?;
+            }
             if let Some(v) = event
                 .object
                 .pointer("/metadata/resourceVersion")
@@ -1410,7 +1643,7 @@ impl Waiter<'_> {
                 "ADDED" | "MODIFIED" => {
                     let obj = csr_from_value(event.object)?;
                     if obj.metadata.name.as_deref() == Some(self.name())
-                        && let Some(cert) = judge(self.csr, &obj)?
+                        && let Some(cert) = self.observe(&obj)?
                     {
                         return Ok(WatchEnd::Issued(cert));
                     }
@@ -1437,13 +1670,18 @@ impl Waiter<'_> {
                         .filter(|c| (100..600).contains(c))
                         .unwrap_or(500);
                     let err = api_error_from_status(code, None, status);
-                    if err.is_expired() {
-                        return Ok(WatchEnd::Relist);
-                    }
-                    log::debug!("watch of {:?} sent an error: {err}", self.name());
-                    return Ok(WatchEnd::Retry(
-                        retry.max(err.retry_after.unwrap_or_default()),
-                    ));
+                    let retry_after = if err.is_expired() {
+                        log::debug!("watch of {:?} expired, listing again", self.name());
+                        Duration::ZERO
+                    } else {
+                        err.retry_after.unwrap_or_default()
+                    };
+                    self.failed(CsrError::Api {
+                        op: "watch",
+                        path: path.clone(),
+                        error: err,
+                    });
+                    return Ok(WatchEnd::Relist(retry_after));
                 }
                 other => {
                     return Err(CsrError::InvalidResponse {
@@ -1456,8 +1694,41 @@ impl Waiter<'_> {
     }
 }
 
-/// The verdict on one observed object (client-go's condition loop: by type, in order).
-fn judge(csr: &CsrRef, obj: &CertificateSigningRequest) -> Result<Option<Vec<u8>>, CsrError> {
+/// A copy of a list or watch error for [`CsrError::Timeout`]'s source. Transport errors keep
+/// their message; their inner source (a ureq error, not cloneable) is not kept.
+fn clone_error(e: &CsrError) -> CsrError {
+    match e {
+        CsrError::Api { op, path, error } => CsrError::Api {
+            op,
+            path: path.clone(),
+            error: error.clone(),
+        },
+        CsrError::Transport { op, message, .. } => CsrError::Transport {
+            op,
+            message: message.clone(),
+            source: None,
+        },
+        other => CsrError::InvalidResponse {
+            op: "watch",
+            message: other.to_string(),
+        },
+    }
+}
+
+/// What one observed object says.
+enum Judged {
+    /// Approved, with a certificate.
+    Issued(Vec<u8>),
+    /// Not yet: pending, or approved without a certificate.
+    Waiting(WaitProgress),
+}
+
+/// The verdict on one observed object, as client-go's `WaitForCertificate`: another uid is an
+/// error; then every condition is read, a `Denied` or `Failed` one ends the wait with that
+/// error whatever else is set (so `[Approved, Denied]` with a certificate is denied); only
+/// with an `Approved` condition and none of those is a non-empty certificate taken. A
+/// condition's `status` field is not read, as in client-go.
+fn judge(csr: &CsrRef, obj: &CertificateSigningRequest) -> Result<Judged, CsrError> {
     let uid = obj.metadata.uid.as_deref().unwrap_or_default();
     if uid != csr.uid {
         return Err(CsrError::UidChanged {
@@ -1466,9 +1737,11 @@ fn judge(csr: &CsrRef, obj: &CertificateSigningRequest) -> Result<Option<Vec<u8>
             got: uid.to_owned(),
         });
     }
+    let signer_name = obj.spec.signer_name.clone();
     let Some(status) = &obj.status else {
-        return Ok(None);
+        return Ok(Judged::Waiting(WaitProgress::Pending { signer_name }));
     };
+    let mut approved = false;
     for c in &status.conditions {
         let reason = || c.reason.clone().unwrap_or_default();
         let message = || c.message.clone().unwrap_or_default();
@@ -1487,15 +1760,79 @@ fn judge(csr: &CsrRef, obj: &CertificateSigningRequest) -> Result<Option<Vec<u8>
                     message: message(),
                 });
             }
-            api::CONDITION_APPROVED => {
-                if let Some(cert) = status.certificate.as_ref().filter(|c| !c.is_empty()) {
-                    return Ok(Some(cert.clone()));
-                }
-            }
+            api::CONDITION_APPROVED => approved = true,
             _ => {}
         }
     }
-    Ok(None)
+    if !approved {
+        return Ok(Judged::Waiting(WaitProgress::Pending { signer_name }));
+    }
+    match status.certificate.as_ref().filter(|c| !c.is_empty()) {
+        Some(cert) => Ok(Judged::Issued(cert.clone())),
+        None => Ok(Judged::Waiting(WaitProgress::ApprovedNotIssued {
+            signer_name,
+        })),
+    }
+}
+
+/// Checks an answer's `kind` and `apiVersion` against what was asked for: `want_kind`, and
+/// with `version` that API version (the one of the request's path: a v1 path wants
+/// `certificates.k8s.io/v1`, a v1beta1 path `…/v1beta1`). An absent (or null) field is taken
+/// as the expected one, as client-go's decoder defaults a missing kind from the type it decodes
+/// into (list items carry none); a present one that differs is a protocol violation.
+fn check_type(
+    op: &'static str,
+    kind: Option<&str>,
+    api_version: Option<&str>,
+    want_kind: &str,
+    version: Option<ApiVersion>,
+) -> Result<(), CsrError> {
+    let kind_ok = kind.is_none_or(|k| k == want_kind);
+    let version_ok = match version {
+        Some(v) => api_version.is_none_or(|a| a == v.as_str()),
+        None => true,
+    };
+    if kind_ok && version_ok {
+        return Ok(());
+    }
+    let want = match version {
+        Some(v) => format!("a {want_kind} of {}", v.as_str()),
+        None => format!("a {want_kind}"),
+    };
+    Err(CsrError::InvalidResponse {
+        op,
+        message: format!(
+            "expected {want}, got a {} of {}",
+            kind.unwrap_or(want_kind),
+            api_version.unwrap_or("no apiVersion")
+        ),
+    })
+}
+
+/// [`check_type`] on raw JSON: `kind` and `apiVersion` must be strings when present.
+fn check_type_value(
+    op: &'static str,
+    obj: &serde_json::Value,
+    want_kind: &str,
+    version: Option<ApiVersion>,
+) -> Result<(), CsrError> {
+    let field = |name: &str| -> Result<Option<&str>, CsrError> {
+        match obj.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(CsrError::InvalidResponse {
+                op,
+                message: format!("expected a {want_kind}, got {name} {other}"),
+            }),
+        }
+    };
+    if !obj.is_object() {
+        return Err(CsrError::InvalidResponse {
+            op,
+            message: format!("expected a {want_kind} object, got {obj}"),
+        });
+    }
+    check_type(op, field("kind")?, field("apiVersion")?, want_kind, version)
 }
 
 /// Whether an existing CSR may be adopted for `req` (client-go `ensureCompatible`): the
@@ -1641,11 +1978,25 @@ fn transport_error(op: &'static str, method: &str, url: &str, e: ureq::Error) ->
     }
 }
 
-fn decode_csr(op: &'static str, bytes: &[u8]) -> Result<CertificateSigningRequest, CsrError> {
-    serde_json::from_slice(bytes).map_err(|e| CsrError::InvalidResponse {
+/// Decodes a create or get answer: a `CertificateSigningRequest` of `version`.
+fn decode_csr(
+    op: &'static str,
+    bytes: &[u8],
+    version: ApiVersion,
+) -> Result<CertificateSigningRequest, CsrError> {
+    let obj: CertificateSigningRequest =
+        serde_json::from_slice(bytes).map_err(|e| CsrError::InvalidResponse {
+            op,
+            message: format!("malformed CertificateSigningRequest: {e}"),
+        })?;
+    check_type(
         op,
-        message: format!("malformed CertificateSigningRequest: {e}"),
-    })
+        obj.kind.as_deref(),
+        obj.api_version.as_deref(),
+        api::KIND_CSR,
+        Some(version),
+    )?;
+    Ok(obj)
 }
 
 fn csr_from_value(v: serde_json::Value) -> Result<CertificateSigningRequest, CsrError> {

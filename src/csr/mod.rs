@@ -8,13 +8,14 @@
 //! changes, and when its own (clock-driven) wait timeout fires.
 
 pub mod api;
+mod backoff;
 mod http;
 mod kube;
 mod proxy;
 
 pub use kube::{
-    DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE, DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient,
-    KubeCsrClientBuilder,
+    APPROVED_NOT_ISSUED_WARN_FRACTION, DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE,
+    DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient, KubeCsrClientBuilder,
 };
 pub(crate) use kube::{PemSource, absolute};
 
@@ -335,16 +336,26 @@ pub enum CsrError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// No certificate came within the wait timeout.
+    /// No certificate came within the wait timeout. The message ends with a hint from what the
+    /// wait last saw (see [`WaitProgress`]); when the last list or watch failed and nothing
+    /// answered since, that error is the [`source`](std::error::Error::source) and the hint
+    /// says the request could not be read.
     #[error(
-        "timed out waiting for certificate signing request {name:?} after {}; is an approver running for this signer?",
-        crate::pki::fmt_duration(*waited)
+        "timed out waiting for certificate signing request {name:?} after {}; {}",
+        crate::pki::fmt_duration(*waited),
+        timeout_hint(progress, last_error.is_some())
     )]
     Timeout {
         /// CSR name.
         name: String,
         /// How long it waited.
         waited: Duration,
+        /// What the wait last saw of the request.
+        progress: WaitProgress,
+        /// The last error of a list or watch, when no list or watch answered after it: why the
+        /// wait could not see the request.
+        #[source]
+        last_error: Option<Box<CsrError>>,
     },
     /// The wait was cancelled (stop or template change).
     #[error("waiting for certificate signing request {name:?} was cancelled")]
@@ -406,7 +417,63 @@ pub enum CsrError {
     },
 }
 
+/// What a wait last saw of its CSR, for the hint of [`CsrError::Timeout`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitProgress {
+    /// No list or watch answer showed the request (or the client does not tell).
+    #[default]
+    Unseen,
+    /// The last list answered without the request: it does not exist (any more). Hint: "it
+    /// was not found".
+    NotFound,
+    /// Seen with neither an Approved, Denied nor Failed condition: nobody approved it. Hint:
+    /// "is an approver running for this signer?".
+    Pending {
+        /// `spec.signerName` as seen; `None` when the object has none (v1beta1).
+        signer_name: Option<String>,
+    },
+    /// Seen with an Approved condition and no certificate: approved, but the signer did not
+    /// issue it. Hint: "approved but not issued: is a signer running for `<signerName>`?".
+    ApprovedNotIssued {
+        /// `spec.signerName` as seen; `None` when the object has none (v1beta1).
+        signer_name: Option<String>,
+    },
+}
+
+fn timeout_hint(progress: &WaitProgress, failed: bool) -> String {
+    let signer = |s: &Option<String>| match s {
+        Some(s) if !s.is_empty() => s.clone(),
+        _ => "this signer".to_owned(),
+    };
+    if failed {
+        return "the last attempt to read it failed".to_owned();
+    }
+    match progress {
+        WaitProgress::Unseen => "is an approver running for this signer?".to_owned(),
+        WaitProgress::NotFound => "it was not found".to_owned(),
+        WaitProgress::Pending { signer_name } => {
+            format!("is an approver running for {}?", signer(signer_name))
+        }
+        WaitProgress::ApprovedNotIssued { signer_name } => format!(
+            "approved but not issued: is a signer running for {}?",
+            signer(signer_name)
+        ),
+    }
+}
+
 impl CsrError {
+    /// A [`CsrError::Timeout`] that knows nothing of the request (progress
+    /// [`WaitProgress::Unseen`], no last error): for clients that cannot tell more.
+    pub fn timeout(name: impl Into<String>, waited: Duration) -> CsrError {
+        CsrError::Timeout {
+            name: name.into(),
+            waited,
+            progress: WaitProgress::Unseen,
+            last_error: None,
+        }
+    }
+
     /// Whether the server counts as healthy after this error from a create call (client-go
     /// `updateServerError`): Unauthorized → healthy (a TLS-terminating proxy may say it); a
     /// non-`Status` body → unhealthy; NotFound or Forbidden → healthy; anything else,
@@ -677,10 +744,7 @@ mod tests {
             e.to_string(),
             r#"certificate signing request "csr-abc" is denied, reason: NotAllowed, message: no"#
         );
-        let e = CsrError::Timeout {
-            name: "csr-abc".into(),
-            waited: Duration::from_secs(900),
-        };
+        let e = CsrError::timeout("csr-abc", Duration::from_secs(900));
         assert!(
             e.to_string().starts_with(
                 r#"timed out waiting for certificate signing request "csr-abc" after 15m0s"#

@@ -565,12 +565,10 @@ pub fn load_client_cert_with(
         }
         Err(e) => return Err(request_err(e)),
     };
-    let cert =
-        pki::verify_issued(&chain, &key, Some(&template), clock.now()).map_err(|source| {
-            BootstrapError::Issued {
-                node: node_name.to_owned(),
-                source: Box::new(source),
-            }
+    let cert = pki::verify_issued(&chain, &key, Some(&template), &request.usages, clock.now())
+        .map_err(|source| BootstrapError::Issued {
+            node: node_name.to_owned(),
+            source: Box::new(source),
         })?;
     let stored = store
         .update(cert.cert_pem().as_bytes(), key.to_pem().as_bytes())

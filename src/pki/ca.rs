@@ -126,6 +126,19 @@ impl CertificateAuthority {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<String, Error> {
+        self.sign_csr_with_flaw(csr, usages, not_before, not_after, Flaw::None)
+    }
+
+    /// [`sign_csr`](CertificateAuthority::sign_csr) with a deliberate flaw, for fault injection.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn sign_csr_with_flaw(
+        &self,
+        csr: &ParsedCsr,
+        usages: &[KeyUsage],
+        not_before: SystemTime,
+        not_after: SystemTime,
+        flaw: Flaw,
+    ) -> Result<String, Error> {
         self.issue_raw(
             &csr.subject_der,
             &csr.public_key_der,
@@ -133,6 +146,7 @@ impl CertificateAuthority {
             usages,
             not_before,
             not_after,
+            flaw,
         )
     }
 
@@ -173,9 +187,11 @@ impl CertificateAuthority {
             usages,
             not_before,
             not_after,
+            Flaw::None,
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn issue_raw(
         &self,
         subject_der: &[u8],
@@ -184,8 +200,13 @@ impl CertificateAuthority {
         usages: &[KeyUsage],
         not_before: SystemTime,
         not_after: SystemTime,
+        flaw: Flaw,
     ) -> Result<String, Error> {
-        let (key_usage, ext_key_usages) = usage_extensions(usages);
+        let (key_usage, ext_key_usages) = match flaw {
+            // cRLSign and codeSigning: nothing a TLS certificate is requested with.
+            Flaw::UnrequestedUsages => (1 << 6, vec![&[1u64, 3, 6, 1, 5, 5, 7, 3, 3][..]]),
+            _ => usage_extensions(usages),
+        };
         let serial = random_serial();
         let spec = CertSpec {
             serial: &serial,
@@ -194,7 +215,7 @@ impl CertificateAuthority {
             spki_der,
             not_before: truncate_to_second(not_before),
             not_after: truncate_to_second(not_after),
-            is_ca: false,
+            is_ca: flaw == Flaw::CaLeaf,
             key_usage,
             ext_key_usages,
             san_der,
@@ -204,6 +225,18 @@ impl CertificateAuthority {
         let der = build_certificate(&spec, &self.key.signer()?)?;
         Ok(pem_encode("CERTIFICATE", &der))
     }
+}
+
+/// A deliberate flaw in an issued leaf (fault injection in the embedded server's signer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) enum Flaw {
+    /// None: the leaf as requested.
+    None,
+    /// Basic constraints CA:TRUE.
+    CaLeaf,
+    /// Key usage cRLSign and extended key usage codeSigning, whatever was requested.
+    UnrequestedUsages,
 }
 
 /// 128 random bits with the top bit clear (a positive INTEGER of at most 16 bytes).

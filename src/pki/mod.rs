@@ -14,6 +14,7 @@ mod ca;
 mod csr;
 pub(crate) mod der;
 mod key;
+mod verify;
 mod x509;
 
 use std::fmt;
@@ -28,10 +29,14 @@ use rustls::sign::CertifiedKey;
 use x509_parser::prelude::*;
 
 pub use ca::CertificateAuthority;
+#[cfg_attr(not(feature = "server"), allow(unused_imports))]
+pub(crate) use ca::Flaw;
 pub use csr::{ParsedCsr, build_csr_pem, parse_csr_der, parse_csr_pem};
 pub use key::{KeyAlgorithm, PrivateKey};
 pub(crate) use key::{Signer, pem_encode};
+pub use verify::NOT_BEFORE_ALLOWANCE;
 
+use crate::csr::KeyUsage;
 use crate::error::Error;
 use crate::template::CsrTemplate;
 
@@ -317,6 +322,23 @@ impl Certificate {
         now > self.info.not_after
     }
 
+    /// True when NotBefore is more than [`NOT_BEFORE_ALLOWANCE`] after `now`: too early to
+    /// serve or use the certificate (a peer whose clock agrees with `now` refuses it).
+    pub fn is_not_yet_valid_at(&self, now: SystemTime) -> bool {
+        self.info
+            .not_before
+            .duration_since(now)
+            .is_ok_and(|ahead| ahead > NOT_BEFORE_ALLOWANCE)
+    }
+
+    /// The earliest time the certificate is served: NotBefore − [`NOT_BEFORE_ALLOWANCE`].
+    pub fn usable_from(&self) -> SystemTime {
+        self.info
+            .not_before
+            .checked_sub(NOT_BEFORE_ALLOWANCE)
+            .unwrap_or(self.info.not_before)
+    }
+
     /// The rustls signing form of this pair, built once. `None` when rustls cannot sign with the
     /// key (RSA below 2048 bits).
     pub fn certified_key(&self) -> Option<&Arc<CertifiedKey>> {
@@ -347,8 +369,11 @@ pub fn parse_chain_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error
 }
 
 /// Checks a chain the CSR API issued for `key` before it may replace anything: it parses, its
-/// leaf is for `key`, it has not expired at `now`, and it satisfies `template` (when given).
-/// This is stricter than client-go, which stores whatever comes back.
+/// leaf is for `key`, it passes [`verify_chain`] for `usages` at `now` (in order and linked by
+/// signatures, not a CA, the requested usages allowed, valid at `now` with NotBefore at most
+/// [`NOT_BEFORE_ALLOWANCE`] ahead), and it satisfies `template` (when given). This is stricter
+/// than client-go, which stores whatever comes back: a chain that a TLS peer would refuse is
+/// refused here, so it is never stored, served or used to authenticate.
 ///
 /// # Errors
 /// [`Error::IssuedCertificate`] naming the first check that failed.
@@ -356,6 +381,7 @@ pub fn verify_issued(
     chain_pem: &[u8],
     key: &PrivateKey,
     template: Option<&CsrTemplate>,
+    usages: &[KeyUsage],
     now: SystemTime,
 ) -> Result<Certificate, Error> {
     let rejected = |reason: String| Error::IssuedCertificate { reason };
@@ -364,19 +390,47 @@ pub fn verify_issued(
         Error::KeyMismatch => rejected("it is for a different key than the one requested".into()),
         other => rejected(other.to_string()),
     })?;
-    if cert.is_expired_at(now) {
-        return Err(rejected(format!(
-            "it expired at {} ({} ago)",
-            fmt_time(cert.not_after()),
-            fmt_duration(now.duration_since(cert.not_after()).unwrap_or_default())
-        )));
-    }
+    verify::chain_fault(cert.chain(), usages, now).map_err(rejected)?;
     if let Some(missing) = template.and_then(|t| template_gap(t, &cert)) {
         return Err(rejected(format!(
             "it does not satisfy the template: {missing}"
         )));
     }
     Ok(cert)
+}
+
+/// Checks a certificate chain (leaf first) the way a TLS peer that trusts the last
+/// certificate's issuer would, for a certificate meant for `usages`, at `now`:
+///
+/// - each certificate: X.509 v3; a signature algorithm every peer accepts (RSA PKCS#1 v1.5 or
+///   PSS with SHA-256/384/512, ECDSA with SHA-256/384, Ed25519; not SHA-1), the same outside and
+///   inside the signed part; no duplicate, malformed or unknown critical extension; NotBefore ≤
+///   NotAfter, not expired, NotBefore at most [`NOT_BEFORE_ALLOWANCE`] after `now`;
+/// - the leaf: not a CA; a key usage extension, when present, allows every requested key usage
+///   bit (`digital signature`, `key encipherment`, …);
+/// - every certificate: an extended key usage extension, when present, is not empty and lists
+///   every requested extended usage (`server auth`, `client auth`, …). An absent extension
+///   allows all (RFC 5280, as Go, rustls and OpenSSL read it); `anyExtendedKeyUsage` does not
+///   stand in for a named one (rustls and OpenSSL refuse that, although Go accepts it);
+/// - every certificate after the leaf: a CA (basic constraints CA:TRUE; key usage, when present,
+///   with keyCertSign; a pathLenConstraint that admits the CAs below it);
+/// - every certificate after the leaf with name constraints: the leaf's DNS and IP address
+///   SANs are inside its permitted subtrees (of their type, when it has any) and outside its
+///   excluded ones;
+/// - each link: the certificate's issuer Name equals the next certificate's subject Name byte
+///   for byte, and the next certificate's key verifies its signature. The chain must therefore
+///   be in order, as TLS 1.2 requires of the list a peer is sent.
+///
+/// The last certificate's own issuer is not checked: the trust anchors are the peer's.
+///
+/// # Errors
+/// [`Error::InvalidCertificate`] naming the certificate and the first check it fails.
+pub fn verify_chain(
+    chain: &[CertificateDer<'_>],
+    usages: &[KeyUsage],
+    now: SystemTime,
+) -> Result<(), Error> {
+    verify::chain_fault(chain, usages, now).map_err(Error::InvalidCertificate)
 }
 
 /// Describes the first way `cert` fails `template`, or `None` when it satisfies it.

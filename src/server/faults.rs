@@ -6,7 +6,9 @@
 //!   malformed body, a delay, a dropped connection, or (watches) a stream that ends after a
 //!   number of events;
 //! - signer faults ([`SignerFault`]) change what happens to the next N approved CSRs: never
-//!   issued, issued with a new object UID, or issued for a different key.
+//!   issued, issued with a new object UID, issued for a different key, or issued with a flaw a
+//!   TLS peer refuses (NotBefore a year ahead, CA:TRUE, none of the requested usages, a chain
+//!   with a CA that did not issue the leaf).
 //!
 //! Every fault that fires is counted ([`FaultCounts`]), so a test can assert that the fault it
 //! set up was the one its client met. Faults apply after authentication: a request without valid
@@ -74,6 +76,17 @@ pub enum SignerFault {
     /// Issue a certificate with the CSR's subject but for a freshly generated key, not the
     /// requester's.
     WrongKey,
+    /// Issue a certificate whose NotBefore is one year after the signing time, as a signer whose
+    /// clock runs a year ahead would.
+    NotYetValid,
+    /// Issue a certificate with basic constraints CA:TRUE.
+    CaLeaf,
+    /// Issue a certificate whose key usage is cRLSign only and whose extended key usage is
+    /// codeSigning only, whatever the CSR asked for.
+    UnrequestedUsages,
+    /// Return the certificate followed by a CA certificate that did not issue it (a broken
+    /// chain).
+    UnrelatedChain,
 }
 
 /// How many faults of each kind have fired.
@@ -98,6 +111,10 @@ pub struct FaultCounts {
     pub uids_replaced: u64,
     /// Certificates issued for a wrong key by [`SignerFault::WrongKey`].
     pub wrong_keys: u64,
+    /// Certificates issued with a flaw a TLS peer refuses: [`SignerFault::NotYetValid`],
+    /// [`SignerFault::CaLeaf`], [`SignerFault::UnrequestedUsages`],
+    /// [`SignerFault::UnrelatedChain`].
+    pub flawed_certificates: u64,
 }
 
 impl FaultCounts {
@@ -112,6 +129,7 @@ impl FaultCounts {
             + self.never_issued
             + self.uids_replaced
             + self.wrong_keys
+            + self.flawed_certificates
     }
 }
 
@@ -196,6 +214,10 @@ impl Faults {
             SignerFault::NeverIssue => c.never_issued += 1,
             SignerFault::ReplaceUid => c.uids_replaced += 1,
             SignerFault::WrongKey => c.wrong_keys += 1,
+            SignerFault::NotYetValid
+            | SignerFault::CaLeaf
+            | SignerFault::UnrequestedUsages
+            | SignerFault::UnrelatedChain => c.flawed_certificates += 1,
         }
         Some(fault)
     }

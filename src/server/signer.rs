@@ -27,7 +27,7 @@ use crate::csr::api::{
     CONDITION_APPROVED, CONDITION_DENIED, CONDITION_FAILED, CertificateSigningRequest,
     CsrCondition, LEGACY_UNKNOWN_SIGNER,
 };
-use crate::pki::{KeyAlgorithm, ParsedCsr, PrivateKey, fmt_time};
+use crate::pki::{CertificateAuthority, Flaw, KeyAlgorithm, ParsedCsr, PrivateKey, fmt_time};
 
 use super::Shared;
 use super::faults::SignerFault;
@@ -455,12 +455,21 @@ fn sign(shared: &Shared, name: &str) {
     }
     let lt = shared.settings.lifetimes;
     let ttl = lt.ttl(obj.spec.expiration_seconds);
-    let (not_before, not_after) = match lt.window(now, ttl, shared.ca.info().not_after) {
+    let (mut not_before, mut not_after) = match lt.window(now, ttl, shared.ca.info().not_after) {
         Ok(w) => w,
         Err(e) => {
             log::warn!("csr {name:?}: cannot sign: {e}");
             return;
         }
+    };
+    if fault == Some(SignerFault::NotYetValid) {
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        (not_before, not_after) = (not_before + YEAR, not_after + YEAR);
+    }
+    let flaw = match fault {
+        Some(SignerFault::CaLeaf) => Flaw::CaLeaf,
+        Some(SignerFault::UnrequestedUsages) => Flaw::UnrequestedUsages,
+        _ => Flaw::None,
     };
     let usages: Vec<KeyUsage> = obj
         .spec
@@ -475,13 +484,22 @@ fn sign(shared: &Shared, name: &str) {
             Err(e) => log::warn!("csr {name:?}: cannot make a key for the wrong-key fault: {e}"),
         }
     }
-    let pem = match shared.ca.sign_csr(&request, &usages, not_before, not_after) {
+    let mut pem = match shared
+        .ca
+        .sign_csr_with_flaw(&request, &usages, not_before, not_after, flaw)
+    {
         Ok(pem) => pem,
         Err(e) => {
             log::warn!("csr {name:?}: signing failed: {e}");
             return;
         }
     };
+    if fault == Some(SignerFault::UnrelatedChain) {
+        match CertificateAuthority::for_tests("unrelated-ca") {
+            Ok(other) => pem.push_str(&other.cert_pem()),
+            Err(e) => log::warn!("csr {name:?}: cannot make a CA for the chain fault: {e}"),
+        }
+    }
     let replace_uid = fault == Some(SignerFault::ReplaceUid);
     let _ = shared.modify(name, |o| {
         let status = o.status.get_or_insert_default();

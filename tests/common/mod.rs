@@ -538,6 +538,12 @@ pub struct ApiState {
     /// With no watch script queued, approve and issue the watched CSR at once (signed by the
     /// server's CA) instead of hanging.
     pub auto_issue: bool,
+    /// With no watch script queued, answer every watch with this script (e.g. a server whose
+    /// every watch ends in 410) instead of hanging.
+    pub every_watch: Option<Vec<Step>>,
+    /// With no list answer queued, answer every list with this (e.g. a server that forbids
+    /// every list).
+    pub every_list: Option<Reply>,
 }
 
 pub struct FakeApi {
@@ -637,10 +643,15 @@ pub fn sign_request(ca: &CertificateAuthority, obj: &Value) -> String {
         .decode(obj["spec"]["request"].as_str().unwrap())
         .unwrap();
     let parsed = certrotate::pki::parse_csr_pem(&req).unwrap();
+    // The usages the CSR asks for, as kube-controller-manager's signer issues them.
+    let usages: Vec<KeyUsage> = obj["spec"]["usages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
     let now = SystemTime::now();
     ca.sign_csr(
         &parsed,
-        &[KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
+        &usages,
         now - Duration::from_secs(300),
         now + Duration::from_secs(3600),
     )
@@ -720,6 +731,7 @@ fn handle(
                 let mut st = state.lock();
                 match st.watch_scripts.pop_front() {
                     Some(s) => s,
+                    None if st.every_watch.is_some() => st.every_watch.clone().unwrap(),
                     None if st.auto_issue => {
                         let selector = req.q("fieldSelector").unwrap_or_default();
                         let name = selector.strip_prefix("metadata.name=").unwrap_or_default();
@@ -784,7 +796,12 @@ fn handle(
             r.end_chunked();
         }
         ("GET", "") => {
-            let forced = state.lock().list_replies.pop_front();
+            let forced = {
+                let mut st = state.lock();
+                st.list_replies
+                    .pop_front()
+                    .or_else(|| st.every_list.clone())
+            };
             if let Some(reply) = forced {
                 return r.reply(&reply);
             }
@@ -810,7 +827,11 @@ fn handle(
             }
             let obj = state.lock().objects.get(name).cloned();
             match obj {
-                Some(o) => r.reply(&Reply::json(200, &o)),
+                Some(mut o) => {
+                    // The API server converts the stored object to the version asked for.
+                    o["apiVersion"] = json!(api_version);
+                    r.reply(&Reply::json(200, &o))
+                }
                 None => r.reply(&Reply::status(404, "NotFound", "not found")),
             }
         }
