@@ -2,7 +2,8 @@
 //!
 //! - `rotate_now`: one synchronous rotation end to end — key, CSR, a CSR client from the
 //!   kubeconfig-based factory (authenticating with the current certificate over mTLS), create,
-//!   wait until the embedded server (on loopback, auto-approving) has issued the certificate,
+//!   wait until the embedded server (on loopback, approving node client certificates as
+//!   kube-controller-manager does) has issued the certificate,
 //!   verify, store in a `FileStore` on `/dev/shm`, publish.
 //! - The parts no rotation can avoid, each alone: a P-256 key (`p256_keygen`), a signed CSR
 //!   for it (`build_csr_pem`), the CA's signature of that CSR (`ca_sign_csr`), one HTTPS round
@@ -335,12 +336,8 @@ fn https_get_version(config: &Arc<ClientConfig>, addr: SocketAddr) -> usize {
 
 fn main() {
     let requests = Arc::new(Requests::default());
-    // Frequent bookmarks: the server notices a watch whose client has gone only when a write to
-    // it fails, and a rotation that ends its wait by a watch leaves one behind; at thousands of
-    // rotations a minute, the default (60 s) would hold hundreds of them open.
     let server = CsrApiServer::builder()
         .authorizer(Counting(requests.clone()))
-        .bookmark_interval(Duration::from_millis(50))
         .start()
         .unwrap();
     let dir = tmpfs_dir();

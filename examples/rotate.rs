@@ -1,7 +1,8 @@
 //! The main job: watch a certificate rotate under a live HTTPS server, with no restart.
 //!
-//! Without arguments it starts the embedded CSR API server (TLS, auto-approving, issuing
-//! certificates that live `--lifetime` seconds), a certificate manager that stores its pairs in
+//! Without arguments it starts the embedded CSR API server (TLS, issuing certificates that live
+//! `--lifetime` seconds; its approval policy approves the demo signer's CSRs, which no cluster's
+//! controller would: a real cluster approves only node client certificates by itself), a certificate manager that stores its pairs in
 //! the kubelet's layout in a temporary directory (or `--cert-dir`), an HTTPS server on loopback
 //! whose rustls config takes its certificate from the manager, and a client that handshakes with
 //! it every second and prints the serial it was served. It runs for `--duration` seconds and
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use certrotate::kubeconfig::Kubeconfig;
 use certrotate::pki::{CertInfo, fmt_time};
-use certrotate::server::{CsrApiServer, Identity};
+use certrotate::server::{ApprovalPolicy, CsrApiServer, Identity};
 use certrotate::{
     CertificateManager, Config, CsrTemplate, FileStore, KeyUsage, Manager, Store, tls,
 };
@@ -37,8 +38,9 @@ const DEMO_SIGNER: &str = "example.com/rotate-demo";
 
 /// Watch a TLS certificate rotate through the Kubernetes CSR API under a live HTTPS server.
 ///
-/// By default an embedded CSR API server issues short-lived certificates, a certificate manager
-/// rotates them, an HTTPS server on loopback serves the current one, and a client handshakes
+/// By default an embedded CSR API server issues short-lived certificates (it approves the demo
+/// signer's CSRs itself, for the demo; a real cluster approves only node client certificates by
+/// itself), a certificate manager rotates them, an HTTPS server on loopback serves the current one, and a client handshakes
 /// with it every second. Exits 0 when the client saw at least three distinct certificates.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -130,6 +132,11 @@ fn run(args: &Args) -> Result<bool, BoxError> {
             let lifetime = Duration::from_secs(args.lifetime);
             let server = CsrApiServer::builder()
                 .signer(DEMO_SIGNER)
+                // The demo's own approver: its signer's CSRs only. The default policy approves
+                // what kube-controller-manager approves (node client certificates), not these.
+                .approval_policy(ApprovalPolicy::predicate(|csr| {
+                    csr.spec.signer_name.as_deref() == Some(DEMO_SIGNER)
+                }))
                 .max_lifetime(lifetime)
                 .min_lifetime(Duration::from_secs(1))
                 .backdate(Duration::ZERO)

@@ -20,8 +20,8 @@ use certrotate::schedule::{
     BACKOFF_JITTER, DEADLINE_MAX_FRACTION, DEADLINE_MIN_FRACTION, PERIODIC_JITTER, PERIODIC_RETRY,
 };
 use certrotate::server::{
-    Call, CsrApiServer, CsrApiServerBuilder, Fault, Identity, SIGNER_KUBE_APISERVER_CLIENT_KUBELET,
-    SIGNER_KUBELET_SERVING,
+    ApprovalPolicy, Call, CsrApiServer, CsrApiServerBuilder, Fault, Identity,
+    SIGNER_KUBE_APISERVER_CLIENT_KUBELET, SIGNER_KUBELET_SERVING,
 };
 use certrotate::testing::FakeClock;
 use certrotate::tls::{client_config, root_store, server_config};
@@ -78,7 +78,13 @@ struct Rig {
 impl Rig {
     fn new(start: SystemTime, server: CsrApiServerBuilder) -> Rig {
         let clock = FakeClock::new(start);
-        let server = server.clock(Arc::new(clock.clone())).start().unwrap();
+        // Approve everything: the serving CSRs here would wait for an administrator in a
+        // cluster; these tests are about rotation, not about who approves.
+        let server = server
+            .approval_policy(ApprovalPolicy::All)
+            .clock(Arc::new(clock.clone()))
+            .start()
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         // The kubeconfig a node would be given: the server's CA and a client certificate.
         let kubeconfig = dir.path().join("kubeconfig");

@@ -140,7 +140,10 @@ impl Rig {
         let builder = CsrApiServer::builder()
             .bootstrap_token(BOOT_ID, BOOT_SECRET)
             .token(TOKEN, UserInfo::new("alice", &["dev"]))
-            .authorizer(recorder);
+            .authorizer(recorder)
+            // Approve everything unless a test sets its own policy: these tests are about the
+            // client, not about who approves.
+            .approval_policy(ApprovalPolicy::All);
         let server = setup(builder).start().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -601,7 +604,7 @@ fn c11_approved_but_never_issued_times_out() {
     assert!(approved(&o) && !has_cert(&o), "approved, never issued");
 
     // The manager's CSR is approved by the server's approver, and skipped by the signer.
-    rig.server.set_approval_policy(ApprovalPolicy::Auto);
+    rig.server.set_approval_policy(ApprovalPolicy::All);
     let failures = Arc::new(AtomicU64::new(0));
     let f = failures.clone();
     let mgr = CertificateManager::new(

@@ -549,10 +549,13 @@ fn denied_and_failed_conditions_reach_watchers() {
 
 #[test]
 fn signer_validation_failure_marks_kubelet_csrs_failed() {
-    let server = CsrApiServer::builder().start().unwrap();
+    let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
+        .start()
+        .unwrap();
     let c = Client::admin(&server);
     let k = key();
-    // A kubelet client CSR without O=system:nodes: approved (auto), then Failed by the signer.
+    // A kubelet client CSR without O=system:nodes: approved (by the approve-all policy), then Failed by the signer.
     let pem = csr_pem(&CsrTemplate::new("system:node:n1"), &k);
     let obj = c.create(&body(
         Some("k"),
@@ -909,6 +912,7 @@ fn request_faults_fire_once_each_and_are_counted() {
 #[test]
 fn signer_faults_never_issue_replace_uid_and_wrong_key() {
     let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .signer_fault(SignerFault::NeverIssue, 1)
         .start()
         .unwrap();
@@ -1020,4 +1024,400 @@ fn kubectl_works_against_the_server() {
     assert!(out.contains("Approved,Issued"), "{out}");
     let out = kubectl(&["version", "-o", "json"]);
     assert!(out.contains("v1.33.0"), "{out}");
+}
+
+/// `dryRun=All` on every write (create, update, `/approval`, `/status`, delete; in the query,
+/// or in the `DeleteOptions` body as `kubectl delete --dry-run=server` sends it) answers as the
+/// real write would and stores nothing: the stored object, its resourceVersion and the watch
+/// stay as they were.
+#[test]
+fn dry_run_all_stores_nothing_on_any_write() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let (b, _) = client_body(Some("dry"), "alice");
+    let r = c.post(&format!("{CSRS}?dryRun=All"), &b);
+    assert_eq!(r.code, 201, "{}", r.text);
+    assert_eq!(r.body["metadata"]["name"], "dry");
+    assert_eq!(
+        c.get(&format!("{CSRS}/dry")).code,
+        404,
+        "a dry-run create stores nothing"
+    );
+    assert!(server.csr("dry").is_none());
+
+    let (b, _) = client_body(Some("kept"), "alice");
+    let before = c.create(&b);
+    let path = format!("{CSRS}/kept");
+    let mut watch = c.watch(&format!(
+        "resourceVersion={}&allowWatchBookmarks=false",
+        rv(&before)
+    ));
+
+    let mut labelled = before.clone();
+    labelled["metadata"]["labels"] = json!({"dry": "run"});
+    let r = c.put(&format!("{path}?dryRun=All"), &labelled);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.body["metadata"]["labels"]["dry"], "run");
+
+    let mut approval = before.clone();
+    approval["status"] =
+        json!({"conditions": [{"type": "Approved", "status": "True", "reason": "DryRun"}]});
+    let r = c.put(&format!("{path}/approval?dryRun=All"), &approval);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert!(has_condition(&r.body, "Approved"));
+
+    let mut failed = before.clone();
+    failed["status"] =
+        json!({"conditions": [{"type": "Failed", "status": "True", "reason": "DryRun"}]});
+    let r = c.put(&format!("{path}/status?dryRun=All"), &failed);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert!(has_condition(&r.body, "Failed"));
+
+    let r = c.delete(&format!("{path}?dryRun=All"));
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "Success");
+    let r = c.delete_with(
+        &path,
+        &json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}),
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+
+    let after = c.get(&path).body;
+    assert_eq!(after, before, "no dry-run write changed the stored object");
+    assert!(server.csr("kept").unwrap().status.is_none());
+    // The next event a watcher sees is the real write below, not any dry run.
+    let r = c.put(&path, &labelled);
+    assert_eq!(r.code, 200, "{}", r.text);
+    let ev = watch.next().unwrap();
+    assert_eq!(ev["type"], "MODIFIED");
+    assert_eq!(ev["object"]["metadata"]["labels"]["dry"], "run");
+    assert!(!has_condition(&ev["object"], "Approved"));
+}
+
+/// A `dryRun` value other than `All` is refused before anything happens, with the apiserver's
+/// `ValidateDryRun` answer: 422 `Invalid` on the options kind of the verb.
+#[test]
+fn an_unknown_dry_run_value_is_refused_as_the_apiserver_does() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let (b, _) = client_body(Some("x"), "alice");
+    // The whole list is quoted, as `field.NotSupported(dryRun, options.DryRun, …)` formats it.
+    let want_values = |kind: &str, values: &str, r: &Resp| {
+        assert_eq!(r.code, 422, "{}", r.text);
+        assert_eq!(r.body["reason"], "Invalid");
+        assert_eq!(
+            r.body["message"],
+            format!(
+                "{kind}.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{{{values}}}: supported values: \"All\""
+            )
+        );
+        assert_eq!(r.body["details"]["kind"], kind);
+        assert_eq!(r.body["details"]["group"], "meta.k8s.io");
+        assert_eq!(r.body["details"]["causes"][0]["field"], "dryRun");
+        assert_eq!(
+            r.body["details"]["causes"][0]["reason"],
+            "FieldValueNotSupported"
+        );
+    };
+    let want = |kind: &str, r: &Resp| want_values(kind, "\"Server\"", r);
+    want(
+        "CreateOptions",
+        &c.post(&format!("{CSRS}?dryRun=Server"), &b),
+    );
+    assert!(server.csr("x").is_none());
+    let obj = c.create(&b);
+    want(
+        "UpdateOptions",
+        &c.put(&format!("{CSRS}/x?dryRun=Server"), &obj),
+    );
+    want_values(
+        "UpdateOptions",
+        "\"All\", \"Server\"",
+        &c.put(&format!("{CSRS}/x/approval?dryRun=All&dryRun=Server"), &obj),
+    );
+    want(
+        "DeleteOptions",
+        &c.delete(&format!("{CSRS}/x?dryRun=Server")),
+    );
+    want(
+        "DeleteOptions",
+        &c.delete_with(&format!("{CSRS}/x"), &json!({"dryRun": ["Server"]})),
+    );
+    assert_eq!(c.get(&format!("{CSRS}/x")).body, obj, "nothing was written");
+}
+
+/// `DeleteOptions.preconditions` (uid, resourceVersion) that do not match the stored CSR
+/// answer 409 `Conflict` with `rest.BeforeDelete`'s message, and the CSR stays; matching ones
+/// delete it.
+#[test]
+fn delete_preconditions_that_do_not_match_answer_409_and_keep_the_csr() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let (b, _) = client_body(Some("p"), "alice");
+    let obj = c.create(&b);
+    let (uid, version) = (obj["metadata"]["uid"].as_str().unwrap(), rv(&obj));
+    let path = format!("{CSRS}/p");
+
+    let r = c.delete_with(&path, &json!({"preconditions": {"uid": "other-uid"}}));
+    assert_eq!(r.code, 409, "{}", r.text);
+    assert_eq!(r.body["reason"], "Conflict");
+    assert_eq!(
+        r.body["message"],
+        format!(
+            "Operation cannot be fulfilled on CertificateSigningRequest.certificates.k8s.io \"p\": the UID in the precondition (other-uid) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+        )
+    );
+    assert_eq!(r.body["details"]["name"], "p");
+    assert_eq!(r.body["details"]["kind"], "CertificateSigningRequest");
+    assert_eq!(r.body["details"]["group"], "certificates.k8s.io");
+
+    let r = c.delete_with(
+        &path,
+        &json!({"preconditions": {"uid": uid, "resourceVersion": "999999"}}),
+    );
+    assert_eq!(r.code, 409, "{}", r.text);
+    assert_eq!(
+        r.body["message"],
+        format!(
+            "Operation cannot be fulfilled on CertificateSigningRequest.certificates.k8s.io \"p\": the ResourceVersion in the precondition (999999) does not match the ResourceVersion in record ({version}). The object might have been modified"
+        )
+    );
+    assert!(
+        server.csr("p").is_some(),
+        "a failed precondition deletes nothing"
+    );
+
+    let r = c.delete_with(
+        &path,
+        &json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid, "resourceVersion": version}}),
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert!(server.csr("p").is_none());
+}
+
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// A body of tests/vectors/client-go-csr (written by client-go's own serializers).
+fn vector(file: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/vectors/client-go-csr/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A server holding a pending CSR named `csr-abcde` at resourceVersion 7, the name and version
+/// the vectors' update bodies carry.
+fn server_with_csr_abcde() -> (CsrApiServer, Client) {
+    let server = manual();
+    let c = Client::admin(&server);
+    for i in 0..6 {
+        c.create(&client_body(Some(&format!("filler-{i}")), "alice").0);
+    }
+    let obj = c.create(&client_body(Some("csr-abcde"), "system:node:node-1").0);
+    assert_eq!(rv(&obj), "7");
+    (server, c)
+}
+
+/// Bodies exactly as client-go writes them, sent through the server's HTTP path in protobuf
+/// and in JSON, get the same answers, and those answers carry the vectors' field values: a
+/// create is refused only for its (deliberately invalid) request, an `/approval` update stores
+/// the vector's condition, a `/status` update is refused only for its (invalid) certificate.
+#[test]
+fn client_go_protobuf_and_json_bodies_get_the_same_answers_over_http() {
+    let server = manual();
+    let c = Client::admin(&server);
+    let pb = c.send_raw("POST", CSRS, PROTOBUF, &vector("create.pb"));
+    let js = c.send_raw("POST", CSRS, "application/json", &vector("create.json"));
+    assert_eq!(pb.code, 422, "{}", pb.text);
+    // Alike but for the generated name (generateName `csr-` was read from both).
+    let unnamed = |r: &Resp| {
+        let n = r.body["details"]["name"].as_str().unwrap().to_owned();
+        assert!(n.starts_with("csr-") && n.len() == 9, "{n}");
+        serde_json::from_str::<Value>(&r.text.replace(&n, "csr-?????")).unwrap()
+    };
+    assert_eq!(unnamed(&pb), unnamed(&js), "protobuf and JSON decode alike");
+    let causes = pb.body["details"]["causes"].as_array().unwrap();
+    assert!(
+        !causes.is_empty() && causes.iter().all(|c| c["field"] == "spec.request"),
+        "only the request is refused (usages, signerName, expirationSeconds were read): {}",
+        pb.text
+    );
+
+    let mut approved = Vec::new();
+    for (file, ct) in [
+        ("approval.pb", PROTOBUF),
+        ("approval.json", "application/json"),
+    ] {
+        let (server, c) = server_with_csr_abcde();
+        let r = c.send_raw(
+            "PUT",
+            &format!("{CSRS}/csr-abcde/approval"),
+            ct,
+            &vector(file),
+        );
+        assert_eq!(r.code, 200, "{file}: {}", r.text);
+        let cond = &r.body["status"]["conditions"][0];
+        assert_eq!(cond["type"], "Approved");
+        assert_eq!(cond["status"], "True");
+        assert_eq!(cond["reason"], "KubectlApprove");
+        assert_eq!(cond["message"], "approved by test");
+        assert_eq!(cond["lastUpdateTime"], "2023-11-14T22:13:20Z");
+        assert_eq!(r.body["status"]["conditions"].as_array().unwrap().len(), 1);
+        let stored = server.csr("csr-abcde").unwrap();
+        assert_eq!(
+            stored.spec.username.as_deref(),
+            Some("admin"),
+            "spec is not taken from an update"
+        );
+        approved.push(cond.clone());
+        server.shutdown();
+    }
+    // Same condition apart from the server-set lastTransitionTime.
+    for a in &mut approved {
+        a.as_object_mut().unwrap().remove("lastTransitionTime");
+    }
+    assert_eq!(approved[0], approved[1]);
+
+    let mut answers = Vec::new();
+    for (file, ct) in [
+        ("status-issued.pb", PROTOBUF),
+        ("status-issued.json", "application/json"),
+    ] {
+        let (_server, c) = server_with_csr_abcde();
+        let r = c.send_raw(
+            "PUT",
+            &format!("{CSRS}/csr-abcde/status"),
+            ct,
+            &vector(file),
+        );
+        assert_eq!(r.code, 422, "{file}: {}", r.text);
+        assert!(
+            r.body["details"]["causes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["field"] == "status.certificate"),
+            "{file}: the certificate was read: {}",
+            r.text
+        );
+        answers.push(r.body);
+    }
+    assert_eq!(answers[0], answers[1]);
+}
+
+/// Creates a CSR on a new connection; false when the server refused the connection or the
+/// request did not succeed.
+fn try_create(server: &CsrApiServer, n: usize) -> bool {
+    let c = Client::admin(server);
+    let (b, _) = client_body(Some(&format!("after-{n}")), "alice");
+    c.agent
+        .post(format!("{}{CSRS}", server.url()))
+        .send_json(&b)
+        .is_ok_and(|r| r.status().as_u16() == 201)
+}
+
+/// Opens a watch on a new connection, retrying while the server refuses the connection, for
+/// at most `bound`; `None` if it never got one.
+fn watch_within(
+    c: &Client,
+    server: &CsrApiServer,
+    bound: Duration,
+) -> Option<ureq::http::Response<ureq::Body>> {
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        let r = c
+            .agent
+            .get(format!(
+                "{}{CSRS}?watch=true&timeoutSeconds=600",
+                server.url()
+            ))
+            .call();
+        if let Ok(r) = r.map_err(|_| ()).and_then(|r| {
+            if r.status().as_u16() == 200 {
+                Ok(r)
+            } else {
+                Err(())
+            }
+        }) {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// Clients that stop watching (drop the stream, close the connection) free their server
+/// thread and connection slot at once, not at the next event or bookmark: with room for four
+/// connections, round after round of four watches opened and dropped leaves room for the next
+/// four and for a create, each within two seconds (the field case: 512 quick stops and no CSR
+/// could be created for two minutes).
+#[test]
+fn watches_whose_clients_have_gone_free_their_connections_promptly() {
+    let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::Manual)
+        .max_connections(4)
+        .start()
+        .unwrap();
+    let c = Client::admin(&server);
+    let bound = Duration::from_secs(2);
+    for round in 0..3 {
+        let watches: Vec<_> = (0..4)
+            .map(|i| {
+                watch_within(&c, &server, bound)
+                    .unwrap_or_else(|| panic!("round {round}: watch {i} refused for {bound:?}"))
+            })
+            .collect();
+        drop(watches);
+        let start = Instant::now();
+        let mut created = false;
+        while !created && start.elapsed() < bound {
+            created = try_create(&server, round);
+        }
+        assert!(
+            created,
+            "round {round}: no create within {bound:?} of dropping the watches"
+        );
+    }
+}
+
+/// One client cannot take every connection with watches: past its per-user bound a watch is
+/// answered 429 `TooManyRequests` (retry after 1 s, as an overloaded apiserver), other users
+/// still watch, and a slot frees as soon as one of its watches is dropped.
+#[test]
+fn watches_are_bounded_per_user() {
+    let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::Manual)
+        .max_watches_per_user(2)
+        .token("alice-token", UserInfo::new("alice", &[]))
+        .token("bob-token", UserInfo::new("bob", &[]))
+        .start()
+        .unwrap();
+    let alice = Client::with_token(&server, "alice-token");
+    let bob = Client::with_token(&server, "bob-token");
+    let first = alice.watch("timeoutSeconds=600");
+    let _second = alice.watch("timeoutSeconds=600");
+    let r = alice.get(&format!("{CSRS}?watch=true&timeoutSeconds=600"));
+    assert_eq!(r.code, 429, "{}", r.text);
+    assert_eq!(r.body["reason"], "TooManyRequests");
+    assert_eq!(
+        r.body["message"],
+        "Too many requests, please try again later."
+    );
+    assert_eq!(r.body["details"]["retryAfterSeconds"], 1);
+    let _bobs = bob.watch("timeoutSeconds=600");
+    assert_eq!(alice.get(CSRS).code, 200, "other requests are not bounded");
+
+    drop(first);
+    let start = Instant::now();
+    loop {
+        let r = alice.get(&format!("{CSRS}?watch=true&timeoutSeconds=1"));
+        if r.code == 200 {
+            break;
+        }
+        assert_eq!(r.code, 429, "{}", r.text);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the dropped watch's slot was not freed"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use certrotate::CsrTemplate;
 use certrotate::pki::Certificate;
-use certrotate::server::{CsrApiServer, UserInfo};
+use certrotate::server::{ApprovalPolicy, CsrApiServer, UserInfo};
 use server_common::*;
 
 fn threads() -> usize {
@@ -18,7 +18,7 @@ fn threads() -> usize {
 #[test]
 fn fifty_clients_all_get_signed_and_shutdown_joins_every_thread() {
     let before = threads();
-    let mut b = CsrApiServer::builder();
+    let mut b = CsrApiServer::builder().approval_policy(ApprovalPolicy::All);
     for i in 0..50 {
         b = b.token(
             format!("token-{i}"),

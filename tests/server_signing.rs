@@ -51,6 +51,7 @@ fn wait_issued(c: &Client, obj: &Value) -> Value {
 fn lifetimes_follow_the_built_in_signer_at_the_clocks_time() {
     let clock = FakeClock::new(t0());
     let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .clock(Arc::new(clock.clone()))
         .start()
         .unwrap();
@@ -109,6 +110,7 @@ fn lifetimes_follow_the_built_in_signer_at_the_clocks_time() {
 fn the_floor_and_the_maximum_are_configurable() {
     let clock = FakeClock::new(t0());
     let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .clock(Arc::new(clock))
         .min_lifetime(Duration::from_secs(5))
         .max_lifetime(Duration::from_secs(30))
@@ -122,6 +124,7 @@ fn the_floor_and_the_maximum_are_configurable() {
     assert_eq!(cert.not_after(), t0() + Duration::from_secs(30), "capped");
 
     let raised = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .clock(Arc::new(FakeClock::new(t0())))
         .min_lifetime(Duration::from_secs(20 * 60))
         .start()
@@ -161,6 +164,7 @@ fn not_after_is_clamped_to_the_ca_and_an_expired_ca_does_not_sign() {
     .unwrap();
     let clock = FakeClock::new(now);
     let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .clock(Arc::new(clock.clone()))
         .ca(ca)
         .start()
@@ -180,6 +184,7 @@ fn not_after_is_clamped_to_the_ca_and_an_expired_ca_does_not_sign() {
 #[test]
 fn kubelet_serving_csrs_are_issued_with_their_sans() {
     let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .clock(Arc::new(FakeClock::new(t0())))
         .start()
         .unwrap();
@@ -240,6 +245,7 @@ fn kubelet_serving_csrs_are_issued_with_their_sans() {
 #[test]
 fn custom_signers_sign_and_unknown_signers_never_do() {
     let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::All)
         .clock(Arc::new(FakeClock::new(t0())))
         .signer("example.com/custom")
         .signer_with_check("example.com/checked", |csr, _usages| {
@@ -340,4 +346,251 @@ fn a_predicate_approves_only_nodes() {
     // A manual approval of the pending one issues it too.
     server.approve(&name(&pending)).unwrap();
     wait_issued(&Client::admin(&server), &pending);
+}
+
+const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+const BOOT_TOKEN: &str = "abcdef.0123456789abcdef";
+const SIGNER_SERVING: &str = "kubernetes.io/kubelet-serving";
+
+/// A server with the default approval policy and a bootstrap token.
+fn default_policy_server() -> CsrApiServer {
+    CsrApiServer::builder()
+        .clock(Arc::new(FakeClock::new(t0())))
+        .bootstrap_token("abcdef", "0123456789abcdef")
+        .start()
+        .unwrap()
+}
+
+/// Creates a CSR for `t` and returns its object.
+fn create_for(c: &Client, t: CsrTemplate, signer: &str, usages: &[&str]) -> Value {
+    c.create(&body(None, &csr_pem(&t, &key()), signer, usages, None))
+}
+
+fn node_template(n: &str) -> CsrTemplate {
+    CsrTemplate::new(format!("system:node:{n}")).with_organization("system:nodes")
+}
+
+/// Waits until the approver has looked at every CSR created so far: it takes them in order, so
+/// once a later node client CSR is issued, the earlier ones have been decided.
+fn approver_has_seen_all(server: &CsrApiServer) {
+    let node = Client::with_cert(server, "system:node:sentinel", &["system:nodes"]);
+    let obj = create_for(
+        &node,
+        node_template("sentinel"),
+        KUBELET_CLIENT,
+        &["digital signature", "client auth"],
+    );
+    wait_issued(&node, &obj);
+}
+
+fn pending(server: &CsrApiServer, obj: &Value) -> bool {
+    server
+        .csr(&name(obj))
+        .unwrap()
+        .status
+        .is_none_or(|s| s.conditions.is_empty())
+}
+
+/// The case from the field: under the default policy a bootstrap-token holder asked for a
+/// `system:masters` client certificate, got it, and with it listed and deleted every CSR. Now
+/// the request stays pending (kube-controller-manager approves no such CSR), and the bootstrap
+/// identity can neither list others' CSRs nor delete, approve or update any.
+#[test]
+fn a_bootstrap_token_gets_no_system_masters_certificate_by_default() {
+    let server = default_policy_server();
+    let boot = Client::with_token(&server, BOOT_TOKEN);
+    let admin = Client::admin(&server);
+    let others = admin.create(&client_body(None, "someone").0);
+    let masters = CsrTemplate::new("evil").with_organization("system:masters");
+    let asks = [
+        create_for(
+            &boot,
+            masters.clone(),
+            CLIENT,
+            &["digital signature", "client auth"],
+        ),
+        create_for(
+            &boot,
+            masters.clone(),
+            KUBELET_CLIENT,
+            &["digital signature", "client auth"],
+        ),
+        create_for(
+            &boot,
+            CsrTemplate::new("system:node:n1")
+                .with_organization("system:nodes")
+                .with_organization("system:masters"),
+            KUBELET_CLIENT,
+            &["digital signature", "client auth"],
+        ),
+    ];
+    approver_has_seen_all(&server);
+    for a in &asks {
+        assert!(
+            pending(&server, a),
+            "{} must wait for an administrator",
+            name(a)
+        );
+    }
+    assert!(pending(&server, &others));
+
+    // What the bootstrap identity may do: create, and read its own CSRs only.
+    let list = boot.get(CSRS);
+    assert_eq!(list.code, 200);
+    let names: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), asks.len(), "{names:?}");
+    assert!(!names.contains(&name(&others).as_str()));
+    assert_eq!(boot.get(&format!("{CSRS}/{}", name(&others))).code, 403);
+    // What it may not: delete, approve or deny, update status or metadata, even of its own.
+    let own = name(&asks[0]);
+    for target in [own.clone(), name(&others)] {
+        let obj = admin.get(&format!("{CSRS}/{target}")).body;
+        assert_eq!(boot.delete(&format!("{CSRS}/{target}")).code, 403);
+        let mut approval = obj.clone();
+        approval["status"] = serde_json::json!({"conditions": [{"type": "Approved", "status": "True", "reason": "Self"}]});
+        assert_eq!(
+            boot.put(&format!("{CSRS}/{target}/approval"), &approval)
+                .code,
+            403
+        );
+        assert_eq!(boot.put(&format!("{CSRS}/{target}/status"), &obj).code, 403);
+        assert_eq!(boot.put(&format!("{CSRS}/{target}"), &obj).code, 403);
+    }
+    assert!(server.csr(&own).is_some() && server.csr(&name(&others)).is_some());
+    assert!(pending(&server, &asks[0]));
+}
+
+/// The default policy approves exactly what kube-controller-manager's csrapproving controller
+/// approves (`sarapprove.go`): node client certificates (`IsKubeletClientCSR`) for the
+/// kubelet-client signer, asked by a node for itself (`selfnodeclient`) or by a bootstrapper
+/// (`nodeclient`), with the controller's reason and messages. Every other kind stays pending.
+#[test]
+fn the_default_policy_approves_only_what_kube_controller_manager_approves() {
+    let server = default_policy_server();
+    let boot = Client::with_token(&server, BOOT_TOKEN);
+    let node1 = Client::with_cert(&server, "system:node:n1", &["system:nodes"]);
+    let alice = Client::with_cert(&server, "alice", &["dev"]);
+    let du = ["digital signature", "client auth"];
+    let kdu = ["key encipherment", "digital signature", "client auth"];
+
+    // Approved: a bootstrapper's node client CSR (both usage sets), a node's own.
+    let by_boot = create_for(&boot, node_template("n1"), KUBELET_CLIENT, &du);
+    let by_boot_ke = create_for(&boot, node_template("n2"), KUBELET_CLIENT, &kdu);
+    let by_self = create_for(&node1, node_template("n1"), KUBELET_CLIENT, &kdu);
+    let boot_message = "Auto approving kubelet client certificate after SubjectAccessReview.";
+    let self_message = "Auto approving self kubelet client certificate after SubjectAccessReview.";
+    for (c, obj, message) in [
+        (&boot, &by_boot, boot_message),
+        (&boot, &by_boot_ke, boot_message),
+        (&node1, &by_self, self_message),
+    ] {
+        let issued = wait_issued(c, obj);
+        let c = &issued["status"]["conditions"][0];
+        assert_eq!(c["type"], "Approved");
+        assert_eq!(c["reason"], "AutoApproved");
+        assert_eq!(c["message"], message);
+    }
+
+    // Pending: every other kind of request.
+    let left = [
+        // a node asking for another node's name
+        create_for(&node1, node_template("n2"), KUBELET_CLIENT, &du),
+        // a user who is neither a node nor a bootstrapper
+        create_for(&alice, node_template("n1"), KUBELET_CLIENT, &du),
+        // a serving certificate (never auto-approved)
+        create_for(
+            &node1,
+            node_template("n1").with_dns_name("n1.example"),
+            SIGNER_SERVING,
+            &["digital signature", "server auth"],
+        ),
+        // the plain client signer (never auto-approved)
+        create_for(&boot, node_template("n1"), CLIENT, &du),
+        // subject organization other than exactly [system:nodes]
+        create_for(
+            &boot,
+            CsrTemplate::new("system:node:n1"),
+            KUBELET_CLIENT,
+            &du,
+        ),
+        create_for(
+            &boot,
+            node_template("n1").with_organization("extra"),
+            KUBELET_CLIENT,
+            &du,
+        ),
+        // common name without the system:node: prefix
+        create_for(
+            &boot,
+            CsrTemplate::new("n1").with_organization("system:nodes"),
+            KUBELET_CLIENT,
+            &du,
+        ),
+        // usages outside the allowed set, or missing one
+        create_for(
+            &boot,
+            node_template("n1"),
+            KUBELET_CLIENT,
+            &["digital signature", "client auth", "server auth"],
+        ),
+        create_for(&boot, node_template("n1"), KUBELET_CLIENT, &["client auth"]),
+        // any subject alternative name
+        create_for(
+            &boot,
+            node_template("n1").with_dns_name("n1"),
+            KUBELET_CLIENT,
+            &du,
+        ),
+        create_for(
+            &boot,
+            node_template("n1").with_ip_address("192.0.2.1".parse().unwrap()),
+            KUBELET_CLIENT,
+            &du,
+        ),
+        create_for(
+            &boot,
+            node_template("n1").with_email_address("n1@example.com"),
+            KUBELET_CLIENT,
+            &du,
+        ),
+        create_for(
+            &boot,
+            node_template("n1").with_uri("spiffe://example/n1"),
+            KUBELET_CLIENT,
+            &du,
+        ),
+    ];
+    approver_has_seen_all(&server);
+    for (i, obj) in left.iter().enumerate() {
+        assert!(
+            pending(&server, obj),
+            "case {i} ({}) must stay pending",
+            name(obj)
+        );
+    }
+}
+
+/// Approve-everything is an explicit choice: with [`ApprovalPolicy::All`] the same request the
+/// default leaves pending is approved and issued.
+#[test]
+fn approve_all_is_an_explicit_opt_in() {
+    let server = CsrApiServer::builder()
+        .clock(Arc::new(FakeClock::new(t0())))
+        .bootstrap_token("abcdef", "0123456789abcdef")
+        .approval_policy(ApprovalPolicy::All)
+        .start()
+        .unwrap();
+    let boot = Client::with_token(&server, BOOT_TOKEN);
+    let obj = create_for(
+        &boot,
+        CsrTemplate::new("demo").with_organization("system:masters"),
+        CLIENT,
+        &["digital signature", "client auth"],
+    );
+    assert!(certificate(&wait_issued(&boot, &obj)).is_some());
 }

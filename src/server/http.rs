@@ -77,6 +77,56 @@ impl Conn {
         }
     }
 
+    /// True when the peer has gone: its end of the connection is closed (EOF, a TLS
+    /// `close_notify`, a reset) or its TLS is broken. Never blocks: it reads only what has
+    /// already arrived; request bytes that arrived are kept for the next request. A watch calls
+    /// it while it waits for events, so a client that stopped watching frees its thread at once
+    /// instead of at the next write.
+    pub fn peer_gone(&mut self) -> bool {
+        if self.stream.sock.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut gone = false;
+        // Bounded: a peer that keeps sending cannot hold the watch here.
+        for _ in 0..16 {
+            match self.stream.conn.read_tls(&mut self.stream.sock) {
+                Ok(0) => {
+                    gone = true;
+                    break;
+                }
+                Ok(_) => match self.stream.conn.process_new_packets() {
+                    Ok(io) if io.peer_has_closed() => {
+                        gone = true;
+                        break;
+                    }
+                    Ok(io) => {
+                        let n = io.plaintext_bytes_to_read();
+                        if n > 0 {
+                            let mut tmp = vec![0u8; n];
+                            if self.stream.conn.reader().read_exact(&mut tmp).is_ok() {
+                                self.buf.extend_from_slice(&tmp);
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        gone = true;
+                        break;
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        if self.stream.sock.set_nonblocking(false).is_err() {
+            return true;
+        }
+        gone
+    }
+
     /// Reads more input into the buffer; `Ok(0)` at end of stream.
     fn fill(&mut self) -> io::Result<usize> {
         let mut tmp = [0u8; 16 * 1024];

@@ -23,8 +23,40 @@
 //!   update (metadata), delete, and the `/approval` and `/status` subresources; `v1beta1` only when
 //!   [`CsrApiServerBuilder::v1beta1`] turns it on (404 otherwise, as Kubernetes ≥ 1.22).
 //! - Create and update validation with the apiserver's rules and `Status` bodies.
+//! - Request bodies in JSON or Kubernetes protobuf (`application/vnd.kubernetes.protobuf`, as
+//!   typed client-go clients and the kubelet send them), decoded with the field numbers of the
+//!   upstream `generated.proto` and checked against bodies written by client-go itself; answers
+//!   are JSON.
+//! - `dryRun=All` on every write (create, update, `/approval`, `/status`, delete; in the query,
+//!   or in a delete's `DeleteOptions` body): validated and answered as the real write, nothing
+//!   stored and no event; any other value is refused with the apiserver's 422 (`CreateOptions`,
+//!   `UpdateOptions` or `DeleteOptions` `dryRun: Unsupported value`). Delete preconditions
+//!   (`DeleteOptions.preconditions.uid` and `.resourceVersion`) that do not match answer 409
+//!   `Conflict` with the apiserver's message, and delete nothing.
 //! - Discovery (`/api`, `/apis`, the group and its versions), `/version`, `/healthz`, and
 //!   `Table` answers for `kubectl get`.
+//!
+//! # Who may do what
+//! Approval is by [`ApprovalPolicy`]. The default, [`ApprovalPolicy::NodeClient`], approves what
+//! kube-controller-manager's `csrapproving` controller approves and nothing else: a node client
+//! certificate for `kubernetes.io/kube-apiserver-client-kubelet`, asked by a node for itself or
+//! by a bootstrap-token user. Serving certificates, the other signers and every other subject
+//! wait for an administrator, as in a cluster. [`ApprovalPolicy::All`] approves everything and
+//! is for demos only: under it a bootstrap token buys a `system:masters` certificate.
+//!
+//! Authorization is by [`Authorizer`]; the default, [`DefaultAuthorizer`], gives:
+//!
+//! | caller | create | get, list, watch | update, `/approval`, `/status` | delete |
+//! |---|---|---|---|---|
+//! | `system:masters` (e.g. [`Identity::admin`]) | yes | every CSR | yes | yes |
+//! | a bootstrap token (`system:bootstrappers`) | yes | its own CSRs | no (403) | no (403) |
+//! | a node (`system:nodes`) or any other user | yes | its own CSRs | no (403) | no (403) |
+//!
+//! "Its own" means `spec.username` is the caller's name; a list or watch leaves the others out,
+//! and a get of another's CSR answers 403. This is a little stricter than a kubeadm cluster's
+//! RBAC (`system:node-bootstrapper` and the nodes' role grant create, get, list and watch on
+//! every CSR, as RBAC cannot filter by requester) and the same for the writes: approving,
+//! denying, updating status and deleting are for administrators.
 //!
 //! # One CA
 //! One [`CertificateAuthority`] (made at start, or given) signs the serving certificate, the
@@ -46,7 +78,9 @@
 //!
 //! # Threads
 //! One acceptor thread, one signing thread, and one thread per connection (a watch holds its
-//! connection's thread). [`CsrApiServer::shutdown`] (also run on drop) stops accepting, ends
+//! connection's thread). A waiting watch checks every 200 ms whether its client has gone (EOF,
+//! TLS `close_notify`, reset) and then frees its thread and connection slot, so clients that
+//! stop watching do not use up [`CsrApiServerBuilder::max_connections`]. [`CsrApiServer::shutdown`] (also run on drop) stops accepting, ends
 //! every watch, closes every connection and joins every thread before it returns.
 
 mod auth;
@@ -145,6 +179,7 @@ pub(crate) struct Settings {
     pub idle_timeout: Duration,
     pub client_cert_lifetime: Duration,
     pub max_connections: usize,
+    pub max_watches_per_user: usize,
 }
 
 /// What every server thread shares.
@@ -164,6 +199,8 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     /// Checks client certificates against the CA at the clock's now (the x509 authenticator).
     pub client_ca: Arc<dyn ClientCertVerifier>,
+    /// Open watches per user name, bounded by `max_watches_per_user`.
+    pub watches: Mutex<HashMap<String, usize>>,
 }
 
 impl Shared {
@@ -193,12 +230,26 @@ impl Shared {
         name: &str,
         f: impl FnOnce(&mut CertificateSigningRequest) -> Result<(), E>,
     ) -> Option<Result<Arc<CertificateSigningRequest>, E>> {
+        self.modify_or_dry_run(name, false, f)
+    }
+
+    /// [`modify`](Self::modify), or with `dry_run` the same checks and the changed object as
+    /// it would be stored, with nothing stored and no event.
+    pub fn modify_or_dry_run<E>(
+        &self,
+        name: &str,
+        dry_run: bool,
+        f: impl FnOnce(&mut CertificateSigningRequest) -> Result<(), E>,
+    ) -> Option<Result<Arc<CertificateSigningRequest>, E>> {
         let mut st = self.state.lock();
         let stored = st.objects.get(name)?;
         let parsed = stored.parsed.clone();
         let mut obj = (*stored.object).clone();
         if let Err(e) = f(&mut obj) {
             return Some(Err(e));
+        }
+        if dry_run {
+            return Some(Ok(Arc::new(obj)));
         }
         let out = st.commit(EventType::Modified, obj, parsed);
         drop(st);
@@ -258,6 +309,7 @@ pub struct CsrApiServerBuilder {
     idle_timeout: Duration,
     client_cert_lifetime: Duration,
     max_connections: usize,
+    max_watches_per_user: usize,
     serving_names: Vec<String>,
     faults: Vec<(Call, Fault, usize)>,
     signer_faults: Vec<(SignerFault, usize)>,
@@ -289,7 +341,7 @@ impl Default for CsrApiServerBuilder {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             clock: Arc::new(SystemClock),
             ca: None,
-            approval: ApprovalPolicy::Auto,
+            approval: ApprovalPolicy::NodeClient,
             lifetimes: Lifetimes {
                 max: Duration::from_secs(8760 * 3600),
                 min: Duration::from_secs(600),
@@ -305,6 +357,7 @@ impl Default for CsrApiServerBuilder {
             idle_timeout: Duration::from_secs(60),
             client_cert_lifetime: Duration::from_secs(365 * 86_400),
             max_connections: 512,
+            max_watches_per_user: 64,
             serving_names: Vec::new(),
             faults: Vec::new(),
             signer_faults: Vec::new(),
@@ -333,7 +386,9 @@ impl CsrApiServerBuilder {
         self
     }
 
-    /// Which CSRs are approved without a human. Defaults to [`ApprovalPolicy::Auto`].
+    /// Which CSRs are approved without a human. Defaults to [`ApprovalPolicy::NodeClient`] (what
+    /// kube-controller-manager approves: a node's own client certificate); see
+    /// [`ApprovalPolicy::All`] for demos that want everything approved.
     pub fn approval_policy(mut self, policy: ApprovalPolicy) -> Self {
         self.approval = policy;
         self
@@ -445,6 +500,15 @@ impl CsrApiServerBuilder {
         self
     }
 
+    /// How many watches one user (by authenticated name) may hold open at once; one more answers
+    /// 429 `TooManyRequests` with `retryAfterSeconds` 1, as an overloaded apiserver does, so one
+    /// client cannot take every connection of [`max_connections`](Self::max_connections).
+    /// Defaults to 64.
+    pub fn max_watches_per_user(mut self, n: usize) -> Self {
+        self.max_watches_per_user = n;
+        self
+    }
+
     /// An extra DNS name or IP address for the serving certificate (it always has `localhost`,
     /// `127.0.0.1`, `::1` and the bound address). Defaults to none.
     pub fn serving_name(mut self, name: impl Into<String>) -> Self {
@@ -532,6 +596,7 @@ impl CsrApiServerBuilder {
                 idle_timeout: self.idle_timeout,
                 client_cert_lifetime: self.client_cert_lifetime,
                 max_connections: self.max_connections.max(1),
+                max_watches_per_user: self.max_watches_per_user.max(1),
             },
             clock: self.clock,
             ca,
@@ -545,6 +610,7 @@ impl CsrApiServerBuilder {
             work: work_tx,
             addr,
             client_ca,
+            watches: Mutex::new(HashMap::new()),
         });
         let conns = Arc::new(Mutex::new(listener::Connections::default()));
         let worker = {

@@ -101,6 +101,87 @@ fn conflict(name: &str) -> Status {
     )
 }
 
+/// The write options a request carries (`CreateOptions`, `UpdateOptions`, `DeleteOptions`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WriteOptions {
+    #[serde(default)]
+    dry_run: Vec<String>,
+    #[serde(default)]
+    preconditions: Option<Preconditions>,
+}
+
+/// `metav1.Preconditions`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Preconditions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+impl WriteOptions {
+    /// From the query (`?dryRun=All`, repeatable), as the apiserver decodes `CreateOptions` and
+    /// `UpdateOptions`, and `DeleteOptions` when the request has no body.
+    fn from_query(req: &Request) -> WriteOptions {
+        WriteOptions {
+            dry_run: req
+                .query
+                .iter()
+                .filter(|(k, _)| k == "dryRun")
+                .map(|(_, v)| v.clone())
+                .collect(),
+            preconditions: None,
+        }
+    }
+
+    /// `ValidateDryRun`: every value must be `All`, else 422 `Invalid` on the options kind
+    /// (`CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: …`). Returns whether
+    /// the request is a dry run.
+    fn dry_run(&self, kind: &str) -> Result<bool, Box<Status>> {
+        if self.dry_run.iter().all(|v| v == "All") {
+            return Ok(!self.dry_run.is_empty());
+        }
+        let quoted: Vec<String> = self.dry_run.iter().map(|v| format!("{v:?}")).collect();
+        let body = format!(
+            "Unsupported value: []string{{{}}}: supported values: \"All\"",
+            quoted.join(", ")
+        );
+        let mut st = Status::failure(
+            422,
+            "Invalid",
+            format!("{kind}.meta.k8s.io \"\" is invalid: dryRun: {body}"),
+        );
+        st.details = Some(StatusDetails {
+            group: Some("meta.k8s.io".into()),
+            kind: Some(kind.into()),
+            causes: vec![StatusCause {
+                reason: Some("FieldValueNotSupported".into()),
+                message: Some(body),
+                field: Some("dryRun".into()),
+            }],
+            ..StatusDetails::default()
+        });
+        Err(Box::new(st))
+    }
+}
+
+/// A failed delete precondition: 409 `Conflict` as `rest.BeforeDelete` answers it (the
+/// resource named by its kind).
+fn precondition_failed(name: &str, why: String) -> Status {
+    let mut st = Status::failure(
+        409,
+        "Conflict",
+        format!("Operation cannot be fulfilled on {KIND_CSR}.{GROUP} {name:?}: {why}"),
+    );
+    st.details = Some(StatusDetails {
+        name: Some(name.to_owned()),
+        group: Some(GROUP.to_owned()),
+        kind: Some(KIND_CSR.to_owned()),
+        ..StatusDetails::default()
+    });
+    st
+}
+
 fn bad_request(message: String) -> Box<Status> {
     Box::new(Status::failure(400, "BadRequest", message))
 }
@@ -358,7 +439,7 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
         ("PUT", [name]) => update(ctx, conn, req, name, UpdatePath::Main)?,
         ("PUT", [name, "approval"]) => update(ctx, conn, req, name, UpdatePath::Approval)?,
         ("PUT", [name, _]) => update(ctx, conn, req, name, UpdatePath::Status)?,
-        (_, [name]) => delete(ctx, conn, name)?,
+        (_, [name]) => delete(ctx, conn, req, name)?,
         _ => not_found_plain(conn, ctx.keep)?,
     }
     Ok(Next::KeepAlive)
@@ -927,6 +1008,10 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
+    let dry_run = match WriteOptions::from_query(req).dry_run("CreateOptions") {
+        Ok(d) => d,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
     let mut obj = match decode_body(ctx, req) {
         Ok(o) => o,
         Err(st) => return send_status(conn, &st, ctx.keep),
@@ -975,7 +1060,6 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
-    let dry_run = req.param("dryRun") == Some("All");
     let stored = {
         let mut st = shared.state.lock();
         if st.objects.contains_key(&name) {
@@ -1025,6 +1109,10 @@ fn update(
     if let Err(st) = authorized_object(ctx, Verb::Update, sub, name) {
         return send_status(conn, &st, ctx.keep);
     }
+    let dry_run = match WriteOptions::from_query(req).dry_run("UpdateOptions") {
+        Ok(d) => d,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
     let body = match decode_body(ctx, req) {
         Ok(o) => o,
         Err(st) => return send_status(conn, &st, ctx.keep),
@@ -1037,7 +1125,7 @@ fn update(
     }
     let now = ctx.shared.clock.now();
     let v1beta1 = ctx.version == ApiVersion::V1beta1;
-    let outcome = ctx.shared.modify(name, |o| {
+    let outcome = ctx.shared.modify_or_dry_run(name, dry_run, |o| {
         let old = o.clone();
         if let Some(rv) = body
             .metadata
@@ -1092,7 +1180,7 @@ fn update(
         None => send_status(conn, &not_found(name), ctx.keep),
         Some(Err(st)) => send_status(conn, &st, ctx.keep),
         Some(Ok(obj)) => {
-            if path == UpdatePath::Approval && has_condition(&obj, CONDITION_APPROVED) {
+            if !dry_run && path == UpdatePath::Approval && has_condition(&obj, CONDITION_APPROVED) {
                 let _ = ctx.shared.work.send(Work::Approved(name.to_owned()));
             }
             send_json(conn, 200, &ctx.render(&obj), ctx.keep)
@@ -1102,22 +1190,100 @@ fn update(
 
 /// Removes a CSR and publishes `DELETED` with its last state.
 pub(crate) fn delete_object(shared: &Shared, name: &str) -> Option<Arc<CertificateSigningRequest>> {
+    match delete_checked(shared, name, &WriteOptions::default(), false) {
+        Some(Ok(gone)) => Some(gone),
+        _ => None,
+    }
+}
+
+/// Removes a CSR if `options`' preconditions hold (checked under the state lock, so nothing
+/// changes between check and removal); with `dry_run` checks and removes nothing. `None` when
+/// there is no such CSR.
+fn delete_checked(
+    shared: &Shared,
+    name: &str,
+    options: &WriteOptions,
+    dry_run: bool,
+) -> Option<Result<Arc<CertificateSigningRequest>, Box<Status>>> {
     let gone = {
         let mut st = shared.state.lock();
         let stored = st.objects.get(name)?;
+        let meta = &stored.object.metadata;
+        if let Some(p) = &options.preconditions {
+            let uid = meta.uid.as_deref().unwrap_or_default();
+            if let Some(want) = p.uid.as_deref().filter(|w| *w != uid) {
+                return Some(Err(Box::new(precondition_failed(
+                    name,
+                    format!(
+                        "the UID in the precondition ({want}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+                    ),
+                ))));
+            }
+            let rv = meta.resource_version.as_deref().unwrap_or_default();
+            if let Some(want) = p.resource_version.as_deref().filter(|w| *w != rv) {
+                return Some(Err(Box::new(precondition_failed(
+                    name,
+                    format!(
+                        "the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({rv}). The object might have been modified"
+                    ),
+                ))));
+            }
+        }
+        if dry_run {
+            return Some(Ok(stored.object.clone()));
+        }
         let (obj, parsed) = ((*stored.object).clone(), stored.parsed.clone());
         st.commit(EventType::Deleted, obj, parsed)
     };
     shared.changed.notify_all();
-    Some(gone)
+    Some(Ok(gone))
 }
 
-fn delete(ctx: &Ctx<'_>, conn: &mut Conn, name: &str) -> io::Result<()> {
+/// The `DeleteOptions` of a delete: from the body when there is one (JSON as kubectl sends
+/// them, or protobuf as typed client-go clients with the protobuf content type do), else from
+/// the query, as the apiserver's delete handler.
+fn delete_options(req: &Request) -> Result<WriteOptions, Box<Status>> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(WriteOptions::from_query(req));
+    }
+    let unrecognized = |e: String| {
+        bad_request(format!(
+            "the object provided is unrecognized (must be of type DeleteOptions): {e}"
+        ))
+    };
+    let protobuf = req.header("content-type").is_some_and(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case(super::protobuf::CONTENT_TYPE)
+    });
+    if !protobuf {
+        return serde_json::from_slice(&req.body).map_err(|e| unrecognized(e.to_string()));
+    }
+    let pb = super::protobuf::decode_delete_options(&req.body).map_err(unrecognized)?;
+    Ok(WriteOptions {
+        dry_run: pb.dry_run,
+        preconditions: pb.preconditions.map(|p| Preconditions {
+            uid: p.uid,
+            resource_version: p.resource_version,
+        }),
+    })
+}
+
+fn delete(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, name: &str) -> io::Result<()> {
     if let Err(st) = authorized_object(ctx, Verb::Delete, None, name) {
         return send_status(conn, &st, ctx.keep);
     }
-    let Some(gone) = delete_object(ctx.shared, name) else {
-        return send_status(conn, &not_found(name), ctx.keep);
+    let checked = delete_options(req).and_then(|o| Ok((o.dry_run("DeleteOptions")?, o)));
+    let (dry_run, options) = match checked {
+        Ok(x) => x,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
+    let gone = match delete_checked(ctx.shared, name, &options, dry_run) {
+        None => return send_status(conn, &not_found(name), ctx.keep),
+        Some(Err(st)) => return send_status(conn, &st, ctx.keep),
+        Some(Ok(gone)) => gone,
     };
     let mut d = details(Some(name));
     d.uid = gone.metadata.uid.clone();
@@ -1139,7 +1305,61 @@ enum Wake {
     Expired(u64),
     Timeout,
     Stop,
+    /// Time to check whether the client is still there.
+    CheckPeer,
 }
+
+/// One open watch of one user, counted in `Shared::watches` while it lives.
+struct WatchSlot<'a> {
+    shared: &'a Shared,
+    user: String,
+}
+
+impl<'a> WatchSlot<'a> {
+    /// Takes a slot, or `None` when the user already holds the most watches allowed.
+    fn take(shared: &'a Shared, user: &str) -> Option<WatchSlot<'a>> {
+        let mut w = shared.watches.lock();
+        let n = w.entry(user.to_owned()).or_default();
+        if *n >= shared.settings.max_watches_per_user {
+            return None;
+        }
+        *n += 1;
+        Some(WatchSlot {
+            shared,
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for WatchSlot<'_> {
+    fn drop(&mut self) {
+        let mut w = self.shared.watches.lock();
+        if let Some(n) = w.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                w.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// The apiserver's answer when it is overloaded: 429 `TooManyRequests`, retry after 1 s.
+fn too_many_requests() -> Status {
+    let mut st = Status::failure(
+        429,
+        "TooManyRequests",
+        "Too many requests, please try again later.",
+    );
+    st.details = Some(StatusDetails {
+        retry_after_seconds: Some(1),
+        ..StatusDetails::default()
+    });
+    st
+}
+
+/// How often a waiting watch checks that its client is still there
+/// ([`Conn::peer_gone`](super::http::Conn::peer_gone)).
+const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 fn event_line(kind: &str, object: &Json) -> Vec<u8> {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
@@ -1175,6 +1395,10 @@ fn watch_stream(
         send_status(conn, &forbidden(&ctx.user, &action), ctx.keep)?;
         return Ok(Next::KeepAlive);
     }
+    let Some(_slot) = WatchSlot::take(shared, &ctx.user.name) else {
+        send_status(conn, &too_many_requests(), ctx.keep)?;
+        return Ok(Next::KeepAlive);
+    };
     let sel = match Selectors::parse(req) {
         Ok(s) => s,
         Err(st) => {
@@ -1278,6 +1502,7 @@ fn watch_stream(
     }
     let interval = shared.settings.bookmark_interval;
     let mut next_bookmark = Instant::now() + interval;
+    let mut next_peer_check = Instant::now() + PEER_CHECK_INTERVAL;
     loop {
         let wake = {
             let mut st = shared.state.lock();
@@ -1310,15 +1535,23 @@ fn watch_stream(
                     next_bookmark = now + interval;
                     break Wake::Bookmark(cursor);
                 }
+                if now >= next_peer_check {
+                    next_peer_check = now + PEER_CHECK_INTERVAL;
+                    break Wake::CheckPeer;
+                }
                 let until = if bookmarks {
                     deadline.min(next_bookmark)
                 } else {
                     deadline
                 };
-                shared.changed.wait_until(&mut st, until);
+                shared
+                    .changed
+                    .wait_until(&mut st, until.min(next_peer_check));
             }
         };
         match wake {
+            Wake::CheckPeer if conn.peer_gone() => return Ok(Next::Close),
+            Wake::CheckPeer => {}
             Wake::Stop => {
                 // End the stream cleanly, as a gracefully stopping apiserver does.
                 let _ = conn.end_chunked();

@@ -41,12 +41,34 @@ pub const SIGNER_KUBE_APISERVER_CLIENT_KUBELET: &str =
 pub const SIGNER_KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
 
 /// Which CSRs get approved without a human.
+///
+/// The default, [`ApprovalPolicy::NodeClient`], approves what kube-controller-manager's
+/// `csrapproving` controller approves, and nothing else. [`ApprovalPolicy::All`] approves every
+/// CSR and is for demos only.
 #[derive(Clone, Default)]
 pub enum ApprovalPolicy {
-    /// Every new CSR is approved (reason `AutoApproved`). The default, so a program can run
-    /// against the server with nobody approving.
+    /// What kube-controller-manager's `csrapproving` controller approves
+    /// (`pkg/controller/certificates/approver/sarapprove.go`), the default: a CSR for the signer
+    /// `kubernetes.io/kube-apiserver-client-kubelet` that is a node client certificate
+    /// (`IsKubeletClientCSR`: subject O exactly `[system:nodes]`, CN beginning `system:node:`, no
+    /// DNS, IP, email or URI SANs, usages exactly `digital signature` + `client auth`, with
+    /// `key encipherment` optional), requested by a caller the cluster's RBAC lets
+    /// - create `certificatesigningrequests/selfnodeclient`: a node (group `system:nodes`)
+    ///   asking for its own name (`spec.username` == the CSR's CN), or
+    /// - create `certificatesigningrequests/nodeclient`: a bootstrapper (group
+    ///   `system:bootstrappers`, as kubeadm binds it),
+    ///
+    /// or by a `system:masters` user (the superuser the SubjectAccessReview always allows).
+    /// Approved CSRs get reason `AutoApproved` and the controller's message. Everything else
+    /// (serving certificates, other signers, other subjects, other requesters) stays pending for
+    /// an administrator, as in a cluster.
     #[default]
-    Auto,
+    NodeClient,
+    /// **WARNING: approves every CSR, whoever asks and whatever it asks for** — a bootstrap-token
+    /// holder gets a `system:masters` client certificate, which no cluster would give. For
+    /// demos and tests that want every certificate issued with nobody approving; never expose a
+    /// server with this policy to callers you do not trust.
+    All,
     /// Nothing is approved automatically: approve through the API (`/approval`, e.g.
     /// `kubectl certificate approve`) or [`CsrApiServer::approve`](super::CsrApiServer::approve).
     Manual,
@@ -64,19 +86,56 @@ impl ApprovalPolicy {
         ApprovalPolicy::Predicate(Arc::new(f))
     }
 
-    fn approves(&self, csr: &CertificateSigningRequest) -> bool {
+    /// The approval message when this policy approves `csr`, `None` when it leaves it pending.
+    fn approves(
+        &self,
+        csr: &CertificateSigningRequest,
+        parsed: &ParsedCsr,
+    ) -> Option<&'static str> {
+        const ANY: &str =
+            "Auto approving certificate by the embedded CSR API server's approval policy.";
         match self {
-            ApprovalPolicy::Auto => true,
-            ApprovalPolicy::Manual => false,
-            ApprovalPolicy::Predicate(f) => f(csr),
+            ApprovalPolicy::NodeClient => node_client_approval(csr, parsed),
+            ApprovalPolicy::All => Some(ANY),
+            ApprovalPolicy::Manual => None,
+            ApprovalPolicy::Predicate(f) => f(csr).then_some(ANY),
         }
     }
 }
 
+/// The `csrapproving` controller's recognizers (`isSelfNodeClientCert`, then `isNodeClientCert`)
+/// and, in place of its SubjectAccessReview, the permissions a kubeadm cluster's RBAC grants:
+/// `selfnodeclient` to `system:nodes`, `nodeclient` to `system:bootstrappers`, everything to
+/// `system:masters`. Returns the controller's approval message.
+fn node_client_approval(
+    csr: &CertificateSigningRequest,
+    parsed: &ParsedCsr,
+) -> Option<&'static str> {
+    if csr.spec.signer_name.as_deref() != Some(SIGNER_KUBE_APISERVER_CLIENT_KUBELET) {
+        return None;
+    }
+    let usages: HashSet<&str> = csr.spec.usages.iter().map(String::as_str).collect();
+    validate_kubelet_client(parsed, &usages).ok()?;
+    let in_group = |g: &str| csr.spec.groups.iter().any(|x| x == g);
+    let masters = in_group(super::GROUP_MASTERS);
+    let username = csr.spec.username.as_deref().unwrap_or_default();
+    if username == parsed.common_name && (masters || in_group(GROUP_NODES)) {
+        return Some("Auto approving self kubelet client certificate after SubjectAccessReview.");
+    }
+    if masters || in_group(super::GROUP_BOOTSTRAPPERS) {
+        return Some("Auto approving kubelet client certificate after SubjectAccessReview.");
+    }
+    None
+}
+
+/// The group of node identities (`system:nodes`).
+const GROUP_NODES: &str = "system:nodes";
+
 impl fmt::Debug for ApprovalPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ApprovalPolicy::Auto => "Auto",
+            ApprovalPolicy::NodeClient => "NodeClient",
+            ApprovalPolicy::All => "All",
             ApprovalPolicy::Manual => "Manual",
             ApprovalPolicy::Predicate(_) => "Predicate(..)",
         })
@@ -319,16 +378,16 @@ pub(crate) fn run_worker(shared: Arc<Shared>, rx: crossbeam_channel::Receiver<Wo
 
 /// Puts a new CSR to the approval policy; true when it approved it.
 fn auto_approve(shared: &Shared, name: &str) -> bool {
-    let Some(obj) = shared.get(name) else {
+    let Some((obj, parsed)) = shared.get_stored(name) else {
         return false;
     };
     if has_condition(&obj, CONDITION_APPROVED) || has_condition(&obj, CONDITION_DENIED) {
         return false;
     }
     let policy = shared.approval.read().clone();
-    if !policy.approves(&obj) {
+    let Some(message) = policy.approves(&obj, &parsed) else {
         return false;
-    }
+    };
     let uid = obj.metadata.uid.clone();
     let now = shared.clock.now();
     shared
@@ -342,7 +401,7 @@ fn auto_approve(shared: &Shared, name: &str) -> bool {
             o.status.get_or_insert_default().conditions.push(condition(
                 CONDITION_APPROVED,
                 "AutoApproved",
-                "Auto approving certificate by the embedded CSR API server's approval policy.",
+                message,
                 now,
             ));
             Ok(())

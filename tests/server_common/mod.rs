@@ -150,6 +150,26 @@ impl Client {
         )
     }
 
+    /// `POST` or `PUT` raw bytes with a content type (e.g. Kubernetes protobuf).
+    pub fn send_raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Resp {
+        let url = format!("{}{path}", self.base);
+        let r = match method {
+            "POST" => self.agent.post(url),
+            "PUT" => self.agent.put(url),
+            other => panic!("send_raw: {other}"),
+        };
+        Client::read(self.auth(r).header("Content-Type", content_type).send(body))
+    }
+
+    /// `DELETE` with a body (`DeleteOptions`, as kubectl and client-go send them).
+    pub fn delete_with(&self, path: &str, body: &Value) -> Resp {
+        Client::read(
+            self.auth(self.agent.delete(format!("{}{path}", self.base)))
+                .force_send_body()
+                .send_json(body),
+        )
+    }
+
     /// Creates a CSR and returns its object (panics unless 201).
     pub fn create(&self, body: &Value) -> Value {
         let r = self.post(CSRS, body);
