@@ -253,6 +253,8 @@ impl NoProxy {
             {
                 return false;
             }
+            // Go's domainMatch never matches an IP host: `.0.0.1` does not exempt 10.0.0.1.
+            return true;
         }
         !self.domains.iter().any(|(suffix, p, match_host)| {
             (host.ends_with(suffix.as_str()) || (*match_host && host == suffix[1..]))
@@ -529,6 +531,10 @@ mod tests {
                 false,
             ),
             ("10.1.2.3", "https://10.1.2.3:6443", false),
+            // A domain entry never matches an IP host (Go 1.26 answers PROXY for all three).
+            (".0.0.1", "https://10.0.0.1:6443", true),
+            ("0.0.1", "https://10.0.0.1:6443", true),
+            ("*.0.0.1", "https://10.0.0.1:6443", true),
             ("10.1.2.3:6443", "https://10.1.2.3:6443", false),
             ("10.1.2.3:443", "https://10.1.2.3:6443", true),
             ("10.0.0.0/8", "https://10.1.2.3:6443", false),
