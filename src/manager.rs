@@ -456,6 +456,11 @@ impl ConfigBuilder {
                      (allow_legacy_v1beta1 sends requests without one to the removed v1beta1 API)",
                 );
             }
+            if let Some(problem) = crate::csr::signer_name_problem(&signer_name) {
+                return Err(Error::InvalidConfig(format!(
+                    "signer name {signer_name:?} is refused by certificates.k8s.io/v1: {problem}"
+                )));
+            }
             if signer_name == crate::csr::api::LEGACY_UNKNOWN_SIGNER {
                 return invalid(
                     "signer name kubernetes.io/legacy-unknown is refused by certificates.k8s.io/v1 \

@@ -2254,11 +2254,21 @@ fn wait_timeout_with_the_system_clock_is_the_clients() {
 #[test]
 fn config_refuses_requests_that_certificates_v1_refuses() {
     let rig = Rig::new();
-    let cases: [(&str, ConfigBuilder, &str); 4] = [
+    let cases: [(&str, ConfigBuilder, &str); 6] = [
         (
             "no signer name",
             rig.builder().signer_name(""),
             "a signer name is required",
+        ),
+        (
+            "signer name without a path",
+            rig.builder().signer_name("example.com"),
+            "must be a fully qualified domain and path of the form 'example.com/signer-name'",
+        ),
+        (
+            "signer name with a one-label domain",
+            rig.builder().signer_name("example/signer"),
+            "should be a domain with at least two segments separated by dots",
         ),
         (
             "legacy-unknown signer",

@@ -629,6 +629,41 @@ impl Cancel {
     }
 }
 
+/// Why the API server would refuse `signer` as `spec.signerName`, or `None` when it has the
+/// required form (kube-apiserver's `ValidateCertificateSigningRequestSignerName`): `domain/path`
+/// with exactly one `/`; the domain at most 253 bytes of at least two DNS-1123 labels (lower-case
+/// letters, digits and `-`, alphanumeric at both ends, at most 63 bytes each) separated by dots;
+/// the path DNS-1123 subdomains separated by dots. The message is the API server's for the
+/// first rule broken.
+pub(crate) fn signer_name_problem(signer: &str) -> Option<&'static str> {
+    fn label_ok(l: &str) -> bool {
+        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        let b = l.as_bytes();
+        b.len() <= 63
+            && b.first().is_some_and(alnum)
+            && b.last().is_some_and(alnum)
+            && b.iter().all(|c| alnum(c) || *c == b'-')
+    }
+    let Some((domain, path)) = signer.split_once('/').filter(|(_, p)| !p.contains('/')) else {
+        return Some(
+            "must be a fully qualified domain and path of the form 'example.com/signer-name'",
+        );
+    };
+    if domain.len() > 253 {
+        return Some("the domain may not be more than 253 bytes");
+    }
+    if !domain.split('.').all(label_ok) {
+        return Some("the domain must consist of lower case RFC 1123 labels separated by '.'");
+    }
+    if domain.split('.').count() < 2 {
+        return Some("should be a domain with at least two segments separated by dots");
+    }
+    if path.len() > 253 + 63 + 1 || !path.split('.').all(label_ok) {
+        return Some("the path must consist of lower case RFC 1123 subdomains separated by '.'");
+    }
+    None
+}
+
 /// `prefix` followed by the unpadded base64url SHA-512/256 digest of the DER
 /// `SubjectPublicKeyInfo`, the common name, each organization and each usage (in order), each
 /// written as unpadded base64url followed by `|` (a character outside that alphabet, so different
@@ -660,7 +695,43 @@ pub(crate) fn digested_name(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    /// Signer names and whether kube-apiserver accepts them as `spec.signerName` (the embedded
+    /// server's validator, which carries the API server's messages, is held to the same table).
+    pub(crate) const SIGNER_NAMES: &[(&str, bool)] = &[
+        ("example.com/signer-name", true),
+        ("kubernetes.io/kube-apiserver-client", true),
+        ("kubernetes.io/kubelet-serving", true),
+        ("example.com/sub.path", true),
+        ("a.b.c.example.com/x", true),
+        ("", false),
+        (" ", false),
+        ("foo", false),
+        ("example.com", false),
+        ("example.com/", false),
+        ("/path", false),
+        ("example/path", false),
+        ("example.com/a/b", false),
+        ("Example.com/path", false),
+        ("example.com/Path", false),
+        ("-example.com/path", false),
+        ("example.com/path-", false),
+        ("example..com/path", false),
+        ("example.com/path_name", false),
+    ];
+
+    #[test]
+    fn signer_names_as_the_api_server_judges_them() {
+        for &(name, ok) in SIGNER_NAMES {
+            assert_eq!(
+                super::signer_name_problem(name).is_none(),
+                ok,
+                "{name:?}: {:?}",
+                super::signer_name_problem(name)
+            );
+        }
+    }
+
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -624,6 +624,19 @@ pub(crate) fn validate_certificate(pem: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The client's build-time check and this validator agree on every signer name of the
+    /// client's table.
+    #[test]
+    fn signer_name_check_agrees_with_the_client() {
+        for &(name, ok) in crate::csr::tests::SIGNER_NAMES {
+            assert_eq!(
+                validate_signer_name("spec.signerName", name).is_empty(),
+                ok,
+                "{name:?}"
+            );
+        }
+    }
+
     fn messages(signer: &str) -> Vec<String> {
         validate_signer_name("spec.signerName", signer)
             .iter()
