@@ -10,8 +10,9 @@
 //! - every certificate client-go stored in its `FileStore` verifies against the server's CA as
 //!   a TLS peer would check it (webpki: client auth for the client certificate, server auth and
 //!   each DNS and IP SAN for the serving one);
-//! - client-go logged no error (`E` klog lines) and, with watch-list on, did not fall back to a
-//!   plain list (the server answered the watch-list stream as the apiserver does).
+//! - client-go logged no error or warning (`E`/`W` klog lines) and, with watch-list on, did
+//!   not fall back to a plain list (the server answered the watch-list stream as the
+//!   apiserver does).
 //!
 //! Each manager runs three ways: JSON, protobuf (`application/vnd.kubernetes.protobuf`, as the
 //! kubelet sends by default) and JSON with client-go's watch-list streaming off
@@ -21,7 +22,7 @@
 //! a few seconds after the first time). Without a Go toolchain the tests fail when `CI` is set
 //! and otherwise print `SKIPPED: go not found` and pass.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -39,6 +40,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::Value;
+
+#[path = "support/go_peer.rs"]
+mod go_peer;
 
 /// Lifetime of the issued certificates. client-go rotates at 70–90 % of it, so three rotations
 /// take about 3 × 0.8 × 6 s plus a second per turn of its loop.
@@ -95,48 +99,8 @@ impl Kind {
 /// The program, built once per test process; `None` when Go is missing outside CI.
 fn peer_binary() -> Option<PathBuf> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(build_peer).clone()
-}
-
-fn build_peer() -> Option<PathBuf> {
-    let go = std::env::var_os("GO").unwrap_or_else(|| "go".into());
-    let found = Command::new(&go)
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("go not found ({go:?}) and CI is set: the client-go peer tests must run in CI");
-        }
-        // Straight to the process's stderr: the test harness captures `eprintln!`.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED: go not found ({go:?}); the client-go peer tests did not run ***\n"
-        );
-        return None;
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("target"));
-    let out = target.join("peers").join("clientgo-manager");
-    let started = Instant::now();
-    let status = Command::new(&go)
-        .current_dir(manifest.join("tests/peers"))
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg("./cmd/clientgo-manager")
-        .status()
-        .expect("running go build");
-    assert!(status.success(), "go build of tests/peers failed: {status}");
-    eprintln!(
-        "built {} in {:.1}s",
-        out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Some(out)
+    BIN.get_or_init(|| go_peer::build("clientgo-manager"))
+        .clone()
 }
 
 fn start_server() -> CsrApiServer {
@@ -271,13 +235,17 @@ fn run_peer(
     }
 }
 
-/// klog's error lines: `E` then `MMDD` and a space (klog's header).
+/// klog's error and warning lines: `E` or `W`, then `MMDD` and a space (klog's header). client-go
+/// logs the server's `Warning` headers as warnings.
 fn klog_errors(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| {
             let b = l.as_bytes();
-            b.len() > 5 && b[0] == b'E' && b[1..5].iter().all(u8::is_ascii_digit) && b[5] == b' '
+            b.len() > 5
+                && matches!(b[0], b'E' | b'W')
+                && b[1..5].iter().all(u8::is_ascii_digit)
+                && b[5] == b' '
         })
         .collect()
 }
@@ -373,7 +341,7 @@ fn scenario(kind: Kind, mode: Mode) {
     let errors = klog_errors(&run.stderr);
     assert!(
         errors.is_empty(),
-        "client-go logged errors:\n{}\n\n{}",
+        "client-go logged errors or warnings:\n{}\n\n{}",
         errors.join("\n"),
         run.explain()
     );
@@ -457,7 +425,9 @@ fn client_certificate_json() {
 }
 
 #[test]
-#[ignore = "the embedded server decodes protobuf CertificateSigningRequestSpec with shifted field numbers (reads field 2, username, as usages): client-go's protobuf create gets 422 spec.usages[0]: Unsupported value: \"\""]
+#[ignore = "server bug: protobuf CertificateSigningRequestSpec decoded with shifted field numbers \
+            (field 2, username, read as usages): client-go's create gets 422 \
+            spec.usages[0]: Unsupported value: \"\""]
 fn client_certificate_protobuf() {
     scenario(Kind::Client, Mode::Protobuf);
 }
@@ -473,7 +443,9 @@ fn serving_certificate_json() {
 }
 
 #[test]
-#[ignore = "the embedded server decodes protobuf CertificateSigningRequestSpec with shifted field numbers (reads field 2, username, as usages): client-go's protobuf create gets 422 spec.usages[0]: Unsupported value: \"\""]
+#[ignore = "server bug: protobuf CertificateSigningRequestSpec decoded with shifted field numbers \
+            (field 2, username, read as usages): client-go's create gets 422 \
+            spec.usages[0]: Unsupported value: \"\""]
 fn serving_certificate_protobuf() {
     scenario(Kind::Serving, Mode::Protobuf);
 }
