@@ -345,12 +345,26 @@ fn scenario(kind: Kind, mode: Mode) {
         errors.join("\n"),
         run.explain()
     );
+    // client-go took the feature gate as meant (it logs its state at start), and with
+    // watch-list on its reflector neither disabled it for this client nor fell back to a list.
+    let gate = match mode {
+        Mode::WatchListOff => {
+            r#""Feature gate updated state" feature="WatchListClient" enabled=false"#
+        }
+        _ => r#""Feature gate default state" feature="WatchListClient" enabled=true"#,
+    };
+    assert!(run.stderr.contains(gate), "no {gate} in\n{}", run.explain());
     if !matches!(mode, Mode::WatchListOff) {
-        assert!(
-            !run.stderr.contains("Falling back to regular list"),
-            "client-go's watch-list request was not served:\n{}",
-            run.explain()
-        );
+        for fallback in [
+            "Falling back to regular list",
+            "doesn't support WatchList semantics",
+        ] {
+            assert!(
+                !run.stderr.contains(fallback),
+                "client-go's watch-list request was not served ({fallback}):\n{}",
+                run.explain()
+            );
+        }
     }
     assert!(run.success, "clientgo-manager failed\n{}", run.explain());
 
