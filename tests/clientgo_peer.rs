@@ -439,9 +439,6 @@ fn client_certificate_json() {
 }
 
 #[test]
-#[ignore = "server bug: protobuf CertificateSigningRequestSpec decoded with shifted field numbers \
-            (field 2, username, read as usages): client-go's create gets 422 \
-            spec.usages[0]: Unsupported value: \"\""]
 fn client_certificate_protobuf() {
     scenario(Kind::Client, Mode::Protobuf);
 }
@@ -457,9 +454,6 @@ fn serving_certificate_json() {
 }
 
 #[test]
-#[ignore = "server bug: protobuf CertificateSigningRequestSpec decoded with shifted field numbers \
-            (field 2, username, read as usages): client-go's create gets 422 \
-            spec.usages[0]: Unsupported value: \"\""]
 fn serving_certificate_protobuf() {
     scenario(Kind::Serving, Mode::Protobuf);
 }
