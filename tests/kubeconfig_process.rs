@@ -144,7 +144,13 @@ func main() {
         match status {
             Ok(s) if s.success() => Some(GoOracle { bin, _dir: dir }),
             _ => {
-                eprintln!("go is not installed: proxy cases are checked against the table only");
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "go is required when CI is set: the proxy cases are checked against Go's own rules"
+                );
+                eprintln!(
+                    "\n*** SKIPPED: go not found; the proxy cases are checked against the table only, not against Go ***\n"
+                );
                 None
             }
         }
