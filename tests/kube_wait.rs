@@ -554,3 +554,50 @@ fn pending_timeout_names_the_signer() {
         "{err:?}"
     );
 }
+
+// ---- a watch stream that breaks ----
+
+/// A watch event that is not valid JSON, or a stream cut inside an event, ends that watch as
+/// client-go's stream watcher does: the reflector lists and watches again after its pause, and
+/// the certificate that the next watch brings is taken. Seen before: the wait ended at once with
+/// "malformed watch event" (or "ended inside an event").
+#[test]
+fn a_broken_watch_stream_is_watched_again() {
+    let cases: [(&str, Step); 3] = [
+        (
+            "an event that is not JSON",
+            Step::Raw(b"{not json\n".to_vec()),
+        ),
+        (
+            "an event cut off before its newline",
+            Step::Raw(br#"{"type":"MODIFIED","object":{"kind":"Certifi"#.to_vec()),
+        ),
+        (
+            "a connection reset inside an event",
+            Step::Raw(br#"{"type":"MODIFIED","obj"#.to_vec()),
+        ),
+    ];
+    for (i, (case, broken)) in cases.into_iter().enumerate() {
+        let api = FakeApi::new();
+        let (client, csr) = create_v1(&api);
+        let cert = api.sign(&csr.name);
+        let issued = with_cert(
+            with_condition(api.object(&csr.name), "Approved", "", ""),
+            &cert,
+        );
+        let first = if i == 2 {
+            vec![broken, Step::Abort]
+        } else {
+            vec![broken]
+        };
+        api.push_watch(first);
+        api.push_watch(vec![Step::Event("MODIFIED", issued), Step::Hang]);
+        let got = wait(&client, &csr, LONG).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(got, cert.as_bytes(), "{case}");
+        assert_eq!(
+            lists_and_watches(&api),
+            4,
+            "{case}: two lists and two watches"
+        );
+    }
+}

@@ -84,8 +84,12 @@
 //! line ≤ 4 MiB (memory stays flat however long a watch runs). Connects time out after 10 s,
 //! requests after 30 s; a watch asks the server to end it after `timeoutSeconds` (5–10 min,
 //! random, as client-go's reflector) and gives up on a connection silent for that long plus
-//! as long again (at most 30 s more), then lists and watches again. Malformed JSON, an unknown event type or a stream that breaks off inside an event end
-//! the wait with [`CsrError::InvalidResponse`]; nothing panics.
+//! as long again (at most 30 s more), then lists and watches again. A watch event that is not
+//! valid JSON, or a stream that breaks off inside an event, ends that watch as client-go's
+//! stream watcher does: the CSR is listed and watched again after the backoff pause, and a
+//! wait that times out meanwhile carries that error as its cause. An unknown event type, an
+//! object of another kind or an event over the size limit end the wait with
+//! [`CsrError::InvalidResponse`]. Nothing panics.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -1569,7 +1573,9 @@ impl Waiter<'_> {
                         return Ok(WatchEnd::Closed);
                     }
                     if !line.is_empty() {
-                        return Err(CsrError::InvalidResponse {
+                        // client-go's stream watcher takes a stream cut inside an event as
+                        // its end: the reflector watches again after its pause.
+                        self.failed(CsrError::InvalidResponse {
                             op: "watch",
                             message: format!(
                                 "watch of {:?} broke off inside an event after {} bytes: {e}",
@@ -1577,6 +1583,7 @@ impl Waiter<'_> {
                                 line.len()
                             ),
                         });
+                        return Ok(WatchEnd::Relist(Duration::ZERO));
                     }
                     self.failed(CsrError::Transport {
                         op: "watch",
@@ -1596,33 +1603,44 @@ impl Waiter<'_> {
                 Ok(_) => {}
             }
             if line.last() != Some(&b'\n') {
-                let message = if line.len() > limit {
-                    format!(
-                        "watch event of {:?} is larger than {limit} bytes",
-                        self.name()
-                    )
-                } else {
-                    format!(
+                if line.len() > limit {
+                    return Err(CsrError::InvalidResponse {
+                        op: "watch",
+                        message: format!(
+                            "watch event of {:?} is larger than {limit} bytes",
+                            self.name()
+                        ),
+                    });
+                }
+                // Cut inside an event: as a broken stream above.
+                self.failed(CsrError::InvalidResponse {
+                    op: "watch",
+                    message: format!(
                         "watch of {:?} ended inside an event ({} bytes without a newline)",
                         self.name(),
                         line.len()
-                    )
-                };
-                return Err(CsrError::InvalidResponse {
-                    op: "watch",
-                    message,
+                    ),
                 });
+                return Ok(WatchEnd::Relist(Duration::ZERO));
             }
             let text = line.trim_ascii();
             if text.is_empty() {
                 continue;
             }
             events += 1;
-            let event: WatchEvent =
-                serde_json::from_slice(text).map_err(|e| CsrError::InvalidResponse {
-                    op: "watch",
-                    message: format!("malformed watch event: {e}"),
-                })?;
+            let event: WatchEvent = match serde_json::from_slice(text) {
+                Ok(event) => event,
+                Err(e) => {
+                    // client-go's stream watcher reports an event it cannot decode as a watch
+                    // error; its reflector lists and watches again after the backoff pause.
+                    log::warn!("malformed watch event for {:?}: {e}", self.name());
+                    self.failed(CsrError::InvalidResponse {
+                        op: "watch",
+                        message: format!("malformed watch event: {e}"),
+                    });
+                    return Ok(WatchEnd::Relist(Duration::ZERO));
+                }
+            };
             if event.type_ == "ERROR" {
                 check_type_value("watch", &event.object, "Status", None)?;
             } else if matches!(
