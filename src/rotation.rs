@@ -33,15 +33,18 @@
 //!   is answered. An attempt that ends while the CSR may still be issued (the wait timed out,
 //!   the server failed, the create failed, the manager stopped) leaves them for the next
 //!   attempt, which waits for the same CSR (by name and uid) instead of creating another, or
-//!   retries the create with the same key. The CSR is named after its key, subject and usages
-//!   (the kubelet's digested name with the prefix `csr-`; client-go uses `generateName: csr-`),
+//!   retries the create with the same key. The CSR is named after its key, template and usages
+//!   (`csr-` and a digest, as the kubelet names bootstrap CSRs; client-go uses
+//!   `generateName: csr-`),
 //!   so a create whose answer was lost and that is sent again meets its own CSR
 //!   (`AlreadyExists`, adopted once found compatible) instead of making a second. They are dropped when the CSR is denied, failed,
 //!   deleted or replaced, when its certificate arrives (usable or not), and when the template
 //!   changes; only then does an attempt make a new key. client-go makes a new key and CSR at
 //!   every attempt; its kubelet keeps the key on disk for the bootstrap CSR only (see
-//!   [`kubelet::bootstrap`](crate::kubelet::bootstrap)). The key of a rotation is not written
-//!   to disk, so a process restart starts a new request.
+//!   [`kubelet::bootstrap`](crate::kubelet::bootstrap)). The key is also given to the store
+//!   ([`Store::set_pending_key`](crate::Store::set_pending_key); `FileStore` writes
+//!   `<prefix>-pending.key`, 0600) and forgotten once the CSR is answered, so a manager
+//!   restarted meanwhile sends the same request again and meets its own CSR.
 //! - A certificate that was issued and verified but could not be stored (or arrived as the
 //!   manager stopped) is kept in memory, key included; the next attempt stores that one rather
 //!   than asking again, as long as it has not expired and satisfies the template.
@@ -59,7 +62,7 @@ use crossbeam_channel::{Receiver, Sender, select_biased};
 
 use crate::csr::{Cancel, CancelReason, CsrError, CsrRef, CsrRequest};
 use crate::error::Error;
-use crate::manager::Shared;
+use crate::manager::{KeySource, Shared};
 use crate::pki::{self, Certificate, PrivateKey, fmt_duration, fmt_time};
 use crate::schedule;
 use crate::template::CsrTemplate;
@@ -396,6 +399,9 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
             p
         }
         stale => {
+            // The kept key is for the request of a manager before a restart; one this manager
+            // replaced (the template changed) is not sent again.
+            let after_restart = stale.is_none();
             if let Some(PendingRequest { csr: Some(csr), .. }) = stale {
                 log::info!(
                     "{}: the template changed; no longer waiting for certificate signing request {:?}",
@@ -403,7 +409,7 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
                     csr.name
                 );
             }
-            new_request(shared, template)?
+            new_request(shared, template, current.as_deref(), after_restart)?
         }
     };
     let client = match factory(current.as_deref()) {
@@ -421,12 +427,16 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
         Err(e) => {
             // Still pending (or not created): the next attempt goes on with this key. Over:
             // the next attempt starts afresh.
-            if !request_over(&e) {
+            if request_over(&e) {
+                forget_kept_key(shared);
+            } else {
                 *shared.pending.lock() = Some(pending);
             }
             return Err(e);
         }
     };
+    // Answered: whatever comes of the certificate, this key is not sent again.
+    forget_kept_key(shared);
     let cert = pki::verify_issued(
         &chain_pem,
         &pending.key,
@@ -437,10 +447,91 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
     store_and_publish(shared, cert, current.as_deref())
 }
 
-/// A new key and the request for it.
-fn new_request(shared: &Shared, template: CsrTemplate) -> Result<PendingRequest, Error> {
+/// The key of this manager's request from before a restart, when the store kept one
+/// ([`Store::pending_key`](crate::Store::pending_key)) that may be sent again: it parses, is
+/// strong enough and of the configured algorithm, and is not the key of the certificate in use
+/// (a request already answered). Anything else is logged and a new key is made.
+fn kept_key(shared: &Shared, current: Option<&Certificate>) -> Option<PrivateKey> {
     let config = &shared.config;
-    let key = shared.new_key()?;
+    let pem = match config.store.pending_key() {
+        Ok(Some(pem)) => pem,
+        Ok(None) => return None,
+        Err(e) => {
+            log::warn!(
+                "{}: cannot read the key kept for an earlier request, making a new one: {}",
+                config.name,
+                error_chain(&e)
+            );
+            return None;
+        }
+    };
+    let key = match PrivateKey::from_pem(&pem) {
+        Ok(key) => key,
+        Err(e) => {
+            log::warn!(
+                "{}: the key kept for an earlier request is unusable, making a new one: {e}",
+                config.name
+            );
+            return None;
+        }
+    };
+    let answered =
+        current.is_some_and(|c| c.private_key().public_key_der() == key.public_key_der());
+    let other_algorithm = matches!(&config.key, KeySource::Algorithm(a) if *a != key.algorithm());
+    if answered || other_algorithm || key.check_strength().is_err() {
+        return None;
+    }
+    Some(key)
+}
+
+/// Forgets the kept key of a request that was answered. A failure is only logged: a key left
+/// behind is the current certificate's (not sent again, see [`kept_key`]) or that of a request
+/// that is asked again and answered as before.
+fn forget_kept_key(shared: &Shared) {
+    if let Err(e) = shared.config.store.set_pending_key(None) {
+        log::warn!(
+            "{}: cannot remove the key kept for an answered request: {}",
+            shared.config.name,
+            error_chain(&e)
+        );
+    }
+}
+
+/// A new key and the request for it; or, when this manager has no request of its own in memory
+/// (`after_restart`), the request made before a restart, with the key the store kept
+/// ([`kept_key`]), so that it meets the CSR it made then.
+fn new_request(
+    shared: &Shared,
+    template: CsrTemplate,
+    current: Option<&Certificate>,
+    after_restart: bool,
+) -> Result<PendingRequest, Error> {
+    let config = &shared.config;
+    let kept = if after_restart {
+        kept_key(shared, current)
+    } else {
+        None
+    };
+    let key = match kept {
+        Some(key) => {
+            log::info!(
+                "{}: sending the request made before a restart again, with its kept key",
+                config.name
+            );
+            key
+        }
+        None => {
+            let key = shared.new_key()?;
+            if let Err(e) = config.store.set_pending_key(Some(key.to_pem().as_bytes())) {
+                log::warn!(
+                    "{}: cannot keep the new request's key in the store (a restart before it is answered makes another CSR): {}",
+                    config.name,
+                    error_chain(&e)
+                );
+            }
+            key
+        }
+    };
     let usages = shared.usages_for(key.algorithm());
     if usages.is_empty() && !config.allow_legacy_v1beta1 {
         return Err(Error::InvalidConfig(format!(
@@ -448,13 +539,12 @@ fn new_request(shared: &Shared, template: CsrTemplate) -> Result<PendingRequest,
             key.algorithm()
         )));
     }
-    // A fixed name (the kubelet's digested name, prefix `csr-`), not `generateName`: a create
+    // A fixed name (a digest of key, template and usages, prefix `csr-`), not `generateName`: a create
     // whose answer was lost may still have made the CSR, and sending it again must meet that
     // CSR (`AlreadyExists`, then adopted when compatible) rather than make a second one.
     let public_key_der = key.public_key_der();
     let request = CsrRequest {
-        name: Some(crate::csr::digested_name(
-            "csr-",
+        name: Some(crate::csr::rotation_csr_name(
             &public_key_der,
             &template,
             &usages,

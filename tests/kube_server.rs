@@ -1215,3 +1215,77 @@ fn a_create_whose_answer_was_lost_is_not_made_twice() {
     assert_eq!(cert.common_name(), "svc");
     assert_eq!(rig.server.csrs().len(), 1);
 }
+
+/// A restart in the middle of a request adopts the manager's own pending CSR: the key was kept
+/// in the store (`<prefix>-pending.key`, 0600), the request is sent again under the same name
+/// and meets the CSR. The kept key is forgotten once the CSR is answered and never used for a
+/// second request. Broke when the key lived in memory only (a restart made a second CSR).
+#[test]
+fn a_restart_adopts_its_own_pending_csr() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = token_rig(manual);
+    let dir = rig.dir.path().join("pki");
+    let store = || Arc::new(FileStore::builder("agent", &dir, &dir).build().unwrap());
+    let manager = || {
+        CertificateManager::new(
+            Config::builder()
+                .template(CsrTemplate::new("svc"))
+                .usages(usages())
+                .signer_name(SIGNER_KUBE_APISERVER_CLIENT)
+                .store(store())
+                .certificate_wait_timeout(Duration::from_millis(300))
+                .client_factory(rig.builder().factory())
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let kept = store().pending_key_path();
+
+    let before = manager();
+    let pending = before.rotate_now();
+    assert!(
+        matches!(pending, Err(Error::Csr(CsrError::Timeout { .. }))),
+        "{pending:?}"
+    );
+    drop(before);
+    assert_eq!(rig.server.csrs().len(), 1);
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the kept key's mode");
+
+    // Restarted: the same request again, adopted, still pending.
+    let after = manager();
+    let again = after.rotate_now();
+    assert!(
+        matches!(again, Err(Error::Csr(CsrError::Timeout { .. }))),
+        "{again:?}"
+    );
+    assert_eq!(rig.server.csrs().len(), 1, "a second CSR after the restart");
+
+    let name = rig.server.csrs()[0].metadata.name.clone().unwrap();
+    rig.server.approve(&name).unwrap();
+    let cert = after.rotate_now().unwrap();
+    assert_eq!(rig.server.csrs().len(), 1);
+    assert!(
+        !kept.exists(),
+        "the kept key is forgotten once the CSR is answered"
+    );
+
+    // The next rotation is a new request with a new key.
+    let _ = after.rotate_now();
+    let csrs = rig.server.csrs();
+    assert_eq!(csrs.len(), 2);
+    assert!(
+        csrs.iter()
+            .any(|o| o.metadata.name.as_deref() != Some(name.as_str()))
+    );
+    assert!(kept.exists(), "the new request's key is kept");
+    let next = Certificate::from_pair_pem(&std::fs::read(&kept).unwrap());
+    assert!(next.is_err(), "a key file, not a pair");
+    let next_key = PrivateKey::from_pem(&std::fs::read(&kept).unwrap()).unwrap();
+    assert_ne!(
+        next_key.public_key_der(),
+        cert.private_key().public_key_der(),
+        "a new key for the new request"
+    );
+}

@@ -694,6 +694,40 @@ pub(crate) fn digested_name(
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(digest.finish()))
 }
 
+/// The name of a rotation CSR: `csr-` and a digest as [`digested_name`]'s, over the whole
+/// template (also organizational units, DNS names, IP addresses, emails and URIs, each list
+/// after a marker so that no two templates make the same stream). The same key and template
+/// always give the same name; another template, another name.
+pub(crate) fn rotation_csr_name(
+    public_key_der: &[u8],
+    template: &crate::template::CsrTemplate,
+    usages: &[KeyUsage],
+) -> String {
+    let mut whole = template.clone();
+    let mut extra = Vec::new();
+    for (marker, items) in [
+        ("ou", template.organizational_units.clone()),
+        ("dns", template.dns_names.clone()),
+        (
+            "ip",
+            template
+                .ip_addresses
+                .iter()
+                .map(|i| i.to_string())
+                .collect(),
+        ),
+        ("email", template.email_addresses.clone()),
+        ("uri", template.uris.clone()),
+    ] {
+        extra.push(format!("\u{0}{marker}"));
+        extra.extend(items);
+    }
+    // The organizations go into the digest after the common name, one item each: the extra
+    // lists follow them behind their markers (a NUL cannot be part of a name).
+    whole.organizations.extend(extra);
+    digested_name("csr-", public_key_der, &whole, usages)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     /// Signer names and whether kube-apiserver accepts them as `spec.signerName` (the embedded
@@ -719,6 +753,40 @@ pub(crate) mod tests {
         ("example..com/path", false),
         ("example.com/path_name", false),
     ];
+
+    /// A rotation CSR's name depends on the key, every part of the template and the usages,
+    /// and on nothing else.
+    #[test]
+    fn rotation_csr_names_cover_the_whole_template() {
+        use crate::template::CsrTemplate;
+        let key = [1u8, 2, 3];
+        let usages = [KeyUsage::DigitalSignature, KeyUsage::ServerAuth];
+        let base = CsrTemplate::new("system:node:n1").with_organization("system:nodes");
+        let name = |t: &CsrTemplate| super::rotation_csr_name(&key, t, &usages);
+        assert_eq!(
+            name(&base),
+            name(&base.clone()),
+            "the same request, the same name"
+        );
+        assert!(name(&base).starts_with("csr-"));
+        let mut o_as_ou = CsrTemplate::new("system:node:n1");
+        o_as_ou.organizational_units.push("system:nodes".into());
+        let variants = [
+            base.clone().with_dns_name("n1"),
+            base.clone().with_ip_address("10.0.0.7".parse().unwrap()),
+            base.clone()
+                .with_ip_address("10.0.0.7".parse().unwrap())
+                .with_ip_address("10.0.0.8".parse().unwrap()),
+            o_as_ou,
+            CsrTemplate::new("system:node:n2").with_organization("system:nodes"),
+        ];
+        let mut names: Vec<String> = variants.iter().map(name).collect();
+        names.push(name(&base));
+        names.push(super::rotation_csr_name(&[9], &base, &usages));
+        names.push(super::rotation_csr_name(&key, &base, &usages[..1]));
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
 
     #[test]
     fn signer_names_as_the_api_server_judges_them() {

@@ -63,6 +63,7 @@ const STAMP_LEN: usize = 19;
 /// | `D/kubelet-client-updated.pem` | the new link while it is being swapped in; exists only during an update or after a crash in one |
 /// | `D/kubelet-client-backup-<timestamp>.pem` | a regular-file `current` that was moved aside (certrotate only) |
 /// | `D/.kubelet-client-XXXXXX.pem.tmp` | a pair being written; leftovers of a crash are removed by the next update |
+/// | `D/kubelet-client-pending.key` | the private key of a CSR sent and not yet answered ([`Store::pending_key`]), so that a restarted manager meets its own CSR instead of making another; 0600, removed once the CSR is answered (certrotate only) |
 ///
 /// Timestamps are UTC, from the store's [`Clock`]. Because the link target is absolute, the
 /// link resolves from any working directory, also when the store was given a relative one.
@@ -184,6 +185,11 @@ impl FileStore {
         self.link_path("current")
     }
 
+    /// `<cert dir>/<prefix>-pending.key`: see [`Store::pending_key`].
+    pub fn pending_key_path(&self) -> PathBuf {
+        self.cert_dir.join(format!("{}-pending.key", self.prefix))
+    }
+
     fn link_path(&self, kind: &str) -> PathBuf {
         self.cert_dir.join(format!("{}-{kind}.pem", self.prefix))
     }
@@ -224,15 +230,8 @@ impl FileStore {
             .map_err(|e| io_err("create directory", &self.cert_dir, e))
     }
 
-    /// Writes `contents` to a new file in the cert dir: temporary file, exactly 0600, `fsync`,
-    /// rename to `name(n)` for the first `n >= first_n` whose name is free (never replacing a
-    /// file), `fsync` the directory. Returns the new file's path.
-    fn write_new_file(
-        &self,
-        contents: &[u8],
-        first_n: u32,
-        name: impl Fn(u32) -> String,
-    ) -> Result<PathBuf, StoreError> {
+    /// A temporary file in the cert dir holding `contents`, exactly 0600, `fsync`ed.
+    fn write_temp(&self, contents: &[u8]) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = &self.cert_dir;
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{}-", self.prefix))
@@ -250,6 +249,20 @@ impl FileStore {
         tmp.as_file()
             .sync_all()
             .map_err(|e| io_err("fsync", tmp.path(), e))?;
+        Ok(tmp)
+    }
+
+    /// Writes `contents` to a new file in the cert dir: temporary file, exactly 0600, `fsync`,
+    /// rename to `name(n)` for the first `n >= first_n` whose name is free (never replacing a
+    /// file), `fsync` the directory. Returns the new file's path.
+    fn write_new_file(
+        &self,
+        contents: &[u8],
+        first_n: u32,
+        name: impl Fn(u32) -> String,
+    ) -> Result<PathBuf, StoreError> {
+        let dir = &self.cert_dir;
+        let mut tmp = self.write_temp(contents)?;
         let mut n = first_n;
         loop {
             let path = dir.join(name(n));
@@ -553,6 +566,35 @@ impl Store for FileStore {
         probe
             .close()
             .map_err(|e| io_err("remove a temporary file in", &self.cert_dir, e))
+    }
+
+    /// Reads `<cert dir>/<prefix>-pending.key`.
+    fn pending_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.pending_key_path();
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path, e)),
+        }
+    }
+
+    /// Writes `<cert dir>/<prefix>-pending.key` as a pair is written (temporary file, exactly
+    /// 0600, `fsync`, rename over the old one, `fsync` of the directory), or removes it.
+    fn set_pending_key(&self, key_pem: Option<&[u8]>) -> Result<(), StoreError> {
+        let _guard = self.write_lock.lock();
+        let path = self.pending_key_path();
+        let Some(pem) = key_pem else {
+            return match fs::remove_file(&path) {
+                Ok(()) => sync_dir(&self.cert_dir),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err("remove", &path, e)),
+            };
+        };
+        self.create_cert_dir()?;
+        self.write_temp(pem)?
+            .persist(&path)
+            .map_err(|e| io_err("rename a temporary file to", &path, e.error))?;
+        sync_dir(&self.cert_dir)
     }
 
     /// Stores the pair as `<prefix>-<UTC timestamp>.pem` and points `<prefix>-current.pem` at

@@ -18,6 +18,7 @@ pub struct MemoryStore {
 struct State {
     current: Option<Certificate>,
     updates: usize,
+    pending_key: Option<Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -31,7 +32,7 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(State {
                 current: Some(cert),
-                updates: 0,
+                ..State::default()
             }),
         }
     }
@@ -54,5 +55,15 @@ impl Store for MemoryStore {
         state.current = Some(cert.clone());
         state.updates += 1;
         Ok(cert)
+    }
+
+    /// Kept in memory: a manager built again on the same store finds it.
+    fn pending_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state.lock().pending_key.clone())
+    }
+
+    fn set_pending_key(&self, key_pem: Option<&[u8]>) -> Result<(), StoreError> {
+        self.state.lock().pending_key = key_pem.map(<[u8]>::to_vec);
+        Ok(())
     }
 }

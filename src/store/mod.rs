@@ -45,6 +45,30 @@ pub trait Store: Send + Sync {
     fn check_writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The private key (PEM) of the CSR the manager has sent and not yet seen answered, if the
+    /// store keeps one ([`set_pending_key`](Store::set_pending_key)). A manager that starts
+    /// with no request of its own in memory sends its request again with this key; since a
+    /// CSR is named after its key, subject and usages, the request meets the CSR it made
+    /// before the restart (`AlreadyExists`, adopted when compatible) instead of making a new
+    /// one. `Ok(None)`, the default, when none is kept.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when a kept key cannot be read.
+    fn pending_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Keeps `key_pem` as the pending request's key (`Some`), or forgets it (`None`) once the
+    /// request is answered. The default keeps nothing, so a restarted manager makes a new key
+    /// and CSR, as client-go does.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the key cannot be written or removed.
+    fn set_pending_key(&self, key_pem: Option<&[u8]>) -> Result<(), StoreError> {
+        let _ = key_pem;
+        Ok(())
+    }
 }
 
 /// Errors from a [`Store`].
