@@ -307,6 +307,8 @@ pub(crate) mod fake {
         /// Blocks until some pending timer is due within `within` of fake time, or `timeout` of
         /// real time passes. Returns whether such a timer appeared. Tells "asleep in a short
         /// backoff" from "asleep on a long timer" where counting timers cannot.
+        // Used by the integration tests (feature `test-util`), not by the unit tests.
+        #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
         pub fn wait_for_timer_within(&self, within: Duration, timeout: Duration) -> bool {
             let end = Instant::now() + timeout;
             let mut st = self.inner.state.lock();
