@@ -8,23 +8,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use certrotate::csr::{ApiVersion, KubeCsrClient};
+use certrotate::csr::ApiVersion;
 use certrotate::{Cancel, CancelReason, CsrClient, CsrError, CsrRef, KeyUsage};
 use common::*;
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn wait(client: &KubeCsrClient, csr: &CsrRef, timeout: Duration) -> Result<Vec<u8>, CsrError> {
-    client.wait_for_certificate(csr, timeout, &Cancel::new())
-}
-
-fn create_v1(api: &FakeApi) -> (KubeCsrClient, CsrRef) {
-    let client = api.builder().build().unwrap();
-    let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
-    (client, csr)
-}
 
 fn paths(api: &FakeApi) -> Vec<String> {
     api.requests()

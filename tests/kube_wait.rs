@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use certrotate::csr::{KubeCsrClient, WaitProgress};
+use certrotate::csr::WaitProgress;
 use certrotate::testing::FakeClock;
 use certrotate::{Cancel, CancelReason, CsrClient, CsrError, CsrRef, KubeCsrClientBuilder};
 use common::*;
@@ -17,17 +17,6 @@ use serde_json::{Value, json};
 
 const LONG: Duration = Duration::from_secs(30);
 const BOUND: Duration = Duration::from_secs(10);
-
-fn wait(client: &KubeCsrClient, csr: &CsrRef, timeout: Duration) -> Result<Vec<u8>, CsrError> {
-    client.wait_for_certificate(csr, timeout, &Cancel::new())
-}
-
-fn create_v1(api: &FakeApi) -> (KubeCsrClient, CsrRef) {
-    let client = api.builder().build().unwrap();
-    let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
-    (client, csr)
-}
 
 /// A builder for `api` with the client's default pacing (no shortened retry pause).
 fn default_paced_builder(api: &FakeApi) -> KubeCsrClientBuilder {

@@ -664,68 +664,70 @@ pub(crate) fn signer_name_problem(signer: &str) -> Option<&'static str> {
     None
 }
 
-/// `prefix` followed by the unpadded base64url SHA-512/256 digest of the DER
-/// `SubjectPublicKeyInfo`, the common name, each organization and each usage (in order), each
-/// written as unpadded base64url followed by `|` (a character outside that alphabet, so different
-/// inputs never make the same stream): the kubelet's `digestedName`. The same key, subject and
-/// usages always give the same name, so a create that is sent again for the same request meets
-/// its own earlier CSR (`AlreadyExists`) instead of making a second one.
+/// `prefix` followed by the unpadded base64url SHA-512/256 digest of `fields`, each written as
+/// unpadded base64url followed by `|` (a character outside that alphabet, so different field
+/// lists never make the same stream): the kubelet's `digestedName` scheme.
+fn digest_name<'a>(prefix: &str, fields: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA512_256);
+    for field in fields {
+        digest.update(URL_SAFE_NO_PAD.encode(field).as_bytes());
+        digest.update(b"|");
+    }
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(digest.finish()))
+}
+
+/// `prefix` and the digest ([`digest_name`]) of the DER `SubjectPublicKeyInfo`, the common
+/// name, each organization and each usage (in order): the kubelet's `digestedName` of a
+/// bootstrap CSR. The same key, subject and usages always give the same name, so a create that
+/// is sent again for the same request meets its own earlier CSR (`AlreadyExists`) instead of
+/// making a second one.
 pub(crate) fn digested_name(
     prefix: &str,
     public_key_der: &[u8],
     template: &crate::template::CsrTemplate,
     usages: &[KeyUsage],
 ) -> String {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA512_256);
-    let mut write = |data: &[u8]| {
-        digest.update(URL_SAFE_NO_PAD.encode(data).as_bytes());
-        digest.update(b"|");
-    };
-    write(public_key_der);
-    write(template.common_name.as_bytes());
-    for o in &template.organizations {
-        write(o.as_bytes());
-    }
-    for u in usages {
-        write(u.as_str().as_bytes());
-    }
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(digest.finish()))
+    let subject = std::iter::once(template.common_name.as_bytes())
+        .chain(template.organizations.iter().map(|o| o.as_bytes()));
+    let fields = std::iter::once(public_key_der)
+        .chain(subject)
+        .chain(usages.iter().map(|u| u.as_str().as_bytes()));
+    digest_name(prefix, fields)
 }
 
-/// The name of a rotation CSR: `csr-` and a digest as [`digested_name`]'s, over the whole
-/// template (also organizational units, DNS names, IP addresses, emails and URIs, each list
-/// after a marker so that no two templates make the same stream). The same key and template
-/// always give the same name; another template, another name.
+/// The name of a rotation CSR: `csr-` and the digest ([`digest_name`]) of what
+/// [`digested_name`] covers plus the rest of the template (organizational units, DNS names, IP
+/// addresses, emails and URIs, each list behind a marker that starts with NUL, which no name
+/// holds). The same key and template always give the same name; another template, another
+/// name.
 pub(crate) fn rotation_csr_name(
     public_key_der: &[u8],
     template: &crate::template::CsrTemplate,
     usages: &[KeyUsage],
 ) -> String {
-    let mut whole = template.clone();
-    let mut extra = Vec::new();
-    for (marker, items) in [
-        ("ou", template.organizational_units.clone()),
-        ("dns", template.dns_names.clone()),
-        (
-            "ip",
-            template
-                .ip_addresses
-                .iter()
-                .map(|i| i.to_string())
-                .collect(),
-        ),
-        ("email", template.email_addresses.clone()),
-        ("uri", template.uris.clone()),
-    ] {
-        extra.push(format!("\u{0}{marker}"));
-        extra.extend(items);
-    }
-    // The organizations go into the digest after the common name, one item each: the extra
-    // lists follow them behind their markers (a NUL cannot be part of a name).
-    whole.organizations.extend(extra);
-    digested_name("csr-", public_key_der, &whole, usages)
+    let ips: Vec<String> = template
+        .ip_addresses
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let lists: [(&[u8], &[String]); 5] = [
+        (b"\0ou", &template.organizational_units),
+        (b"\0dns", &template.dns_names),
+        (b"\0ip", &ips),
+        (b"\0email", &template.email_addresses),
+        (b"\0uri", &template.uris),
+    ];
+    let rest = lists.into_iter().flat_map(|(marker, items)| {
+        std::iter::once(marker).chain(items.iter().map(|i| i.as_bytes()))
+    });
+    let fields = std::iter::once(public_key_der)
+        .chain(std::iter::once(template.common_name.as_bytes()))
+        .chain(template.organizations.iter().map(|o| o.as_bytes()))
+        .chain(rest)
+        .chain(usages.iter().map(|u| u.as_str().as_bytes()));
+    digest_name("csr-", fields)
 }
 
 #[cfg(test)]

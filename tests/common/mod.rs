@@ -897,3 +897,22 @@ pub fn client_usages() -> Vec<KeyUsage> {
 pub fn body_json(l: &Logged) -> Value {
     serde_json::from_slice(&l.body).unwrap()
 }
+
+/// Waits for `csr` with `timeout` and a cancel that is never used.
+pub fn wait(
+    client: &certrotate::KubeCsrClient,
+    csr: &certrotate::CsrRef,
+    timeout: Duration,
+) -> Result<Vec<u8>, certrotate::CsrError> {
+    use certrotate::CsrClient;
+    client.wait_for_certificate(csr, timeout, &certrotate::Cancel::new())
+}
+
+/// A client of `api` and a client-certificate CSR it created on v1.
+pub fn create_v1(api: &FakeApi) -> (certrotate::KubeCsrClient, certrotate::CsrRef) {
+    use certrotate::CsrClient;
+    let client = api.builder().build().unwrap();
+    let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
+    let csr = client.create(&req).unwrap();
+    (client, csr)
+}
