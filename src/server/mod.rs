@@ -776,6 +776,15 @@ impl CsrApiServer {
         self.shared.state.lock().rv
     }
 
+    /// Compacts the watch history at the current resource version `C`, as etcd's compaction
+    /// does: the change made at `C` is kept, every earlier one is forgotten. A watch that later
+    /// resumes from a version before `C - 1` is answered `410 Expired` (`too old resource
+    /// version`) and has to list again, the way a client that was away longer than the
+    /// apiserver keeps history sees it. Watches already open go on. Returns `C`.
+    pub fn compact(&self) -> u64 {
+        self.shared.state.lock().compact()
+    }
+
     /// How many change events the watch history holds now (at most the history limit).
     pub fn history_len(&self) -> usize {
         self.shared.state.lock().history.len()

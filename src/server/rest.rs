@@ -1445,7 +1445,11 @@ fn watch_stream(
                     n,
                     Vec::new(),
                     epoch,
-                    Some(expired(format!("too old resource version: {n} ({oldest})"))),
+                    // The watch cache's wording: the version before the oldest it holds.
+                    Some(expired(format!(
+                        "too old resource version: {n} ({})",
+                        oldest - 1
+                    ))),
                 ),
             },
             _ => (st.rv, sel.select(&st.objects, ""), epoch, None),
@@ -1562,7 +1566,10 @@ fn watch_stream(
                 return Ok(Next::KeepAlive);
             }
             Wake::Expired(oldest) => {
-                let st = expired(format!("too old resource version: {cursor} ({oldest})"));
+                let st = expired(format!(
+                    "too old resource version: {cursor} ({})",
+                    oldest - 1
+                ));
                 let obj = serde_json::to_value(st).unwrap_or(Json::Null);
                 conn.chunk(&event_line("ERROR", &obj))?;
                 conn.end_chunked()?;

@@ -117,6 +117,15 @@ impl State {
         object
     }
 
+    /// Drops the whole history, as etcd's compaction at the current revision does: a watch
+    /// that resumes from any earlier resource version is then told `410 Expired`. Returns the
+    /// revision compacted at.
+    pub fn compact(&mut self) -> u64 {
+        self.history.clear();
+        self.compacted = self.rv;
+        self.rv
+    }
+
     /// The events after `rv`, or `Err(oldest)` when some of them were already dropped from the
     /// history (the caller answers 410 Expired). `oldest` is the oldest version still available.
     pub fn events_after(&self, rv: u64) -> Result<impl Iterator<Item = &Event>, u64> {
@@ -150,6 +159,24 @@ mod tests {
             san_der: None,
             public_key_der: Vec::new(),
         })
+    }
+
+    #[test]
+    fn compaction_expires_every_earlier_version_and_keeps_the_current_one() {
+        let mut s = State::new(10);
+        for i in 0..3 {
+            s.commit(EventType::Added, csr(&format!("c{i}")), parsed());
+        }
+        assert_eq!(s.compact(), 3);
+        assert_eq!(s.history.len(), 0);
+        assert_eq!(
+            s.events_after(2).err(),
+            Some(4),
+            "an earlier version is gone"
+        );
+        assert_eq!(s.events_after(3).map(|e| e.count()).ok(), Some(0));
+        s.commit(EventType::Added, csr("c3"), parsed());
+        assert_eq!(s.events_after(3).map(|e| e.count()).ok(), Some(1));
     }
 
     #[test]

@@ -1,0 +1,963 @@
+//! The same scenarios against a real kube-apiserver and against the embedded server.
+//!
+//! The real one is `tests/peers/cmd/kube-apiserver-peer`: etcd, the kube-apiserver of
+//! `k8s.io/kubernetes` and kube-controller-manager's CSR approver and signers, with bootstrap
+//! tokens and kubeadm's RBAC bindings (see `tests/support/kube_apiserver.rs`). One peer serves
+//! every test of this file; it is started on first use.
+//!
+//! Each test runs one scenario on both, with the library's real manager, store and client
+//! (nothing faked), and compares what it observed: who sent each CSR, the CSR's name, its
+//! conditions (type, status, reason, message), the issued certificate's NotBefore and NotAfter
+//! against the request, the error a manager reports, the requests a client made. Observations
+//! that differ for a reason given in the embedded server's docs are compared as such
+//! ([`Obs::expect_differ`]); every other one must be equal. Run with `--nocapture` to see the
+//! table.
+//!
+//! Scenarios: a node client certificate bootstrapped with a token and rotated three times
+//! (auto-approved by the real approver); the kubelet's serving certificate rotated three times
+//! (approved by an administrator); kubelet TLS bootstrap from a bootstrap kubeconfig; a denied
+//! CSR; a CSR deleted while its requester waits; a watch whose resource version was compacted
+//! away (410) while the requester waits; a restart that adopts the CSR it had sent.
+//!
+//! The scenarios share the real peer; they take [`SERIAL`] so that the request counts of one do
+//! not include another's. Without a Go toolchain the real half fails when `CI` is set and is
+//! otherwise skipped with a loud `SKIPPED` line; the embedded half always runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use certrotate::csr::KubeCsrClientBuilder;
+use certrotate::kubeconfig::Kubeconfig;
+use certrotate::kubelet::{self, bootstrap};
+use certrotate::pki::parse_csr_pem;
+use certrotate::server::{
+    Action, Authorizer, CsrApiServer, Decision, DefaultAuthorizer, Identity, UserInfo,
+};
+use certrotate::{
+    Certificate, CertificateManager, Config, CsrError, CsrTemplate, Error, FileStore, KeyUsage,
+    Manager,
+};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+#[path = "support/kube_apiserver.rs"]
+mod kube_apiserver;
+mod server_common;
+
+use kube_apiserver::KubeApiserver;
+use server_common::{CSRS, Client, agent};
+
+/// Upper bound of every wait for the cluster; far above what a step takes.
+const BOUND: Duration = Duration::from_secs(60);
+/// Requested lifetime (`spec.expirationSeconds`) of every CSR here: above the apiserver's
+/// 600 s floor and below the signers' maximum, so the signers honour it.
+const LIFETIME: Duration = Duration::from_secs(3600);
+/// Scenarios run one at a time (see the module docs).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const BOOT_ID: &str = "abcdef";
+const BOOT_SECRET: &str = "0123456789abcdef";
+const REQUESTER_TOKEN: &str = "requester-token";
+
+// ---- the two clusters ----
+
+/// What a scenario needs from a cluster.
+trait Cluster: Sync {
+    /// An administrator's API client (HTTP, `system:masters`).
+    fn admin(&self) -> Client;
+    fn bootstrap_kubeconfig(&self) -> PathBuf;
+    fn bootstrap_user(&self) -> String;
+    /// User `requester`: may create, get, list and watch CSRs, nothing more.
+    fn requester_kubeconfig(&self) -> PathBuf;
+    /// Compacts the history of changes at the current resource version.
+    fn compact(&self);
+    /// How many requests of `verb` on CSRs `user` has made so far.
+    fn calls(&self, verb: &str, user: &str) -> usize;
+}
+
+struct Embedded {
+    server: CsrApiServer,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+    dir: tempfile::TempDir,
+}
+
+/// The default authorizer, recording each request's verb and user.
+struct Recording(Arc<Mutex<Vec<(String, String)>>>);
+
+impl Authorizer for Recording {
+    fn authorize(&self, user: &UserInfo, action: &Action<'_>) -> Decision {
+        self.0
+            .lock()
+            .push((action.verb.as_str().to_owned(), user.name.clone()));
+        DefaultAuthorizer.authorize(user, action)
+    }
+}
+
+impl Embedded {
+    fn start() -> Embedded {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let server = CsrApiServer::builder()
+            .bootstrap_token(BOOT_ID, BOOT_SECRET)
+            .token(REQUESTER_TOKEN, UserInfo::new("requester", &["requesters"]))
+            .authorizer(Recording(calls.clone()))
+            .start()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (file, identity) in [
+            (
+                "bootstrap.kubeconfig",
+                Identity::bootstrap_token(BOOT_ID, BOOT_SECRET),
+            ),
+            ("requester.kubeconfig", Identity::token(REQUESTER_TOKEN)),
+        ] {
+            std::fs::write(dir.path().join(file), server.kubeconfig(&identity).unwrap()).unwrap();
+        }
+        Embedded { server, calls, dir }
+    }
+}
+
+impl Cluster for Embedded {
+    fn admin(&self) -> Client {
+        Client::admin(&self.server)
+    }
+    fn bootstrap_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("bootstrap.kubeconfig")
+    }
+    fn bootstrap_user(&self) -> String {
+        format!("system:bootstrap:{BOOT_ID}")
+    }
+    fn requester_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("requester.kubeconfig")
+    }
+    fn compact(&self) {
+        self.server.compact();
+    }
+    fn calls(&self, verb: &str, user: &str) -> usize {
+        self.calls
+            .lock()
+            .iter()
+            .filter(|(v, u)| v == verb && u == user)
+            .count()
+    }
+}
+
+impl Cluster for KubeApiserver {
+    fn admin(&self) -> Client {
+        Client {
+            agent: agent(&self.ca_pem(), None),
+            base: self.server.clone(),
+            token: Some(self.admin_token.clone()),
+        }
+    }
+    fn bootstrap_kubeconfig(&self) -> PathBuf {
+        KubeApiserver::bootstrap_kubeconfig(self)
+    }
+    fn bootstrap_user(&self) -> String {
+        KubeApiserver::bootstrap_user(self)
+    }
+    fn requester_kubeconfig(&self) -> PathBuf {
+        KubeApiserver::requester_kubeconfig(self)
+    }
+    fn compact(&self) {
+        KubeApiserver::compact(self);
+    }
+    fn calls(&self, verb: &str, user: &str) -> usize {
+        // A watch is logged when its answer starts (and again when it ends); every other
+        // request when its answer is complete.
+        let stage = if verb == "watch" {
+            "ResponseStarted"
+        } else {
+            "ResponseComplete"
+        };
+        self.audit_events()
+            .iter()
+            .filter(|e| {
+                e["verb"] == verb
+                    && e["user"]["username"] == user
+                    && e["stage"] == stage
+                    && e["objectRef"]["resource"] == "certificatesigningrequests"
+            })
+            .count()
+    }
+}
+
+/// The shared real peer: `None` when Go is missing outside CI.
+fn real() -> Option<&'static KubeApiserver> {
+    static PEER: OnceLock<Option<KubeApiserver>> = OnceLock::new();
+    PEER.get_or_init(|| {
+        // CSR watches are served from etcd rather than the watch cache, so that compacting
+        // etcd expires a resource version as it does for a client that was away longer than
+        // the apiserver keeps history; the API's answers are the same either way.
+        KubeApiserver::start(&[
+            "--watch-cache-sizes=certificatesigningrequests.certificates.k8s.io#0",
+        ])
+    })
+    .as_ref()
+}
+
+// ---- observations ----
+
+/// What one scenario observed on one cluster, in order.
+#[derive(Debug, Default)]
+struct Obs {
+    rows: Vec<(String, String)>,
+    differ: Vec<(String, &'static str)>,
+}
+
+impl Obs {
+    fn see(&mut self, what: impl Into<String>, value: impl ToString) {
+        self.rows.push((what.into(), value.to_string()));
+    }
+
+    /// `what` is known to differ between the two, for `why` (documented in the server's docs).
+    fn expect_differ(&mut self, what: &str, why: &'static str) {
+        self.differ.push((what.to_owned(), why));
+    }
+}
+
+/// Runs `scenario` on the embedded server and on the real peer, prints the table and asserts
+/// that every observation is the same on both (except those marked as expected to differ).
+fn both(name: &str, scenario: impl Fn(&dyn Cluster) -> Obs) {
+    let _serial = SERIAL.lock();
+    let embedded = Embedded::start();
+    let ours = scenario(&embedded);
+    let Some(peer) = real() else {
+        eprintln!("\n*** SKIPPED: {name} ran against the embedded server only (no Go) ***\n");
+        return;
+    };
+    let theirs = scenario(peer);
+    println!("\n### {name}\n| observation | embedded | kube-apiserver | |\n|---|---|---|---|");
+    let mut mismatches = Vec::new();
+    for (i, (what, mine)) in ours.rows.iter().enumerate() {
+        let (their_what, their_value) = theirs
+            .rows
+            .get(i)
+            .unwrap_or_else(|| panic!("{name}: the real run stopped before {what}"));
+        assert_eq!(what, their_what, "{name}: scenario steps diverged");
+        let why = ours.differ.iter().find(|(w, _)| w == what).map(|(_, y)| *y);
+        let mark = match (mine == their_value, why) {
+            (true, None) => "same".to_owned(),
+            (true, Some(_)) => {
+                mismatches.push(format!("{what}: marked as different but the same"));
+                "same (marked different)".to_owned()
+            }
+            (false, Some(why)) => format!("differs: {why}"),
+            (false, None) => {
+                mismatches.push(format!(
+                    "{what}: embedded {mine:?}, kube-apiserver {their_value:?}"
+                ));
+                "DIFFERS".to_owned()
+            }
+        };
+        println!("| {what} | {mine} | {their_value} | {mark} |");
+    }
+    assert_eq!(
+        ours.rows.len(),
+        theirs.rows.len(),
+        "{name}: different steps"
+    );
+    assert!(mismatches.is_empty(), "{name}:\n{}", mismatches.join("\n"));
+}
+
+// ---- admin operations, over HTTP, the same for both ----
+
+fn csr_path(name: &str) -> String {
+    format!("{CSRS}/{name}")
+}
+
+fn list(c: &dyn Cluster) -> Vec<Value> {
+    let r = c.admin().get(CSRS);
+    assert_eq!(r.code, 200, "{}", r.text);
+    r.body["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The subject CN of a CSR object's `spec.request`.
+fn request_cn(o: &Value) -> String {
+    let pem = STANDARD
+        .decode(o["spec"]["request"].as_str().unwrap_or_default())
+        .expect("spec.request is base64");
+    parse_csr_pem(&pem).expect("a CSR").common_name
+}
+
+/// The CSRs asking for subject `cn`, oldest first.
+fn csrs_for(c: &dyn Cluster, cn: &str) -> Vec<Value> {
+    let mut v: Vec<Value> = list(c)
+        .into_iter()
+        .filter(|o| request_cn(o) == cn)
+        .collect();
+    v.sort_by_key(|o| {
+        o["metadata"]["creationTimestamp"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    v
+}
+
+/// Waits (bounded) until `f` gives something.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {BOUND:?}: {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn add_condition(c: &dyn Cluster, name: &str, type_: &str, reason: &str, message: &str) {
+    let admin = c.admin();
+    let mut o = admin.get(&csr_path(name)).body;
+    let conditions = o["status"]
+        .as_object_mut()
+        .map(|s| s.entry("conditions").or_insert(json!([])))
+        .and_then(Value::as_array_mut);
+    match conditions {
+        Some(list) => list
+            .push(json!({"type": type_, "status": "True", "reason": reason, "message": message})),
+        None => {
+            o["status"] = json!({"conditions": [{"type": type_, "status": "True", "reason": reason, "message": message}]})
+        }
+    }
+    let r = admin.put(&format!("{}/approval", csr_path(name)), &o);
+    assert_eq!(r.code, 200, "{type_} {name}: {}", r.text);
+}
+
+fn approve(c: &dyn Cluster, name: &str) {
+    add_condition(c, name, "Approved", "TestApproved", "approved by the test");
+}
+
+/// The CSR's conditions as `type/status/reason/message`.
+fn conditions(o: &Value) -> String {
+    o["status"]["conditions"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|c| {
+                    format!(
+                        "{}/{}/{}/{}",
+                        c["type"].as_str().unwrap_or(""),
+                        c["status"].as_str().unwrap_or(""),
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+/// The CSR that issued `cert`.
+fn csr_of(c: &dyn Cluster, cert: &Certificate) -> Value {
+    let pem = cert.cert_pem().to_owned();
+    eventually("the CSR that issued the certificate", || {
+        list(c).into_iter().find(|o| {
+            o["status"]["certificate"]
+                .as_str()
+                .and_then(|b| STANDARD.decode(b).ok())
+                .is_some_and(|issued| String::from_utf8_lossy(&issued).starts_with(pem.trim_end()))
+        })
+    })
+}
+
+fn rfc3339(s: &str) -> SystemTime {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s}: {e}"));
+    SystemTime::UNIX_EPOCH + Duration::from_secs(t.unix_timestamp() as u64)
+}
+
+/// How a certificate's dates relate to its CSR's creation: NotBefore's backdating and the
+/// lifetime from creation, in whole minutes (the signer's clock and the request's round trip
+/// are seconds apart).
+fn dates(o: &Value, cert: &Certificate) -> (String, String) {
+    let created = rfc3339(o["metadata"]["creationTimestamp"].as_str().unwrap());
+    let minutes = |a: SystemTime, b: SystemTime| -> i64 {
+        let secs = match a.duration_since(b) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
+        (secs as f64 / 60.0).round() as i64
+    };
+    (
+        format!("{} min", minutes(created, cert.not_before())),
+        format!("{} min", minutes(cert.not_after(), created)),
+    )
+}
+
+fn builder(kubeconfig: &Path) -> KubeCsrClientBuilder {
+    Kubeconfig::load(kubeconfig)
+        .unwrap()
+        .client_builder(None)
+        .unwrap()
+}
+
+/// A name unique to this run, so that scenarios on the shared peer never meet each other's
+/// CSRs.
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::AtomicUsize;
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn client_usages() -> Vec<KeyUsage> {
+    vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth]
+}
+
+// ---- scenarios ----
+
+/// A node's client certificate: the first from a bootstrap token, then three rotations, each
+/// sent as the node with its current certificate. Both approve these themselves (the
+/// csrapproving controller's `nodeclient` and `selfnodeclient` rules).
+fn node_client_rotation(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let node = format!("system:node:{}", unique("rot"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        FileStore::builder("kubelet-client", dir.path(), dir.path())
+            .build()
+            .unwrap(),
+    );
+    let mgr = CertificateManager::new(
+        Config::builder()
+            .template(CsrTemplate::new(&node).with_organization("system:nodes"))
+            .usages(client_usages())
+            .signer_name("kubernetes.io/kube-apiserver-client-kubelet")
+            .requested_lifetime(LIFETIME)
+            .store(store)
+            .certificate_wait_timeout(BOUND)
+            .client_factory(builder(&c.bootstrap_kubeconfig()).factory())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let rotated = mgr.subscribe();
+    mgr.start();
+    let mut cert = rotated.recv_timeout(BOUND).expect("no first certificate");
+    let mut serials = vec![cert.serial_hex()];
+    let first = csr_of(c, &cert);
+    let (backdate, lifetime) = dates(&first, &cert);
+    obs.see(
+        "first CSR: name",
+        first["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .to_owned()
+            + "-…",
+    );
+    obs.see(
+        "first CSR: sent by",
+        if first["spec"]["username"] == c.bootstrap_user().as_str() {
+            "the bootstrap token's user"
+        } else {
+            "someone else"
+        },
+    );
+    obs.see("first CSR: groups", {
+        let mut g: Vec<String> = first["spec"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_str().unwrap().to_owned())
+            .collect();
+        g.sort();
+        g.join(",")
+    });
+    obs.see("first CSR: conditions", conditions(&first));
+    obs.see("first certificate: created − NotBefore", backdate);
+    obs.see("first certificate: NotAfter − created", lifetime);
+    for i in 1..=3 {
+        let next = mgr.rotate_now().expect("rotation");
+        assert!(!serials.contains(&next.serial_hex()));
+        serials.push(next.serial_hex());
+        let o = csr_of(c, &next);
+        obs.see(
+            format!("rotation {i}: sent by"),
+            if o["spec"]["username"] == node.as_str() {
+                "the node, with its certificate"
+            } else {
+                "someone else"
+            },
+        );
+        obs.see(format!("rotation {i}: conditions"), conditions(&o));
+        obs.see(
+            format!("rotation {i}: subject"),
+            format!("CN=<node>, O={}", next.organizations().join(",")),
+        );
+        cert = next;
+    }
+    assert_eq!(mgr.current().unwrap().serial_hex(), cert.serial_hex());
+    mgr.stop();
+    obs
+}
+
+#[test]
+fn node_client_certificate_bootstrapped_then_rotated() {
+    both(
+        "node client certificate: bootstrap token, then 3 rotations",
+        node_client_rotation,
+    );
+}
+
+/// The kubelet's serving certificate (DNS and IP SANs), sent as the node with its client
+/// certificate and approved by an administrator, rotated three times.
+fn serving_rotation(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let name = unique("srv");
+    let node = format!("system:node:{name}");
+    let dir = tempfile::tempdir().unwrap();
+    let client = Arc::new(
+        CertificateManager::new(
+            Config::builder()
+                .template(CsrTemplate::new(&node).with_organization("system:nodes"))
+                .usages(client_usages())
+                .signer_name("kubernetes.io/kube-apiserver-client-kubelet")
+                .requested_lifetime(LIFETIME)
+                .store(Arc::new(
+                    FileStore::builder("kubelet-client", dir.path(), dir.path())
+                        .build()
+                        .unwrap(),
+                ))
+                .certificate_wait_timeout(BOUND)
+                .client_factory(builder(&c.bootstrap_kubeconfig()).factory())
+                .build()
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    client.rotate_now().expect("the node's client certificate");
+    let serving = CertificateManager::new(
+        Config::builder()
+            .template(
+                CsrTemplate::new(&node)
+                    .with_organization("system:nodes")
+                    .with_dns_name(format!("{name}.nodes.test"))
+                    .with_ip_address([127, 0, 0, 1].into()),
+            )
+            .usages(vec![KeyUsage::DigitalSignature, KeyUsage::ServerAuth])
+            .signer_name("kubernetes.io/kubelet-serving")
+            .requested_lifetime(LIFETIME)
+            .store(Arc::new(
+                FileStore::builder("kubelet-server", dir.path(), dir.path())
+                    .build()
+                    .unwrap(),
+            ))
+            .certificate_wait_timeout(BOUND)
+            .client_factory({
+                let f =
+                    kubelet::serving_factory(builder(&c.bootstrap_kubeconfig()), client.clone());
+                move |cert: Option<&Certificate>| f(cert)
+            })
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        // The administrator approves each serving CSR of this node once it is pending.
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for o in csrs_for(c, &node) {
+                    if o["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+                        && o["status"]["conditions"].is_null()
+                    {
+                        approve(c, o["metadata"]["name"].as_str().unwrap());
+                    }
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        for i in 1..=3 {
+            let cert = serving.rotate_now().expect("serving rotation");
+            let o = csr_of(c, &cert);
+            let (backdate, lifetime) = dates(&o, &cert);
+            obs.see(
+                format!("rotation {i}: sent by"),
+                if o["spec"]["username"] == node.as_str() {
+                    "the node"
+                } else {
+                    "someone else"
+                },
+            );
+            obs.see(
+                format!("rotation {i}: usages"),
+                o["spec"]["usages"].to_string(),
+            );
+            obs.see(format!("rotation {i}: conditions"), conditions(&o));
+            obs.see(
+                format!("rotation {i}: SANs"),
+                format!(
+                    "{} DNS, {} IP",
+                    cert.dns_names().len(),
+                    cert.ip_addresses().len()
+                ),
+            );
+            obs.see(format!("rotation {i}: created − NotBefore"), backdate);
+            obs.see(format!("rotation {i}: NotAfter − created"), lifetime);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    obs
+}
+
+#[test]
+fn kubelet_serving_certificate_rotated() {
+    both(
+        "kubelet serving certificate: 3 rotations, approved by an administrator",
+        serving_rotation,
+    );
+}
+
+/// Kubelet TLS bootstrap (`--bootstrap-kubeconfig`): the `node-csr-` CSR sent with the token,
+/// approved by the cluster, the kubeconfig written pointing at the new certificate, which then
+/// works as the node's credentials.
+fn tls_bootstrap(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let node = unique("boot");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let pki = dir.path().join("pki");
+    let cert = bootstrap::load_client_cert_with(
+        &kubeconfig,
+        c.bootstrap_kubeconfig(),
+        &pki,
+        &node,
+        &bootstrap::BootstrapOptions {
+            certificate_wait_timeout: BOUND,
+            ..Default::default()
+        },
+    )
+    .expect("bootstrap")
+    .expect("a certificate");
+    let o = csr_of(c, &cert);
+    obs.see(
+        "CSR name",
+        o["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .split('-')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("-")
+            + "-…",
+    );
+    obs.see(
+        "sent by",
+        if o["spec"]["username"] == c.bootstrap_user().as_str() {
+            "the bootstrap token's user"
+        } else {
+            "someone else"
+        },
+    );
+    obs.see("usages", o["spec"]["usages"].to_string());
+    obs.see("conditions", conditions(&o));
+    obs.see(
+        "subject",
+        format!(
+            "CN=system:node:<node>, O={}",
+            cert.organizations().join(",")
+        ),
+    );
+    assert_eq!(cert.common_name(), format!("system:node:{node}"));
+    // The written kubeconfig is the node's: a rotation through it is sent as the node.
+    let mgr = CertificateManager::new(
+        Config::builder()
+            .template(CsrTemplate::new(cert.common_name()).with_organization("system:nodes"))
+            .usages(client_usages())
+            .signer_name("kubernetes.io/kube-apiserver-client-kubelet")
+            .requested_lifetime(LIFETIME)
+            .store(Arc::new(certrotate::MemoryStore::new()))
+            .certificate_wait_timeout(BOUND)
+            .client_factory(builder(&kubeconfig).factory())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let next = mgr
+        .rotate_now()
+        .expect("a rotation with the written kubeconfig");
+    let o = csr_of(c, &next);
+    obs.see(
+        "written kubeconfig: CSR sent by",
+        if o["spec"]["username"] == cert.common_name() {
+            "the node"
+        } else {
+            "someone else"
+        },
+    );
+    obs.see("written kubeconfig: conditions", conditions(&o));
+    obs
+}
+
+#[test]
+fn kubelet_tls_bootstrap_from_a_bootstrap_token() {
+    both(
+        "kubelet TLS bootstrap from a bootstrap kubeconfig",
+        tls_bootstrap,
+    );
+}
+
+/// A requester's manager whose CSR nobody approves on their own (`kube-apiserver-client`).
+fn requester_manager(
+    c: &dyn Cluster,
+    cn: &str,
+    tune: impl FnOnce(KubeCsrClientBuilder) -> KubeCsrClientBuilder,
+    store: Option<Arc<FileStore>>,
+    wait: Duration,
+) -> CertificateManager {
+    let store: Arc<dyn certrotate::Store> = match store {
+        Some(s) => s,
+        None => Arc::new(certrotate::MemoryStore::new()),
+    };
+    CertificateManager::new(
+        Config::builder()
+            .template(CsrTemplate::new(cn))
+            .usages(client_usages())
+            .signer_name("kubernetes.io/kube-apiserver-client")
+            .requested_lifetime(LIFETIME)
+            .store(store)
+            .certificate_wait_timeout(wait)
+            .client_factory(tune(builder(&c.requester_kubeconfig())).factory())
+            .build()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The pending CSR for `cn`, once there is one.
+fn pending(c: &dyn Cluster, cn: &str) -> String {
+    eventually("the requester's CSR", || {
+        csrs_for(c, cn)
+            .first()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+    })
+}
+
+/// The error's text with the CSR's name taken out.
+fn error_text(e: &Error, name: &str) -> String {
+    e.to_string().replace(name, "<name>")
+}
+
+fn denied(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let cn = unique("denied");
+    let mgr = requester_manager(c, &cn, |b| b, None, BOUND);
+    let result = thread::scope(|s| {
+        let attempt = s.spawn(|| mgr.rotate_now());
+        let name = pending(c, &cn);
+        add_condition(c, &name, "Denied", "TestDenied", "denied by the test");
+        (attempt.join().unwrap(), name)
+    });
+    let (result, name) = result;
+    let err = result.expect_err("a denied CSR gives no certificate");
+    obs.see("error", error_text(&err, &name));
+    obs.see(
+        "is CsrError::Denied",
+        matches!(err, Error::Csr(CsrError::Denied { .. })),
+    );
+    obs.see("conditions", conditions(&csrs_for(c, &cn)[0]));
+    obs
+}
+
+#[test]
+fn a_denied_csr() {
+    both("a denied CSR", denied);
+}
+
+fn deleted_mid_wait(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let cn = unique("deleted");
+    let mgr = requester_manager(c, &cn, |b| b, None, BOUND);
+    let (result, name, code) = thread::scope(|s| {
+        let attempt = s.spawn(|| mgr.rotate_now());
+        let name = pending(c, &cn);
+        // Deleted once the requester watches it.
+        eventually("the requester's watch", || {
+            (c.calls("watch", "requester") > 0).then_some(())
+        });
+        let r = c.admin().delete(&csr_path(&name));
+        (attempt.join().unwrap(), name, r.code)
+    });
+    obs.see("delete answer", code);
+    let err = result.expect_err("a deleted CSR gives no certificate");
+    obs.see("error", error_text(&err, &name));
+    obs.see(
+        "is CsrError::Deleted",
+        matches!(err, Error::Csr(CsrError::Deleted { .. })),
+    );
+    obs
+}
+
+#[test]
+fn a_csr_deleted_while_its_requester_waits() {
+    both("a CSR deleted while its requester waits", deleted_mid_wait);
+}
+
+/// The requester's watch ends (its `timeoutSeconds` is 1) and the resource version it would
+/// resume from has been compacted away: the watch is answered 410, the client lists again and
+/// then sees the approval.
+fn watch_expired(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let cn = unique("expired");
+    let mgr = requester_manager(
+        c,
+        &cn,
+        |b| b.watch_timeout(Duration::from_secs(1)),
+        None,
+        BOUND,
+    );
+    let lists_before = c.calls("list", "requester");
+    let result = thread::scope(|s| {
+        let attempt = s.spawn(|| mgr.rotate_now());
+        let name = pending(c, &cn);
+        let created_at = csrs_for(c, &cn)[0]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        eventually("the requester's first list", || {
+            (c.calls("list", "requester") > lists_before).then_some(())
+        });
+        // Two changes after the requester's list, then compaction at the newest: etcd keeps
+        // the newest revision only, so the version the requester watches from is gone.
+        let other = unique("other");
+        let made = c.admin().post(CSRS, &unrelated_csr(&other));
+        assert_eq!(made.code, 201, "{}", made.text);
+        let gone = c.admin().delete(&csr_path(&other));
+        assert_eq!(gone.code, 200, "{}", gone.text);
+        c.compact();
+        // What a watch from the CSR's own version is answered now.
+        let mut w = c.admin().watch(&format!(
+            "fieldSelector=metadata.name%3D{name}&resourceVersion={created_at}&timeoutSeconds=5"
+        ));
+        let first = w.next().expect("an event");
+        obs.see(
+            "watch from a compacted version: event",
+            first["type"].as_str().unwrap_or(""),
+        );
+        obs.see("… its Status code", first["object"]["code"].to_string());
+        obs.see(
+            "… its reason",
+            first["object"]["reason"].as_str().unwrap_or(""),
+        );
+        let message = first["object"]["message"].as_str().unwrap_or("").to_owned();
+        obs.see("… its message", message.replace(&created_at, "<rv>"));
+        obs.expect_differ(
+            "… its message",
+            "the peer serves CSR watches from etcd (watch cache off, so that compaction can \
+             expire a version) and words it as etcd3/errors.go; a kube-apiserver with its watch \
+             cache, the default, words it as cacher/watch_cache_history.go, as the embedded \
+             server does",
+        );
+        obs.see("… then the stream ends", w.next().is_none());
+        eventually("a second list, after the watch was answered 410", || {
+            (c.calls("list", "requester") > lists_before + 1).then_some(())
+        });
+        approve(c, &name);
+        attempt.join().unwrap()
+    });
+    let cert = result.expect("the certificate, after the relist");
+    obs.see(
+        "certificate",
+        format!(
+            "CN={}",
+            if cert.common_name() == cn {
+                "<cn>"
+            } else {
+                "?"
+            }
+        ),
+    );
+    obs.see("listed again after the 410", true);
+    obs
+}
+
+/// A CSR body from another requester (the administrator), only to change the resource version.
+fn unrelated_csr(cn: &str) -> Value {
+    let key = server_common::key();
+    let pem = server_common::csr_pem(&CsrTemplate::new(cn), &key);
+    json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": cn},
+        "spec": {
+            "request": STANDARD.encode(pem),
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "usages": ["digital signature", "client auth"],
+            "expirationSeconds": LIFETIME.as_secs(),
+        }
+    })
+}
+
+#[test]
+fn a_watch_that_expires_410_lists_again() {
+    both(
+        "a watch whose resource version was compacted (410)",
+        watch_expired,
+    );
+}
+
+/// A manager stopped while its CSR is pending and started again adopts the CSR it had sent
+/// (the request's key was kept in the store): one CSR, whatever the restarts.
+fn restart_adopts(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let cn = unique("adopt");
+    let dir = tempfile::tempdir().unwrap();
+    let store = || {
+        Some(Arc::new(
+            FileStore::builder("agent", dir.path(), dir.path())
+                .build()
+                .unwrap(),
+        ))
+    };
+    let wait = Duration::from_secs(2);
+    let before = requester_manager(c, &cn, |b| b, store(), wait);
+    let first = before.rotate_now();
+    obs.see(
+        "first attempt",
+        match first {
+            Err(Error::Csr(CsrError::Timeout { .. })) => "timed out waiting".to_owned(),
+            other => format!("{other:?}"),
+        },
+    );
+    drop(before);
+    obs.see("CSRs after the first attempt", csrs_for(c, &cn).len());
+    let after = requester_manager(c, &cn, |b| b, store(), wait);
+    let again = after.rotate_now();
+    obs.see(
+        "after the restart",
+        match again {
+            Err(Error::Csr(CsrError::Timeout { .. })) => "timed out waiting".to_owned(),
+            other => format!("{other:?}"),
+        },
+    );
+    obs.see("CSRs after the restart", csrs_for(c, &cn).len());
+    approve(c, &pending(c, &cn));
+    let cert = after.rotate_now().expect("the adopted CSR's certificate");
+    obs.see(
+        "certificate",
+        if cert.common_name() == cn {
+            "issued for the adopted CSR"
+        } else {
+            "?"
+        },
+    );
+    obs.see("CSRs at the end", csrs_for(c, &cn).len());
+    obs
+}
+
+#[test]
+fn a_restart_adopts_the_csr_it_had_sent() {
+    both("a restart adopts the CSR it had sent", restart_adopts);
+}
