@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Builds `tests/peers/cmd/<name>` and returns the binary's path, or `None` when Go is missing
-/// outside CI.
+/// outside CI. `kubectl` is stamped with its release version (see [`kubectl_ldflags`]).
 pub fn build(name: &str) -> Option<PathBuf> {
     let go = std::env::var_os("GO").unwrap_or_else(|| "go".into());
     let found = Command::new(&go)
@@ -37,9 +37,13 @@ pub fn build(name: &str) -> Option<PathBuf> {
         .unwrap_or_else(|| manifest.join("target"));
     let out = target.join("peers").join(name);
     let started = Instant::now();
-    let status = Command::new(&go)
-        .current_dir(manifest.join("tests/peers"))
-        .args(["build", "-o"])
+    let mut cmd = Command::new(&go);
+    cmd.current_dir(manifest.join("tests/peers")).arg("build");
+    if name == "kubectl" {
+        cmd.arg("-ldflags").arg(kubectl_ldflags(manifest));
+    }
+    let status = cmd
+        .arg("-o")
         .arg(&out)
         .arg(format!("./cmd/{name}"))
         .status()
@@ -54,4 +58,44 @@ pub fn build(name: &str) -> Option<PathBuf> {
         started.elapsed().as_secs_f64()
     );
     Some(out)
+}
+
+/// The Kubernetes release of the `k8s.io/kubectl` module that `tests/peers/go.mod` requires:
+/// staging module `v0.X.Y` is cut from Kubernetes `v1.X.Y`.
+pub fn kubectl_release(manifest: &Path) -> String {
+    let go_mod = std::fs::read_to_string(manifest.join("tests/peers/go.mod"))
+        .expect("reading tests/peers/go.mod");
+    let module = go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("k8s.io/kubectl "))
+        .expect("tests/peers/go.mod requires k8s.io/kubectl");
+    let version = module.split_whitespace().next().unwrap_or_default();
+    let rest = version
+        .strip_prefix("v0.")
+        .unwrap_or_else(|| panic!("k8s.io/kubectl {version} is not a v0.X.Y staging version"));
+    format!("v1.{rest}")
+}
+
+/// The `-X` flags the Kubernetes release build (`hack/lib/version.sh`) gives kubectl, so that
+/// `kubectl version` and its `User-Agent` name the release instead of `v0.0.0-master`. Commit
+/// and build date stay unset: the module carries neither.
+pub fn kubectl_ldflags(manifest: &Path) -> String {
+    let release = kubectl_release(manifest);
+    let mut parts = release.trim_start_matches('v').split('.');
+    let major = parts.next().unwrap_or_default().to_owned();
+    let minor = parts.next().unwrap_or_default().to_owned();
+    let mut flags = Vec::new();
+    for (key, value) in [
+        ("gitVersion", release.as_str()),
+        ("gitMajor", major.as_str()),
+        ("gitMinor", minor.as_str()),
+    ] {
+        for package in [
+            "k8s.io/client-go/pkg/version",
+            "k8s.io/component-base/version",
+        ] {
+            flags.push(format!("-X {package}.{key}={value}"));
+        }
+    }
+    flags.join(" ")
 }
