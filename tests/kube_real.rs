@@ -961,3 +961,75 @@ fn restart_adopts(c: &dyn Cluster) -> Obs {
 fn a_restart_adopts_the_csr_it_had_sent() {
     both("a restart adopts the CSR it had sent", restart_adopts);
 }
+
+/// The OpenAPI documents the embedded server serves (`src/server/openapi/`) are exactly what
+/// this kube-apiserver gives, cut down to the served paths by the peer's `openapi` command, and
+/// the embedded server serves them byte for byte in each representation. With
+/// `CERTROTATE_WRITE_OPENAPI=1` the test writes the peer's documents into `src/server/openapi/`
+/// instead (after a Kubernetes upgrade of the peer).
+#[test]
+fn the_openapi_documents_are_the_apiservers() {
+    let _serial = SERIAL.lock();
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server/openapi");
+    let embedded = Embedded::start();
+    let admin = embedded.admin();
+    let served = |path: &str, accept: &str| -> Vec<u8> {
+        let mut r = admin
+            .agent
+            .get(format!("{}{path}", admin.base))
+            .header("Accept", accept)
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path} {accept}");
+        r.body_mut().read_to_vec().unwrap()
+    };
+    for (file, path, accept) in [
+        ("openapi-v2.json", "/openapi/v2", "application/json"),
+        (
+            "openapi-v2.pb",
+            "/openapi/v2",
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        ),
+        ("openapi-v3.json", "/openapi/v3", "application/json"),
+        (
+            "openapi-v3-apis-certificates.k8s.io-v1.json",
+            "/openapi/v3/apis/certificates.k8s.io/v1",
+            "application/json",
+        ),
+        (
+            "openapi-v3-apis-certificates.k8s.io-v1.pb",
+            "/openapi/v3/apis/certificates.k8s.io/v1",
+            "application/com.github.proto-openapi.spec.v3.v1.0+protobuf",
+        ),
+    ] {
+        assert_eq!(
+            served(path, accept),
+            std::fs::read(ours.join(file)).unwrap(),
+            "{path} as {accept} is not {file}"
+        );
+    }
+    let Some(peer) = real() else {
+        eprintln!(
+            "\n*** SKIPPED: the OpenAPI documents were not compared with kube-apiserver's (no Go) ***\n"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = peer.dump_openapi(dir.path());
+    let write = std::env::var_os("CERTROTATE_WRITE_OPENAPI").is_some();
+    let mut stale = Vec::new();
+    for file in &files {
+        let theirs = std::fs::read(dir.path().join(file)).unwrap();
+        if write {
+            std::fs::write(ours.join(file), &theirs).unwrap();
+        } else if std::fs::read(ours.join(file)).ok().as_deref() != Some(&theirs[..]) {
+            stale.push(file.clone());
+        }
+    }
+    assert_eq!(files.len(), 5, "{files:?}");
+    assert!(
+        stale.is_empty(),
+        "src/server/openapi/ differs from kube-apiserver's documents: {stale:?}; \
+         rewrite them with CERTROTATE_WRITE_OPENAPI=1 cargo test --all-features --test kube_real"
+    );
+}

@@ -444,7 +444,6 @@ fn kubectl_is_the_pinned_release_and_reads_the_server_version() {
 /// `kubectl create -f` with validation on stores the manifest as written, with the caller as
 /// requester; an unknown field is refused by strict validation and stores nothing.
 #[test]
-#[ignore = "needs OpenAPI v2/v3 and fieldValidation: `error: error validating \"…/csr.yaml\": error validating data: failed to download openapi: the server could not find the requested resource; if you choose to ignore these errors, turn validation off with --validate=false`"]
 fn kubectl_create_with_validation_stores_the_manifest() {
     let bin = kubectl_or_skip!();
     let env = Env::new();

@@ -33,6 +33,9 @@
 //!   `UpdateOptions` or `DeleteOptions` `dryRun: Unsupported value`). Delete preconditions
 //!   (`DeleteOptions.preconditions.uid` and `.resourceVersion`) that do not match answer 409
 //!   `Conflict` with the apiserver's message, and delete nothing.
+//! - OpenAPI: `/openapi/v2` and `/openapi/v3` (JSON and protobuf), kube-apiserver 1.37.2's own
+//!   documents cut down to the paths served here, so `kubectl create`/`apply` validate and
+//!   `kubectl explain` works.
 //! - Discovery (`/api`, `/apis`, the group and its versions), `/version`, `/healthz`, and
 //!   `Table` answers for `kubectl get`.
 //!
@@ -88,6 +91,7 @@ mod faults;
 mod http;
 mod kubeconfig;
 mod listener;
+mod openapi;
 mod protobuf;
 mod rest;
 mod signer;

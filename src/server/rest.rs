@@ -304,6 +304,12 @@ pub(crate) fn handle(
         )?;
         return Ok(Next::KeepAlive);
     };
+    if let ["openapi", rest @ ..] = segs.as_slice()
+        && get
+        && super::openapi::serve(conn, req, rest, keep)?
+    {
+        return Ok(Next::KeepAlive);
+    }
     let version = |v: &str| match v {
         "v1" => Some(ApiVersion::V1),
         "v1beta1" if shared.settings.v1beta1 => Some(ApiVersion::V1beta1),

@@ -173,6 +173,25 @@ impl KubeApiserver {
         answer["revision"].as_i64().expect("revision")
     }
 
+    /// Writes the apiserver's OpenAPI documents, cut down to what the embedded server serves,
+    /// into `dir` (the peer's `openapi` command); returns the file names.
+    pub fn dump_openapi(&self, dir: &Path) -> Vec<String> {
+        let mut stdin = self.stdin.lock();
+        writeln!(stdin, "openapi {}", dir.display()).expect("writing to kube-apiserver-peer");
+        stdin.flush().expect("flush");
+        let answer = self
+            .lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("no answer to openapi");
+        assert_eq!(answer["event"], "openapi", "{answer}");
+        answer["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| f.as_str().expect("file name").to_owned())
+            .collect()
+    }
+
     /// The apiserver's audit events so far (one JSON object per request, level Metadata,
     /// `certificates.k8s.io` only, stage ResponseComplete or ResponseStarted for watches).
     pub fn audit_events(&self) -> Vec<Value> {

@@ -27,6 +27,8 @@
 // It then reads commands on stdin, one per line, and answers each with one JSON line:
 //
 //	compact      compacts etcd to its current revision: {"event":"compacted","revision":N}
+//	openapi DIR  writes the OpenAPI documents of certificates.k8s.io into DIR (see dumpOpenAPI):
+//	             {"event":"openapi","files":[...]}
 //
 // It exits when stdin closes (so a test process that dies takes it along), or on SIGTERM.
 // Logs (klog, etcd) go to stderr.
@@ -40,6 +42,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -55,9 +58,12 @@ import (
 	"strings"
 	"time"
 
+	openapiv2 "github.com/google/gnostic-models/openapiv2"
+	openapiv3 "github.com/google/gnostic-models/openapiv3"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/protobuf/proto"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -353,6 +359,15 @@ rules:
 			if !ok {
 				return nil
 			}
+			if dir, ok := strings.CutPrefix(line, "openapi "); ok {
+				files, err := dumpOpenAPI(ctx, admin, dir)
+				if err != nil {
+					_ = out.Encode(map[string]any{"event": "error", "error": err.Error()})
+					continue
+				}
+				_ = out.Encode(map[string]any{"event": "openapi", "files": files})
+				continue
+			}
 			switch line {
 			case "compact":
 				rev, err := compact(ctx, etcdClient)
@@ -367,6 +382,179 @@ rules:
 			}
 		}
 	}
+}
+
+// openAPIGroupVersions are the group-versions whose OpenAPI documents dumpOpenAPI keeps: those
+// the embedded CSR API server serves.
+var openAPIGroupVersions = []string{"apis/certificates.k8s.io/v1"}
+
+// servedPath says whether the embedded CSR API server serves an OpenAPI path: the group's and
+// the version's discovery, and CertificateSigningRequests (not the group's other resources,
+// ClusterTrustBundles and PodCertificateRequests).
+func servedPath(path string) bool {
+	return path == "/apis/certificates.k8s.io/" || path == "/apis/certificates.k8s.io/v1/" ||
+		strings.Contains(path, "/certificatesigningrequests")
+}
+
+// dumpOpenAPI writes the apiserver's OpenAPI documents, cut down to what the embedded CSR API
+// server serves, into dir:
+//
+//	openapi-v2.json   /openapi/v2 with only the served paths and the definitions and
+//	                  parameters they refer to
+//	openapi-v2.pb     the same in protobuf, converted as kube-openapi's v2 handler converts it
+//	                  (gnostic openapiv2.ParseDocument, then proto.Marshal)
+//	openapi-v3-<group-version>.json, .pb
+//	                  /openapi/v3/<group-version> with only the served paths and the schemas
+//	                  they refer to; protobuf as kube-openapi's v3 handler converts it
+//	openapi-v3.json   /openapi/v3, the discovery document, listing openAPIGroupVersions with
+//	                  the hash kube-openapi's handler gives (SHA-512 of the JSON, upper-case hex)
+//
+// Every byte of schema comes from the apiserver; only whole paths and the definitions no kept
+// path refers to are left out.
+func dumpOpenAPI(ctx context.Context, client *clientset.Clientset, dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	restClient := client.Discovery().RESTClient()
+	get := func(path string) (map[string]any, error) {
+		data, err := restClient.Get().AbsPath(path).SetHeader("Accept", "application/json").DoRaw(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return doc, nil
+	}
+	var files []string
+	write := func(name string, data []byte) error {
+		files = append(files, name)
+		return os.WriteFile(filepath.Join(dir, name), data, 0o644)
+	}
+
+	v2, err := get("/openapi/v2")
+	if err != nil {
+		return nil, err
+	}
+	v2JSON, err := json.Marshal(prune(v2, map[string]string{
+		"#/definitions/": "definitions",
+		"#/parameters/":  "parameters",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	v2Doc, err := openapiv2.ParseDocument(v2JSON)
+	if err != nil {
+		return nil, err
+	}
+	v2PB, err := proto.MarshalOptions{Deterministic: true}.Marshal(v2Doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := write("openapi-v2.json", v2JSON); err != nil {
+		return nil, err
+	}
+	if err := write("openapi-v2.pb", v2PB); err != nil {
+		return nil, err
+	}
+
+	paths := map[string]any{}
+	for _, gv := range openAPIGroupVersions {
+		doc, err := get("/openapi/v3/" + gv)
+		if err != nil {
+			return nil, err
+		}
+		docJSON, err := json.Marshal(prune(doc, map[string]string{"#/components/schemas/": "components/schemas"}))
+		if err != nil {
+			return nil, err
+		}
+		v3Doc, err := openapiv3.ParseDocument(docJSON)
+		if err != nil {
+			return nil, err
+		}
+		docPB, err := proto.MarshalOptions{Deterministic: true}.Marshal(v3Doc)
+		if err != nil {
+			return nil, err
+		}
+		name := "openapi-v3-" + strings.ReplaceAll(gv, "/", "-")
+		if err := write(name+".json", docJSON); err != nil {
+			return nil, err
+		}
+		if err := write(name+".pb", docPB); err != nil {
+			return nil, err
+		}
+		hash := fmt.Sprintf("%X", sha512.Sum512(docJSON))
+		paths[gv] = map[string]string{"serverRelativeURL": "/openapi/v3/" + gv + "?hash=" + hash}
+	}
+	rootJSON, err := json.Marshal(map[string]any{"paths": paths})
+	if err != nil {
+		return nil, err
+	}
+	if err := write("openapi-v3.json", rootJSON); err != nil {
+		return nil, err
+	}
+	return files, nil
+}
+
+// prune keeps the served paths of an OpenAPI document and, of its shared definitions, those a
+// kept path refers to, directly or through other definitions. refs maps a $ref prefix
+// ("#/definitions/") to where those definitions live ("definitions", or "components/schemas").
+func prune(doc map[string]any, refs map[string]string) map[string]any {
+	paths, _ := doc["paths"].(map[string]any)
+	for p := range paths {
+		if !servedPath(p) {
+			delete(paths, p)
+		}
+	}
+	table := func(where string) map[string]any {
+		var node any = doc
+		for _, key := range strings.Split(where, "/") {
+			m, _ := node.(map[string]any)
+			node = m[key]
+		}
+		m, _ := node.(map[string]any)
+		return m
+	}
+	used := map[string]map[string]bool{}
+	var walk func(any)
+	walk = func(node any) {
+		switch n := node.(type) {
+		case map[string]any:
+			if ref, ok := n["$ref"].(string); ok {
+				for prefix, where := range refs {
+					name, ok := strings.CutPrefix(ref, prefix)
+					if !ok {
+						continue
+					}
+					if used[where] == nil {
+						used[where] = map[string]bool{}
+					}
+					if !used[where][name] {
+						used[where][name] = true
+						walk(table(where)[name])
+					}
+				}
+			}
+			for _, v := range n {
+				walk(v)
+			}
+		case []any:
+			for _, v := range n {
+				walk(v)
+			}
+		}
+	}
+	walk(paths)
+	for _, where := range refs {
+		defs := table(where)
+		for name := range defs {
+			if !used[where][name] {
+				delete(defs, name)
+			}
+		}
+	}
+	return doc
 }
 
 // compact compacts etcd to its current revision, so that a watch from any earlier
