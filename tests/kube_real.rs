@@ -70,6 +70,10 @@ const REQUESTER_TOKEN: &str = "requester-token";
 trait Cluster: Sync {
     /// An administrator's API client (HTTP, `system:masters`).
     fn admin(&self) -> Client;
+    /// User `requester`'s API client (HTTP).
+    fn requester(&self) -> Client;
+    /// An API client with no credentials.
+    fn anonymous(&self) -> Client;
     fn bootstrap_kubeconfig(&self) -> PathBuf;
     fn bootstrap_user(&self) -> String;
     /// User `requester`: may create, get, list and watch CSRs, nothing more.
@@ -125,6 +129,12 @@ impl Cluster for Embedded {
     fn admin(&self) -> Client {
         Client::admin(&self.server)
     }
+    fn requester(&self) -> Client {
+        Client::with_token(&self.server, REQUESTER_TOKEN)
+    }
+    fn anonymous(&self) -> Client {
+        Client::anonymous(&self.server)
+    }
     fn bootstrap_kubeconfig(&self) -> PathBuf {
         self.dir.path().join("bootstrap.kubeconfig")
     }
@@ -152,6 +162,20 @@ impl Cluster for KubeApiserver {
             agent: agent(&self.ca_pem(), None),
             base: self.server.clone(),
             token: Some(self.admin_token.clone()),
+        }
+    }
+    fn requester(&self) -> Client {
+        Client {
+            agent: agent(&self.ca_pem(), None),
+            base: self.server.clone(),
+            token: Some(self.requester_token.clone()),
+        }
+    }
+    fn anonymous(&self) -> Client {
+        Client {
+            agent: agent(&self.ca_pem(), None),
+            base: self.server.clone(),
+            token: None,
         }
     }
     fn bootstrap_kubeconfig(&self) -> PathBuf {
@@ -1032,4 +1056,87 @@ fn the_openapi_documents_are_the_apiservers() {
         "src/server/openapi/ differs from kube-apiserver's documents: {stale:?}; \
          rewrite them with CERTROTATE_WRITE_OPENAPI=1 cargo test --all-features --test kube_real"
     );
+}
+
+/// The same requests, answered with errors, on both: the status code and the `Status` body
+/// (reason, message, details and causes), with the objects' names taken out.
+fn error_answers(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let admin = c.admin();
+    let name = unique("status");
+    let (valid, _) = server_common::client_body(Some(&name), &name);
+    assert_eq!(admin.post(CSRS, &valid).code, 201);
+    let uid = admin.get(&csr_path(&name)).body["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = valid.clone();
+        b["metadata"]["name"] = json!(format!("{name}-x"));
+        f(&mut b);
+        b
+    };
+    let cases: Vec<(&str, server_common::Resp)> = vec![
+        ("get a missing CSR", admin.get(&csr_path(&format!("{name}-missing")))),
+        ("create an existing name", admin.post(CSRS, &valid)),
+        ("create without spec.request", admin.post(CSRS, &with(&|b| b["spec"]["request"] = json!("")))),
+        (
+            "create with a request that is not a CSR",
+            admin.post(CSRS, &with(&|b| b["spec"]["request"] = json!(STANDARD.encode("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")))),
+        ),
+        ("create with bad base64", admin.post(CSRS, &with(&|b| b["spec"]["request"] = json!("%%%")))),
+        ("create without usages", admin.post(CSRS, &with(&|b| { b["spec"].as_object_mut().unwrap().remove("usages"); }))),
+        ("create with usages: null", admin.post(CSRS, &with(&|b| b["spec"]["usages"] = Value::Null))),
+        ("create with an unknown usage", admin.post(CSRS, &with(&|b| b["spec"]["usages"] = json!(["digital signature", "frobnicate"])))),
+        ("create without signerName", admin.post(CSRS, &with(&|b| { b["spec"].as_object_mut().unwrap().remove("signerName"); }))),
+        ("create with expirationSeconds 599", admin.post(CSRS, &with(&|b| b["spec"]["expirationSeconds"] = json!(599)))),
+        ("create with dryRun=Foo", admin.post(&format!("{CSRS}?dryRun=Foo"), &with(&|_| {}))),
+        ("create with a wrong kind", admin.post(CSRS, &with(&|b| b["kind"] = json!("Pod")))),
+        ("approve as the requester", c.requester().put(&format!("{}/approval", csr_path(&name)), &admin.get(&csr_path(&name)).body)),
+        ("delete as the requester", c.requester().delete(&csr_path(&name))),
+        ("list without credentials", c.anonymous().get(CSRS)),
+        ("delete with a wrong uid precondition", admin.delete_with(&csr_path(&name), &json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "not-the-uid"}}))),
+        ("get an unknown resource of the group", admin.get("/apis/certificates.k8s.io/v1/nosuchthings")),
+        ("get an unknown group", admin.get("/apis/nosuch.example.com/v1")),
+        ("watch from a future resourceVersion", admin.get(&format!("{CSRS}?watch=true&resourceVersion=999999999&timeoutSeconds=1"))),
+    ];
+    let _ = uid;
+    for (what, r) in cases {
+        obs.see(format!("{what}: code"), r.code);
+        let b = &r.body;
+        let text = |v: &Value| v.as_str().unwrap_or("").replace(&name, "<name>");
+        obs.see(format!("{what}: reason"), text(&b["reason"]));
+        obs.see(format!("{what}: message"), text(&b["message"]));
+        let causes: Vec<String> = b["details"]["causes"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|c| {
+                        format!(
+                            "{}|{}|{}",
+                            text(&c["reason"]),
+                            text(&c["field"]),
+                            text(&c["message"])
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        obs.see(format!("{what}: causes"), causes.join(" ; "));
+        obs.see(
+            format!("{what}: details"),
+            format!(
+                "name={} group={} kind={}",
+                text(&b["details"]["name"]),
+                text(&b["details"]["group"]),
+                text(&b["details"]["kind"])
+            ),
+        );
+    }
+    obs
+}
+
+#[test]
+fn error_answers_and_their_status_bodies() {
+    both("error answers and their Status bodies", error_answers);
 }

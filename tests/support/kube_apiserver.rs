@@ -38,6 +38,8 @@ pub struct KubeApiserver {
     pub dir: PathBuf,
     /// The static token of user `admin` (group `system:masters`).
     pub admin_token: String,
+    /// The static token of user `requester` (group `requesters`).
+    pub requester_token: String,
     /// `ID.SECRET`, user `system:bootstrap:ID`.
     pub bootstrap_token: String,
     /// How long the child took to be ready.
@@ -123,6 +125,7 @@ impl KubeApiserver {
             server: field("server"),
             dir: PathBuf::from(field("dir")),
             admin_token: field("adminToken"),
+            requester_token: field("requesterToken"),
             bootstrap_token: field("bootstrapToken"),
             child: Mutex::new(child),
             stdin: Mutex::new(stdin),
