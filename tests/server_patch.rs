@@ -152,6 +152,9 @@ fn strategic_merge_patch_replaces_lists_that_have_no_patch_strategy() {
     );
     assert_eq!(r.code, 200, "{}", r.text);
     assert_eq!(types(&r), ["Approved"], "the list was replaced, not merged");
+    // An approval by patch is an approval: the signer issues.
+    let mut w = c.watch("fieldSelector=metadata.name%3Dsmp&timeoutSeconds=10");
+    w.until(|e| certificate(&e["object"]).is_some());
     // Server-side apply, by contrast, merges the map-list by `type` (`+listMapKey=type`).
     let r = patch(
         &c,
@@ -220,7 +223,7 @@ fn a_patched_object_obeys_the_update_rules() {
     assert_eq!(r.code, 422, "{}", r.text);
     assert_eq!(
         r.body["message"],
-        "PatchOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"Loose\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"Loose\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
     );
     let r = patch(&c, &path, APPLY, "apiVersion: certificates.k8s.io/v1\n");
     assert_eq!(r.code, 422, "{}", r.text);
@@ -262,11 +265,29 @@ fn a_patched_object_obeys_the_update_rules() {
         r.body["spec"]["signerName"],
         "kubernetes.io/kube-apiserver-client"
     );
-    // A patch that changes nothing writes nothing (same resourceVersion).
+    // A patch that changes nothing writes nothing: same resourceVersion, no watch event.
     let after = c.get(&path).body;
+    let mut w = c.watch(&format!("resourceVersion={}", rv(&after)));
     let r = patch(&c, &path, MERGE_PATCH, labels);
     assert_eq!(r.code, 200, "{}", r.text);
     assert_eq!(r.body, after);
+    let r = patch(
+        &c,
+        &path,
+        MERGE_PATCH,
+        r#"{"metadata": {"labels": {"k": "w"}}}"#,
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+    let ev = w.next().unwrap();
+    assert_eq!(
+        ev["object"]["metadata"]["labels"]["k"], "w",
+        "the first event is the real change"
+    );
+    let after = r.body;
+    // The same rule for a PUT of the object as it is.
+    let r = c.put(&path, &after);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(rv(&r.body), rv(&after), "an unchanged PUT writes nothing");
     // dryRun answers the patched object and stores nothing.
     let r = patch(
         &c,

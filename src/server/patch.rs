@@ -176,7 +176,7 @@ fn patch_options(req: &Request, apply: bool) -> Result<bool, Box<Status>> {
             "Forbidden: may not be specified for non-apply patch".into(),
         ));
     }
-    if manager.chars().count() > FIELD_MANAGER_MAX_LENGTH {
+    if manager.len() > FIELD_MANAGER_MAX_LENGTH {
         errs.push((
             "FieldValueTooLong",
             "fieldManager",
@@ -184,7 +184,8 @@ fn patch_options(req: &Request, apply: bool) -> Result<bool, Box<Status>> {
         ));
     }
     for (i, c) in manager.char_indices() {
-        if c.is_control() {
+        // Go's unicode.IsPrint: no control characters and no space but U+0020.
+        if c.is_control() || (c.is_whitespace() && c != ' ') {
             errs.push((
                 "FieldValueInvalid",
                 "fieldManager",
@@ -202,7 +203,9 @@ fn patch_options(req: &Request, apply: bool) -> Result<bool, Box<Status>> {
         errs.push((
             "FieldValueNotSupported",
             "fieldValidation",
-            format!("Unsupported value: {v:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""),
+            format!(
+                "Unsupported value: {v:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+            ),
         ));
     }
     if !errs.is_empty() {
