@@ -45,7 +45,9 @@
 //!   apply; `fieldManager` required, `force` accepted, creates an absent CSR on the main
 //!   resource). The patched object takes the PUT path: the same authorization (verb `patch`),
 //!   name rule, resourceVersion conflict (409), fields kept from the live object, update
-//!   validation and `dryRun`. Other media types are 415; a body that is not JSON, or a JSON
+//!   validation and `dryRun`. Other media types are 415 (`415: Unsupported Media Type` from
+//!   the route selection when no part of the header is a patch type, else the patch
+//!   handler's list of accepted types); a body that is not JSON, or a JSON
 //!   patch that is not an array of operations, is 400; a JSON patch operation that does not
 //!   apply is 422 with the apiserver's fixed message; `PatchOptions` errors are 422 on
 //!   `PatchOptions.meta.k8s.io`. An update or patch that leaves the object as it was writes

@@ -18,7 +18,10 @@
 //!   accepted; creates the CSR when it is absent (main resource only, which also needs `create`
 //!   permission). See [`apply`] for how it differs from the apiserver's field-managed apply.
 //!
-//! Any other type is 415 with the apiserver's list of accepted media types. The options are
+//! Any other type is 415: `415: Unsupported Media Type` (go-restful's route selection) when no
+//! comma-separated part of the header names a patch type, else the patch handler's
+//! `UnsupportedMediaType` with its list of accepted media types (a header that names one
+//! among others, or with a space before its `;`). The options are
 //! `PatchOptions`: `dryRun` (`All` only), `fieldManager` (required for apply, at most 128
 //! printable characters), `force` (apply only), `fieldValidation` (`Ignore`, `Strict` or
 //! `Warn`; checked, but unknown fields are dropped whatever it says). The patched object then goes through the same
@@ -97,12 +100,19 @@ fn patch_inner(
     if !ctx.allowed(&action) {
         return Err(Box::new(forbidden(&ctx.user, &action)));
     }
-    let content_type = req
-        .header("content-type")
-        .and_then(|c| c.split(';').next())
-        .unwrap_or("")
-        .trim()
-        .to_owned();
+    let header = req.header("content-type").unwrap_or("");
+    if !restful_consumes(header, &PATCH_TYPES) {
+        // go-restful's route selection, before the handler: the service error handler turns
+        // its plain error into NewGenericServerResponse(415, …, "415: Unsupported Media Type").
+        let mut st = Status::failure(415, "UnsupportedMediaType", "415: Unsupported Media Type");
+        st.details = Some(StatusDetails::default());
+        return Err(Box::new(st));
+    }
+    // The handler cuts at the first ';' (when not at the start) and compares the rest as is.
+    let content_type = match header.find(';') {
+        Some(i) if i > 0 => &header[..i],
+        _ => header,
+    };
     let Some(kind) = PATCH_TYPES.iter().position(|t| *t == content_type) else {
         return Err(Box::new(Status::failure(
             415,
@@ -235,6 +245,21 @@ fn patch_options(req: &Request, apply: bool) -> Result<bool, Box<Status>> {
         return Err(Box::new(st));
     }
     WriteOptions::from_query(req).dry_run("PatchOptions")
+}
+
+/// go-restful's `Route.matchesContentType` for a PATCH route that consumes `types`: some
+/// comma-separated part of the header, cut at `;` and trimmed of spaces, is one of them; a
+/// missing header counts as `application/octet-stream`.
+fn restful_consumes(header: &str, types: &[&str]) -> bool {
+    let header = if header.is_empty() {
+        "application/octet-stream"
+    } else {
+        header
+    };
+    header.split(',').any(|part| {
+        let mime = part.split(';').next().unwrap_or("").trim_matches(' ');
+        types.contains(&mime)
+    })
 }
 
 /// Parses the body by patch type (`validateAndTranscodePatch`, then the patcher's decode).

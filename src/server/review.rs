@@ -130,15 +130,17 @@ pub(super) fn route(
     Ok(Some(Next::KeepAlive))
 }
 
-/// Reads a body of `kind` in `group/v1` as JSON: a JSON body, or a Kubernetes protobuf one
-/// (kubectl sends these reviews in protobuf) turned into the same JSON by `from_protobuf`
-/// (415 for another media type, 400 when it is not that kind).
+/// Reads a body of `kind` in `group/v1` as JSON: a JSON or YAML body, or a Kubernetes protobuf
+/// one (kubectl sends these reviews in protobuf) turned into the same JSON by `from_protobuf`
+/// (415 with the create handler's list for another media type, 400 when it is not that
+/// kind).
 fn decode(
     req: &Request,
     group: &str,
     kind: &str,
     from_protobuf: fn(&[u8]) -> Result<Json, String>,
 ) -> Result<Json, Box<Status>> {
+    // NegotiateInputSerializer: an empty type is JSON; parameters are dropped.
     let content_type = req
         .header("content-type")
         .and_then(|c| c.split(';').next())
@@ -154,6 +156,9 @@ fn decode(
         "" | "application/json" => {
             serde_json::from_slice(&req.body).map_err(|e| unrecognized(e.to_string()))?
         }
+        "application/yaml" => {
+            serde_norway::from_slice(&req.body).map_err(|e| unrecognized(e.to_string()))?
+        }
         protobuf::CONTENT_TYPE => {
             let ((api_version, got_kind), raw) =
                 protobuf::envelope(&req.body).map_err(&unrecognized)?;
@@ -162,12 +167,12 @@ fn decode(
             doc["kind"] = json!(got_kind);
             doc
         }
-        other => {
+        _ => {
             return Err(Box::new(Status::failure(
                 415,
                 "UnsupportedMediaType",
                 format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, {} (got {other:?})",
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, {}",
                     protobuf::CONTENT_TYPE
                 ),
             )));
