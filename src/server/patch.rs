@@ -512,13 +512,13 @@ fn strategic_merge(
     patch: &Map<String, Json>,
     path: &str,
 ) -> Result<(), Box<Status>> {
+    // handleDirectiveInMergeMap: only `replace` and `delete` are directives of a map.
     match patch.get(DIRECTIVE) {
         None => {}
-        Some(Json::String(d)) if d == "merge" => {}
         Some(Json::String(d)) if d == "replace" => {
             let mut rest = patch.clone();
             rest.remove(DIRECTIVE);
-            *doc = clean(&Json::Object(rest));
+            *doc = Json::Object(rest);
             return Ok(());
         }
         Some(Json::String(d)) if d == "delete" => {
@@ -526,51 +526,54 @@ fn strategic_merge(
             return Ok(());
         }
         Some(other) => {
-            return Err(bad_request(format!(
-                "unknown patch type: {} in map: {}",
-                other.as_str().unwrap_or(&other.to_string()),
-                Json::Object(patch.clone())
+            // mergepatch.ErrBadPatchType is no API status: the apiserver answers it as an
+            // unexpected error, 500 with reason Unknown.
+            return Err(Box::new(Status::failure(
+                500,
+                "Unknown",
+                format!(
+                    "unknown patch type: {} in map: {}",
+                    go_v(other),
+                    go_v(&Json::Object(patch.clone()))
+                ),
             )));
         }
     }
     if !doc.is_object() {
         *doc = Json::Object(Map::new());
     }
-    let retain = match patch.get(RETAIN_KEYS) {
-        None => None,
+    // applyRetainKeysDirective: checked against the patch, then applied to the original
+    // before the merge.
+    match patch.get(RETAIN_KEYS) {
+        None => {}
         Some(Json::Array(keys)) => {
-            let keys: Option<Vec<&str>> = keys.iter().map(Json::as_str).collect();
-            let keys = keys.ok_or_else(|| {
-                bad_request(
-                    "invalid patch format for retainKeys: the value must be a list of strings"
-                        .into(),
-                )
-            })?;
-            if patch
-                .keys()
-                .any(|k| !k.starts_with('$') && !keys.contains(&k.as_str()))
-            {
-                let mut st = patch_not_applied();
-                st.message = Some("patch content doesn't match retainKeys list".into());
-                return Err(st);
+            let listed = |k: &str| keys.iter().any(|x| x.as_str() == Some(k));
+            let outside = patch.iter().any(|(k, v)| {
+                !v.is_null()
+                    && !k.starts_with(DELETE_FROM_PRIMITIVE_LIST)
+                    && !k.starts_with(SET_ELEMENT_ORDER)
+                    && k != RETAIN_KEYS
+                    && !listed(k)
+            });
+            if outside {
+                // ErrPatchContentNotMatchRetainKeys: NewGenericServerResponse(422, …).
+                return Err(patch_not_applied());
             }
-            Some(keys.into_iter().map(str::to_owned).collect::<Vec<_>>())
+            if let Json::Object(orig) = doc {
+                orig.retain(|k, _| listed(k));
+            }
         }
         Some(_) => {
-            return Err(bad_request(
-                "invalid patch format for retainKeys: the value must be a list of strings".into(),
-            ));
+            return Err(bad_request("invalid patch format of retainKeys".into()));
         }
-    };
+    }
     let Json::Object(orig) = doc else {
         return Ok(());
     };
     for (k, v) in patch {
         if let Some(field) = k.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
             let Json::Array(gone) = v else {
-                return Err(bad_request(
-                    "invalid patch format for primitive list: the value must be a list".into(),
-                ));
+                return Err(bad_request("invalid patch format of primitive list".into()));
             };
             if let Some(Json::Array(items)) = orig.get_mut(field) {
                 items.retain(|i| !gone.contains(i));
@@ -609,15 +612,33 @@ fn strategic_merge(
                     }
                 }
                 Some(ListMerge::Keyed(key)) => merge_keyed(items, patch_items, key, true)?,
-                None => *items = patch_items.iter().map(clean).collect(),
+                // mergeSliceHandler takes a replaced list as the patch has it.
+                None => items.clone_from(patch_items),
             },
             (o, v) => *o = clean(v),
         }
     }
-    if let Some(keys) = retain {
-        orig.retain(|k, _| keys.contains(k));
-    }
     Ok(())
+}
+
+/// Go's `%v` of a decoded JSON value (`map[k:v …]` with sorted keys, `[a b]`, `<nil>`), as
+/// apimachinery's errors print the patch.
+fn go_v(v: &Json) -> String {
+    match v {
+        Json::Null => "<nil>".into(),
+        Json::String(s) => s.clone(),
+        Json::Bool(_) | Json::Number(_) => v.to_string(),
+        Json::Array(items) => format!("[{}]", items.iter().map(go_v).collect::<Vec<_>>().join(" ")),
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", go_v(&m[*k])))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+    }
 }
 
 /// Merges list items by `key`: an item whose key matches an existing one is merged into it,
@@ -782,8 +803,26 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, Some(422));
-        let err = smp(json!({}), json!({"$patch": "bogus"})).unwrap_err();
-        assert_eq!(err.code, Some(400));
+        assert_eq!(
+            err.message.as_deref(),
+            Some("the server rejected our request due to an error in our request")
+        );
+        // mergepatch.ErrBadPatchType, with Go's %v of the map; `merge` is no map directive.
+        let err = smp(
+            json!({}),
+            json!({"spec": {"$patch": "merge", "b": [1, "x"]}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, Some(500));
+        assert_eq!(
+            err.message.as_deref(),
+            Some("unknown patch type: merge in map: map[$patch:merge b:[1 x]]")
+        );
+        let err = smp(json!({}), json!({"$retainKeys": "b"})).unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_deref()),
+            (Some(400), Some("invalid patch format of retainKeys"))
+        );
     }
 
     #[test]
