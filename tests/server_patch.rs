@@ -497,6 +497,35 @@ fn access_and_identity_reviews_answer_for_the_caller() {
         "Invalid value: null: exactly one of nonResourceAttributes or resourceAttributes must be specified"
     );
 
+    // SelfSubjectRulesReview: a namespace is required; alice's CSR rules are the object-less
+    // decisions of the default authorizer.
+    let ssrr = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+    let r = alice.post(ssrr, &json!({"spec": {}}));
+    assert_eq!(
+        (r.code, r.body["message"].as_str()),
+        (400, Some("no namespace on request"))
+    );
+    let r = alice.post(ssrr, &json!({"spec": {"namespace": "default"}}));
+    assert_eq!(r.code, 201, "{}", r.text);
+    let rules = r.body["status"]["resourceRules"].as_array().unwrap();
+    let csr_rule = rules
+        .iter()
+        .find(|r| r["resources"] == json!(["certificatesigningrequests"]))
+        .unwrap();
+    assert_eq!(csr_rule["verbs"], json!(["create", "get", "list", "watch"]));
+    let approval = rules
+        .iter()
+        .find(|r| r["resources"] == json!(["certificatesigningrequests/approval"]))
+        .unwrap();
+    assert_eq!(
+        approval["verbs"],
+        json!(["get"]),
+        "alice may read, not approve"
+    );
+    assert_eq!(r.body["status"]["incomplete"], true);
+    let r = admin.post(ssrr, &json!({"spec": {"namespace": "default"}}));
+    assert_eq!(r.body["status"]["incomplete"], false);
+
     let r = alice.post(
         "/apis/authentication.k8s.io/v1/selfsubjectreviews",
         &json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1"}),
@@ -542,6 +571,7 @@ fn discovery_lists_patch_deletecollection_and_the_review_groups() {
     let r = c.get("/apis/authorization.k8s.io/v1");
     assert_eq!(r.body["resources"][0]["name"], "selfsubjectaccessreviews");
     assert_eq!(r.body["resources"][0]["verbs"], json!(["create"]));
+    assert_eq!(r.body["resources"][1]["name"], "selfsubjectrulesreviews");
     let r = c.get("/apis/authentication.k8s.io");
     assert_eq!(r.body["kind"], "APIGroup");
     assert_eq!(
@@ -565,7 +595,7 @@ fn kubectl_present() -> bool {
 }
 
 /// kubectl's own requests: `label`, `annotate`, `patch` with each `--type`, client-side and
-/// server-side `apply`, `auth can-i` and `auth whoami`.
+/// server-side `apply`, `auth can-i` (also `--list`) and `auth whoami`.
 #[test]
 fn kubectl_label_annotate_patch_apply_and_auth() {
     if !kubectl_present() {
@@ -688,6 +718,13 @@ fn kubectl_label_annotate_patch_apply_and_auth() {
     assert!(ok && first(&out) == "yes", "{out}");
     let (ok, out) = run(&alice_cfg, &["auth", "can-i", "get", "/apis"]);
     assert!(ok && first(&out) == "yes", "{out}");
+    let (ok, out) = run(&alice_cfg, &["auth", "can-i", "--list"]);
+    assert!(ok, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("certificatesigningrequests.certificates.k8s.io "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.ends_with("[create get list watch]"), "{out}");
     let out = kubectl(&["auth", "whoami", "-o", "json"]);
     let who: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(who["status"]["userInfo"]["username"], "certrotate:admin");

@@ -56,8 +56,9 @@
 //!   and preconditions, answered with the list of the CSRs deleted.
 //! - `SelfSubjectAccessReview` (`authorization.k8s.io/v1`) answered for the caller from the
 //!   [`Authorizer`] for CSR verbs, and `SelfSubjectReview` (`authentication.k8s.io/v1`) with
-//!   the caller's user name, uid and groups: what `kubectl auth can-i` and `kubectl auth
-//!   whoami` ask (JSON or protobuf bodies).
+//!   the caller's user name, uid and groups, and `SelfSubjectRulesReview` listing the CSR
+//!   verbs the authorizer allows: what `kubectl auth can-i` (also `--list`) and `kubectl auth
+//!   whoami` ask (JSON, YAML or protobuf bodies).
 //! - Discovery (`/api`, `/apis`, the groups and their versions, with each resource's verbs),
 //!   `/version`, `/healthz`, and `Table` answers for `kubectl get`.
 //!
@@ -76,11 +77,13 @@
 //!   (no list of a CSR that they could order is stored).
 //! - `fieldValidation` is not applied to patches: unknown fields in a patch are dropped.
 //! - A `SelfSubjectAccessReview` about anything but CSR verbs (other resources, the `signers`
-//!   resource's `approve` and `sign` verbs, `SelfSubjectRulesReview`) is answered "not
+//!   resource's `approve` and `sign` verbs) is answered "not
 //!   allowed" with a reason, since this server has nothing else to authorize; its create of
 //!   reviews and `get` of discovery and health paths are allowed for everyone, as the default
 //!   cluster roles allow them. A denial is `allowed: false` without `denied: true` (RBAC's
 //!   "no opinion"). Field and label selectors in `resourceAttributes` are echoed, not checked.
+//!   A `SelfSubjectRulesReview` lists only what this server serves (a `system:masters` user
+//!   gets every CSR verb, not RBAC's `*` on every resource).
 //!
 //! # Who may do what
 //! Approval is by [`ApprovalPolicy`]. The default, [`ApprovalPolicy::NodeClient`], approves what

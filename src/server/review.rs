@@ -1,6 +1,6 @@
-//! `SelfSubjectAccessReview` (`authorization.k8s.io/v1`) and `SelfSubjectReview`
-//! (`authentication.k8s.io/v1`): what `kubectl auth can-i` and `kubectl auth whoami` ask, with
-//! their discovery documents.
+//! `SelfSubjectAccessReview` and `SelfSubjectRulesReview` (`authorization.k8s.io/v1`) and
+//! `SelfSubjectReview` (`authentication.k8s.io/v1`): what `kubectl auth can-i` (with and
+//! without `--list`) and `kubectl auth whoami` ask, with their discovery documents.
 //!
 //! A `SelfSubjectAccessReview` is validated as kube-apiserver validates it (exactly one of
 //! `resourceAttributes` and `nonResourceAttributes`, empty `metadata`; 422 `Invalid` otherwise)
@@ -10,8 +10,8 @@
 //!   [`Authorizer`](super::Authorizer) decides, with the CSR the name names when it exists, as
 //!   a real request would be decided; `*` as the verb asks for every verb. `allowed` is the
 //!   decision; a denial is `allowed: false` with no `denied`, as RBAC's "no opinion".
-//! - `create` on `selfsubjectaccessreviews.authorization.k8s.io` and
-//!   `selfsubjectreviews.authentication.k8s.io`: allowed for everyone (the `system:basic-user`
+//! - `create` on `selfsubjectaccessreviews` and `selfsubjectrulesreviews` in
+//!   `authorization.k8s.io` and `selfsubjectreviews.authentication.k8s.io`: allowed for everyone (the `system:basic-user`
 //!   role of a cluster).
 //! - non-resource attributes: `get` of the discovery and health paths (`/api`, `/api/*`,
 //!   `/apis`, `/apis/*`, `/version`, `/healthz`, `/livez`, `/readyz`, `/openapi/*`) is allowed
@@ -19,6 +19,12 @@
 //!   is not.
 //! - anything else is not allowed, with a `reason` saying the server does not serve it. (A
 //!   cluster's RBAC would answer for its whole API; this server has nothing else.)
+//!
+//! A `SelfSubjectRulesReview` (what `kubectl auth can-i --list` asks) lists, for a namespace
+//! (400 without one), the CSR verbs the authorizer allows before it sees an object, per
+//! resource and subresource, the review resources, and the public non-resource URLs;
+//! `incomplete` is true when read verbs are listed for a user outside `system:masters`, as the
+//! default authorizer then still filters by object, which a rule cannot say.
 //!
 //! A `SelfSubjectReview` answers the caller's `userInfo` (username, uid, groups; `extra` is
 //! always empty here, as no authenticator of this server sets it).
@@ -42,6 +48,7 @@ const AUTHZ_GROUP: &str = "authorization.k8s.io";
 const AUTHN_GROUP: &str = "authentication.k8s.io";
 const SSAR: &str = "selfsubjectaccessreviews";
 const SSR: &str = "selfsubjectreviews";
+const SSRR: &str = "selfsubjectrulesreviews";
 
 /// The `APIGroup` entries of the two groups, for `/apis`.
 pub(super) fn group_docs() -> Vec<Json> {
@@ -55,22 +62,31 @@ pub(super) fn group_docs() -> Vec<Json> {
 }
 
 fn resource_list(group: &str) -> Json {
-    let (name, singular, kind) = if group == AUTHZ_GROUP {
-        (SSAR, "selfsubjectaccessreview", "SelfSubjectAccessReview")
+    let resources: &[(&str, &str, &str)] = if group == AUTHZ_GROUP {
+        &[
+            (SSAR, "selfsubjectaccessreview", "SelfSubjectAccessReview"),
+            (SSRR, "selfsubjectrulesreview", "SelfSubjectRulesReview"),
+        ]
     } else {
-        (SSR, "selfsubjectreview", "SelfSubjectReview")
+        &[(SSR, "selfsubjectreview", "SelfSubjectReview")]
     };
+    let resources: Vec<Json> = resources
+        .iter()
+        .map(|(name, singular, kind)| {
+            json!({
+                "name": name,
+                "singularName": singular,
+                "namespaced": false,
+                "kind": kind,
+                "verbs": ["create"],
+            })
+        })
+        .collect();
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": format!("{group}/v1"),
-        "resources": [{
-            "name": name,
-            "singularName": singular,
-            "namespaced": false,
-            "kind": kind,
-            "verbs": ["create"],
-        }],
+        "resources": resources,
     })
 }
 
@@ -118,7 +134,10 @@ pub(super) fn route(
             access_review(shared, req, user)
         }
         ["apis", AUTHN_GROUP, "v1", SSR] if req.method == "POST" => self_review(shared, req, user),
-        ["apis", AUTHZ_GROUP, "v1", SSAR] | ["apis", AUTHN_GROUP, "v1", SSR] => {
+        ["apis", AUTHZ_GROUP, "v1", SSRR] if req.method == "POST" => {
+            rules_review(shared, req, user)
+        }
+        ["apis", AUTHZ_GROUP, "v1", SSAR | SSRR] | ["apis", AUTHN_GROUP, "v1", SSR] => {
             Err(Box::new(method_not_allowed()))
         }
         _ => return Ok(None),
@@ -352,7 +371,7 @@ fn decide_resource(
     user: &UserInfo,
     r: &ResourceAttributes,
 ) -> (bool, Option<String>) {
-    let review = (r.group == AUTHZ_GROUP && r.resource == SSAR)
+    let review = (r.group == AUTHZ_GROUP && (r.resource == SSAR || r.resource == SSRR))
         || (r.group == AUTHN_GROUP && r.resource == SSR);
     if review && r.subresource.is_empty() && r.verb == "create" {
         return (
@@ -407,6 +426,22 @@ fn decide_resource(
     (allowed, reason)
 }
 
+/// The non-resource URLs everyone may `get`, as the `system:discovery` and
+/// `system:public-info-viewer` cluster roles list them.
+const PUBLIC_URLS: [&str; 11] = [
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/openapi",
+    "/openapi/*",
+    "/readyz",
+    "/version",
+    "/version/",
+];
+
 /// Paths everyone may `get` (the `system:discovery` and `system:public-info-viewer` roles).
 fn decide_non_resource(n: &NonResourceAttributes) -> (bool, Option<String>) {
     let public = ["/api", "/apis", "/version", "/healthz", "/livez", "/readyz"];
@@ -425,6 +460,68 @@ fn decide_non_resource(n: &NonResourceAttributes) -> (bool, Option<String>) {
     } else {
         (false, None)
     }
+}
+
+/// `SelfSubjectRulesReview`: the caller's rules in a namespace (400 without one, as the
+/// apiserver). The CSR rules are the verbs the authorizer allows before it sees an object, per
+/// resource and subresource; with the default authorizer a user who may list CSRs still sees
+/// only its own, which the rules cannot say, so `incomplete` is true whenever a read verb is
+/// listed for someone outside `system:masters`.
+fn rules_review(shared: &Shared, req: &Request, user: &UserInfo) -> Result<Json, Box<Status>> {
+    let doc = decode(req, AUTHZ_GROUP, "SelfSubjectRulesReview", rules_review_pb)?;
+    let namespace = doc
+        .get("spec")
+        .and_then(|s| s.get("namespace"))
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    if namespace.is_empty() {
+        return Err(bad_request("no namespace on request".into()));
+    }
+    let mut rules = vec![
+        json!({"verbs": ["create"], "apiGroups": [AUTHZ_GROUP], "resources": [SSAR, SSRR]}),
+        json!({"verbs": ["create"], "apiGroups": [AUTHN_GROUP], "resources": [SSR]}),
+    ];
+    let mut reads = false;
+    for sub in [None, Some("approval"), Some("status")] {
+        let verbs: Vec<&str> = ALL_VERBS
+            .iter()
+            .filter(|&&verb| {
+                let on_sub = matches!(verb, Verb::Get | Verb::Update | Verb::Patch);
+                (sub.is_none() || on_sub)
+                    && shared.authorizer.authorize(
+                        user,
+                        &Action {
+                            verb,
+                            subresource: sub,
+                            name: None,
+                            object: None,
+                        },
+                    ) == Decision::Allow
+            })
+            .map(Verb::as_str)
+            .collect();
+        if verbs.is_empty() {
+            continue;
+        }
+        reads |= verbs.iter().any(|v| matches!(*v, "get" | "list" | "watch"));
+        let resource = match sub {
+            None => RESOURCE.to_owned(),
+            Some(s) => format!("{RESOURCE}/{s}"),
+        };
+        rules.push(json!({"verbs": verbs, "apiGroups": [GROUP], "resources": [resource]}));
+    }
+    let incomplete = reads && !user.in_group(super::GROUP_MASTERS);
+    Ok(json!({
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": format!("{AUTHZ_GROUP}/v1"),
+        "metadata": {},
+        "spec": {},
+        "status": {
+            "resourceRules": rules,
+            "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": PUBLIC_URLS}],
+            "incomplete": incomplete,
+        },
+    }))
 }
 
 fn self_review(shared: &Shared, req: &Request, user: &UserInfo) -> Result<Json, Box<Status>> {
@@ -541,4 +638,25 @@ fn access_review_pb(raw: &[u8]) -> Result<Json, String> {
         }
     }
     Ok(json!({"metadata": metadata, "spec": spec}))
+}
+
+/// `authorization.v1.SelfSubjectRulesReview` in protobuf: `spec` = 2, its `namespace` = 1.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RulesReviewPb {
+    #[prost(message, optional, tag = "2")]
+    spec: Option<RulesSpecPb>,
+}
+
+/// `authorization.v1.SelfSubjectRulesReviewSpec`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RulesSpecPb {
+    #[prost(string, optional, tag = "1")]
+    namespace: Option<String>,
+}
+
+/// A protobuf `SelfSubjectRulesReview` message as its JSON form.
+fn rules_review_pb(raw: &[u8]) -> Result<Json, String> {
+    let pb = RulesReviewPb::decode(raw).map_err(|e| e.to_string())?;
+    let namespace = pb.spec.and_then(|s| s.namespace).unwrap_or_default();
+    Ok(json!({"spec": {"namespace": namespace}}))
 }
