@@ -84,6 +84,23 @@ fn json_patch_follows_rfc_6902() {
         assert_eq!(r.body["details"], json!({}));
     }
     assert_eq!(c.get(&path).body, stored, "no failed patch wrote anything");
+    // Without kind and apiVersion the decoder takes the endpoint's; another kind is refused
+    // on the field `patch`.
+    let r = patch(
+        &c,
+        &path,
+        JSON_PATCH,
+        r#"[{"op": "remove", "path": "/kind"}, {"op": "remove", "path": "/apiVersion"}]"#,
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+    let r = patch(
+        &c,
+        &path,
+        JSON_PATCH,
+        r#"[{"op": "replace", "path": "/kind", "value": "Pod"}]"#,
+    );
+    assert_eq!(r.code, 422, "{}", r.text);
+    assert_eq!(r.body["details"]["causes"][0]["field"], "patch");
     // validateAndTranscodePatch, then jsonpatch.DecodePatch.
     let r = patch(&c, &path, JSON_PATCH, "[{");
     assert_eq!(

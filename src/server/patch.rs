@@ -164,8 +164,12 @@ fn patch_inner(
 fn patch_options(req: &Request, apply: bool) -> Result<bool, Box<Status>> {
     let manager = req.param("fieldManager").unwrap_or("");
     let force = req.param("force");
+    // strconv.ParseBool's spellings.
+    let go_bool = [
+        "1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False",
+    ];
     if let Some(f) = force
-        && f.parse::<bool>().is_err()
+        && !go_bool.contains(&f)
     {
         return Err(bad_request(format!(
             "strconv.ParseBool: parsing {f:?}: invalid syntax"
@@ -378,8 +382,12 @@ fn decode_patched(
         });
         Box::new(st)
     };
-    let kind = doc.get("kind").and_then(Json::as_str).unwrap_or("");
-    let api_version = doc.get("apiVersion").and_then(Json::as_str).unwrap_or("");
+    // The decoder fills a missing kind or apiVersion from the type it decodes into.
+    let kind = doc.get("kind").and_then(Json::as_str).unwrap_or(KIND_CSR);
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Json::as_str)
+        .unwrap_or(version);
     if kind != KIND_CSR || api_version != version {
         return Err(invalid(format!(
             "the patched object is {api_version:?} {kind:?}, not {version:?} {KIND_CSR:?}"
