@@ -199,8 +199,13 @@ pub enum Verb {
     Watch,
     /// `PUT` a CSR or its `/approval` or `/status` subresource.
     Update,
+    /// `PATCH` a CSR or its `/approval` or `/status` subresource (JSON patch, merge patch,
+    /// strategic merge patch, or server-side apply).
+    Patch,
     /// `DELETE` a CSR.
     Delete,
+    /// `DELETE` the collection (every CSR the selectors match).
+    DeleteCollection,
 }
 
 impl Verb {
@@ -212,8 +217,26 @@ impl Verb {
             Verb::List => "list",
             Verb::Watch => "watch",
             Verb::Update => "update",
+            Verb::Patch => "patch",
             Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
         }
+    }
+
+    /// The verb for a Kubernetes verb string; `None` for verbs the server does not serve.
+    pub(crate) fn parse(s: &str) -> Option<Verb> {
+        [
+            Verb::Create,
+            Verb::Get,
+            Verb::List,
+            Verb::Watch,
+            Verb::Update,
+            Verb::Patch,
+            Verb::Delete,
+            Verb::DeleteCollection,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -262,7 +285,8 @@ where
 
 /// The default policy: `system:masters` may do everything; any authenticated user may create
 /// CSRs and get, list and watch the CSRs whose `spec.username` is its own name; approval,
-/// status updates, other updates and deletion are for `system:masters` only.
+/// status updates, other updates and patches, deletion and deletecollection are for
+/// `system:masters` only.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultAuthorizer;
 
@@ -275,7 +299,7 @@ impl Authorizer for DefaultAuthorizer {
         let allowed = match action.verb {
             Verb::Create => action.subresource.is_none(),
             Verb::Get | Verb::List | Verb::Watch => action.object.is_none_or(own),
-            Verb::Update | Verb::Delete => false,
+            Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection => false,
         };
         if allowed {
             Decision::Allow

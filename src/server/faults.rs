@@ -38,6 +38,10 @@ pub enum Call {
     Status,
     /// `DELETE …/{name}`.
     Delete,
+    /// `PATCH …/{name}` and its `/approval` and `/status` subresources.
+    Patch,
+    /// `DELETE …/certificatesigningrequests` (deletecollection).
+    DeleteCollection,
     /// Any of the above (discovery and `/version` are never faulted).
     Any,
 }

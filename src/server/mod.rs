@@ -36,8 +36,57 @@
 //! - OpenAPI: `/openapi/v2` and `/openapi/v3` (JSON and protobuf), kube-apiserver 1.37.2's own
 //!   documents cut down to the paths served here, so `kubectl create`/`apply` validate and
 //!   `kubectl explain` works.
-//! - Discovery (`/api`, `/apis`, the group and its versions), `/version`, `/healthz`, and
-//!   `Table` answers for `kubectl get`.
+//! - PATCH of a CSR and of its `/approval` and `/status` subresources with the four patch
+//!   types of a built-in resource (what `kubectl label`, `annotate`, `patch --type
+//!   json|merge|strategic` and `apply`, client-side and `--server-side`, send):
+//!   `application/json-patch+json` (RFC 6902, at most 10000 operations),
+//!   `application/merge-patch+json` (RFC 7386), `application/strategic-merge-patch+json` (maps
+//!   merge and `null` deletes; a list is replaced unless its Go type's `patchStrategy` says
+//!   merge, which in a CSR only `metadata.finalizers` and `metadata.ownerReferences` do, so
+//!   `status.conditions` is replaced; the `$patch`, `$retainKeys` and
+//!   `$deleteFromPrimitiveList` directives), and `application/apply-patch+yaml` (server-side
+//!   apply; `fieldManager` required, `force` accepted, creates an absent CSR on the main
+//!   resource). The patched object takes the PUT path: the same authorization (verb `patch`),
+//!   name rule, resourceVersion conflict (409), fields kept from the live object, update
+//!   validation and `dryRun`. Other media types are 415 (`415: Unsupported Media Type` from
+//!   the route selection when no part of the header is a patch type, else the patch
+//!   handler's list of accepted types); a body that is not JSON, or a JSON
+//!   patch that is not an array of operations, is 400; a JSON patch operation that does not
+//!   apply is 422 with the apiserver's fixed message; `PatchOptions` errors are 422 on
+//!   `PatchOptions.meta.k8s.io`. An update or patch that leaves the object as it was writes
+//!   nothing (same resourceVersion, no watch event), as etcd's guaranteed update skips it.
+//! - deletecollection (`DELETE` on the collection) with label and field selectors, `dryRun`
+//!   and preconditions, answered with the list of the CSRs deleted.
+//! - `SelfSubjectAccessReview` (`authorization.k8s.io/v1`) answered for the caller from the
+//!   [`Authorizer`] for CSR verbs, and `SelfSubjectReview` (`authentication.k8s.io/v1`) with
+//!   the caller's user name, uid and groups, and `SelfSubjectRulesReview` listing the CSR
+//!   verbs the authorizer allows: what `kubectl auth can-i` (also `--list`) and `kubectl auth
+//!   whoami` ask (JSON, YAML or protobuf bodies).
+//! - Discovery (`/api`, `/apis`, the groups and their versions, with each resource's verbs),
+//!   `/version`, `/healthz`, and `Table` answers for `kubectl get`.
+//!
+//! # Where PATCH and the reviews differ from kube-apiserver
+//! - Server-side apply has no `metadata.managedFields`: the applied fields are merged over the
+//!   live object (maps by key, `status.conditions` by `type` as its `+listMapKey`, other lists
+//!   replaced, `null` removes). So a field the same manager applied before and now leaves out
+//!   stays (the apiserver removes it), a field another manager set is overwritten with no 409
+//!   conflict (`force` changes nothing), and answers carry no `managedFields`.
+//! - `metadata.finalizers` and `metadata.ownerReferences` are merged as their tags say, but
+//!   this server does not store them (nor any other `ObjectMeta` field beyond name, uid,
+//!   resourceVersion, timestamps, labels and annotations), so a patch of them has no effect.
+//! - The text of a patched object that no longer decodes (422 on the field `patch`) carries
+//!   the JSON and `serde`'s reason, not Go's `%+v` of the patch map and `encoding/json`'s
+//!   reason; a strategic merge patch's `$setElementOrder` directives are accepted and ignored
+//!   (no list of a CSR that they could order is stored).
+//! - `fieldValidation` is not applied to patches: unknown fields in a patch are dropped.
+//! - A `SelfSubjectAccessReview` about anything but CSR verbs (other resources, the `signers`
+//!   resource's `approve` and `sign` verbs) is answered "not
+//!   allowed" with a reason, since this server has nothing else to authorize; its create of
+//!   reviews and `get` of discovery and health paths are allowed for everyone, as the default
+//!   cluster roles allow them. A denial is `allowed: false` without `denied: true` (RBAC's
+//!   "no opinion"). Field and label selectors in `resourceAttributes` are echoed, not checked.
+//!   A `SelfSubjectRulesReview` lists only what this server serves (a `system:masters` user
+//!   gets every CSR verb, not RBAC's `*` on every resource).
 //!
 //! # Who may do what
 //! Approval is by [`ApprovalPolicy`]. The default, [`ApprovalPolicy::NodeClient`], approves what
@@ -49,7 +98,7 @@
 //!
 //! Authorization is by [`Authorizer`]; the default, [`DefaultAuthorizer`], gives:
 //!
-//! | caller | create | get, list, watch | update, `/approval`, `/status` | delete |
+//! | caller | create | get, list, watch | update, patch, `/approval`, `/status` | delete, deletecollection |
 //! |---|---|---|---|---|
 //! | `system:masters` (e.g. [`Identity::admin`]) | yes | every CSR | yes | yes |
 //! | a bootstrap token (`system:bootstrappers`) | yes | its own CSRs | no (403) | no (403) |
@@ -87,13 +136,16 @@
 //! every watch, closes every connection and joins every thread before it returns.
 
 mod auth;
+mod collection;
 mod faults;
 mod http;
 mod kubeconfig;
 mod listener;
 mod openapi;
+mod patch;
 mod protobuf;
 mod rest;
+mod review;
 mod signer;
 mod state;
 mod validation;

@@ -166,8 +166,19 @@ fn time(t: Option<TimePb>) -> Option<String> {
     Some(fmt_time(unix_to_system_time(secs)))
 }
 
-/// The envelope's type and raw message.
-fn envelope(body: &[u8]) -> Result<(TypeMeta, Vec<u8>), String> {
+/// The envelope's type (`apiVersion`, `kind`) and raw message.
+pub(crate) fn envelope(body: &[u8]) -> Result<((String, String), Vec<u8>), String> {
+    let (tm, raw) = envelope_meta(body)?;
+    Ok((
+        (
+            tm.api_version.unwrap_or_default(),
+            tm.kind.unwrap_or_default(),
+        ),
+        raw,
+    ))
+}
+
+fn envelope_meta(body: &[u8]) -> Result<(TypeMeta, Vec<u8>), String> {
     let unknown = body
         .strip_prefix(MAGIC)
         .ok_or("missing the k8s protobuf envelope")?;
@@ -177,7 +188,7 @@ fn envelope(body: &[u8]) -> Result<(TypeMeta, Vec<u8>), String> {
 
 /// Decodes a protobuf CSR body (with its envelope).
 pub(crate) fn decode_csr(body: &[u8]) -> Result<CertificateSigningRequest, String> {
-    let (tm, raw) = envelope(body)?;
+    let (tm, raw) = envelope_meta(body)?;
     let pb = CsrPb::decode(raw.as_slice()).map_err(|e| e.to_string())?;
     let mut out = CertificateSigningRequest {
         api_version: set(tm.api_version),
@@ -225,7 +236,7 @@ pub(crate) fn decode_csr(body: &[u8]) -> Result<CertificateSigningRequest, Strin
 
 /// Decodes a protobuf `DeleteOptions` body (with its envelope).
 pub(crate) fn decode_delete_options(body: &[u8]) -> Result<DeleteOptionsPb, String> {
-    let (_, raw) = envelope(body)?;
+    let (_, raw) = envelope_meta(body)?;
     DeleteOptionsPb::decode(raw.as_slice()).map_err(|e| e.to_string())
 }
 

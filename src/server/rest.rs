@@ -44,7 +44,12 @@ pub(crate) fn send_status(conn: &mut Conn, st: &Status, keep: bool) -> io::Resul
     conn.respond(code, JSON, &body, keep)
 }
 
-fn send_json<T: Serialize>(conn: &mut Conn, code: u16, v: &T, keep: bool) -> io::Result<()> {
+pub(super) fn send_json<T: Serialize>(
+    conn: &mut Conn,
+    code: u16,
+    v: &T,
+    keep: bool,
+) -> io::Result<()> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     conn.respond(code, JSON, &body, keep)
 }
@@ -73,7 +78,7 @@ fn status(code: u16, message: String, name: Option<&str>) -> Status {
     st
 }
 
-fn not_found(name: &str) -> Status {
+pub(super) fn not_found(name: &str) -> Status {
     status(
         404,
         format!("{RESOURCE}.{GROUP} {name:?} not found"),
@@ -104,17 +109,17 @@ fn conflict(name: &str) -> Status {
 /// The write options a request carries (`CreateOptions`, `UpdateOptions`, `DeleteOptions`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WriteOptions {
+pub(super) struct WriteOptions {
     #[serde(default)]
-    dry_run: Vec<String>,
+    pub(super) dry_run: Vec<String>,
     #[serde(default)]
-    preconditions: Option<Preconditions>,
+    pub(super) preconditions: Option<Preconditions>,
 }
 
 /// `metav1.Preconditions`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Preconditions {
+pub(super) struct Preconditions {
     uid: Option<String>,
     resource_version: Option<String>,
 }
@@ -122,7 +127,7 @@ struct Preconditions {
 impl WriteOptions {
     /// From the query (`?dryRun=All`, repeatable), as the apiserver decodes `CreateOptions` and
     /// `UpdateOptions`, and `DeleteOptions` when the request has no body.
-    fn from_query(req: &Request) -> WriteOptions {
+    pub(super) fn from_query(req: &Request) -> WriteOptions {
         WriteOptions {
             dry_run: req
                 .query
@@ -137,7 +142,7 @@ impl WriteOptions {
     /// `ValidateDryRun`: every value must be `All`, else 422 `Invalid` on the options kind
     /// (`CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: …`). Returns whether
     /// the request is a dry run.
-    fn dry_run(&self, kind: &str) -> Result<bool, Box<Status>> {
+    pub(super) fn dry_run(&self, kind: &str) -> Result<bool, Box<Status>> {
         if self.dry_run.iter().all(|v| v == "All") {
             return Ok(!self.dry_run.is_empty());
         }
@@ -182,11 +187,11 @@ fn precondition_failed(name: &str, why: String) -> Status {
     st
 }
 
-fn bad_request(message: String) -> Box<Status> {
+pub(super) fn bad_request(message: String) -> Box<Status> {
     Box::new(Status::failure(400, "BadRequest", message))
 }
 
-fn forbidden(user: &UserInfo, action: &Action<'_>) -> Status {
+pub(super) fn forbidden(user: &UserInfo, action: &Action<'_>) -> Status {
     let resource = match action.subresource {
         Some(sub) => format!("{RESOURCE}/{sub}"),
         None => RESOURCE.to_owned(),
@@ -227,21 +232,21 @@ fn expired(message: String) -> Status {
 }
 
 /// Per-request context.
-struct Ctx<'a> {
-    shared: &'a Shared,
-    user: UserInfo,
-    version: ApiVersion,
-    table: bool,
-    keep: bool,
+pub(super) struct Ctx<'a> {
+    pub(super) shared: &'a Shared,
+    pub(super) user: UserInfo,
+    pub(super) version: ApiVersion,
+    pub(super) table: bool,
+    pub(super) keep: bool,
 }
 
 impl Ctx<'_> {
-    fn allowed(&self, action: &Action<'_>) -> bool {
+    pub(super) fn allowed(&self, action: &Action<'_>) -> bool {
         self.shared.authorizer.authorize(&self.user, action) == Decision::Allow
     }
 
     /// The object as this request's API version shows it.
-    fn render(&self, obj: &CertificateSigningRequest) -> CertificateSigningRequest {
+    pub(super) fn render(&self, obj: &CertificateSigningRequest) -> CertificateSigningRequest {
         let mut o = obj.clone();
         o.api_version = Some(self.version.as_str().to_owned());
         o.kind = Some(KIND_CSR.to_owned());
@@ -325,7 +330,9 @@ pub(crate) fn handle(
             Some(json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": []}))
         }
         ["apis"] => {
-            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_doc(shared)]}))
+            let mut groups = vec![group_doc(shared)];
+            groups.extend(super::review::group_docs());
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         }
         ["apis", GROUP] => {
             let mut g = group_doc(shared);
@@ -343,6 +350,9 @@ pub(crate) fn handle(
             send_status(conn, &method_not_allowed(), keep)?;
         }
         return Ok(Next::KeepAlive);
+    }
+    if let Some(next) = super::review::route(shared, conn, req, &segs, &user)? {
+        return Ok(next);
     }
     let (v, rest) = match segs.as_slice() {
         ["apis", GROUP, v, RESOURCE, rest @ ..] if rest.len() <= 2 => match version(v) {
@@ -389,6 +399,8 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
         ("PUT", [_, "approval"]) => Call::Approval,
         ("PUT", [_, "status"]) => Call::Status,
         ("DELETE", [_]) => Call::Delete,
+        ("DELETE", []) => Call::DeleteCollection,
+        ("PATCH", [_] | [_, "status" | "approval"]) => Call::Patch,
         (_, [] | [_] | [_, "status" | "approval"]) => {
             send_status(conn, &method_not_allowed(), ctx.keep)?;
             return Ok(Next::KeepAlive);
@@ -445,6 +457,12 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
         ("PUT", [name]) => update(ctx, conn, req, name, UpdatePath::Main)?,
         ("PUT", [name, "approval"]) => update(ctx, conn, req, name, UpdatePath::Approval)?,
         ("PUT", [name, _]) => update(ctx, conn, req, name, UpdatePath::Status)?,
+        ("PATCH", [name]) => super::patch::patch(ctx, conn, req, name, UpdatePath::Main)?,
+        ("PATCH", [name, "approval"]) => {
+            super::patch::patch(ctx, conn, req, name, UpdatePath::Approval)?;
+        }
+        ("PATCH", [name, _]) => super::patch::patch(ctx, conn, req, name, UpdatePath::Status)?,
+        ("DELETE", []) => super::collection::delete_collection(ctx, conn, req)?,
         (_, [name]) => delete(ctx, conn, req, name)?,
         _ => not_found_plain(conn, ctx.keep)?,
     }
@@ -488,11 +506,11 @@ fn resources_doc(version: &str) -> Json {
                 "singularName": "certificatesigningrequest",
                 "namespaced": false,
                 "kind": KIND_CSR,
-                "verbs": ["create", "delete", "get", "list", "update", "watch"],
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
                 "shortNames": ["csr"],
             },
-            {"name": format!("{RESOURCE}/approval"), "singularName": "", "namespaced": false, "kind": KIND_CSR, "verbs": ["get", "update"]},
-            {"name": format!("{RESOURCE}/status"), "singularName": "", "namespaced": false, "kind": KIND_CSR, "verbs": ["get", "update"]},
+            {"name": format!("{RESOURCE}/approval"), "singularName": "", "namespaced": false, "kind": KIND_CSR, "verbs": ["get", "patch", "update"]},
+            {"name": format!("{RESOURCE}/status"), "singularName": "", "namespaced": false, "kind": KIND_CSR, "verbs": ["get", "patch", "update"]},
         ],
     })
 }
@@ -745,13 +763,13 @@ fn labels_match(o: &CertificateSigningRequest, sel: &[LabelReq]) -> bool {
 }
 
 /// The selectors of a list or watch request.
-struct Selectors {
+pub(super) struct Selectors {
     fields: Vec<(String, bool, String)>,
     labels: Vec<LabelReq>,
 }
 
 impl Selectors {
-    fn parse(req: &Request) -> Result<Selectors, Box<Status>> {
+    pub(super) fn parse(req: &Request) -> Result<Selectors, Box<Status>> {
         Ok(Selectors {
             fields: parse_field_selector(req.param("fieldSelector").unwrap_or(""))
                 .map_err(bad_request)?,
@@ -768,7 +786,7 @@ impl Selectors {
     /// at most one object, which is looked up instead of scanning every CSR, as kube-apiserver
     /// answers such a selector from one key: a client waiting for its CSR lists by name, and
     /// that list must not slow down as CSRs pile up.
-    fn select(
+    pub(super) fn select(
         &self,
         objects: &std::collections::BTreeMap<String, Stored>,
         start: &str,
@@ -803,7 +821,7 @@ fn parse_rv(req: &Request) -> Result<Option<u64>, Box<Status>> {
 
 /// Authorizes `verb` on the CSR `name` as the apiserver would (first without the object, which
 /// gives 403 whether or not it exists), looks it up (404), and authorizes again with the object.
-fn authorized_object(
+pub(super) fn authorized_object(
     ctx: &Ctx<'_>,
     verb: Verb,
     subresource: Option<&str>,
@@ -1005,7 +1023,7 @@ fn generate_name(prefix: &str) -> String {
 }
 
 fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
-    let mut action = Action {
+    let action = Action {
         verb: Verb::Create,
         subresource: None,
         name: None,
@@ -1018,9 +1036,29 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
         Ok(d) => d,
         Err(st) => return send_status(conn, &st, ctx.keep),
     };
-    let mut obj = match decode_body(ctx, req) {
+    let obj = match decode_body(ctx, req) {
         Ok(o) => o,
         Err(st) => return send_status(conn, &st, ctx.keep),
+    };
+    match create_object(ctx, obj, dry_run) {
+        Ok(stored) => send_json(conn, 201, &ctx.render(&stored), ctx.keep),
+        Err(st) => send_status(conn, &st, ctx.keep),
+    }
+}
+
+/// Stores a new CSR decoded from a create (or a server-side apply of an absent one): the
+/// server-set fields, validation, the authorizer's check of the object, name collision; with
+/// `dry_run` all of that and nothing stored. The caller has authorized `create` already.
+pub(super) fn create_object(
+    ctx: &Ctx<'_>,
+    mut obj: CertificateSigningRequest,
+    dry_run: bool,
+) -> Result<Arc<CertificateSigningRequest>, Box<Status>> {
+    let mut action = Action {
+        verb: Verb::Create,
+        subresource: None,
+        name: None,
+        object: None,
     };
     let shared = ctx.shared;
     let prefix = obj
@@ -1059,12 +1097,12 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     let name = obj.metadata.name.clone().unwrap_or_default();
     let parsed = match parsed {
         Some(p) if errs.is_empty() => Arc::new(p),
-        _ => return send_status(conn, &validation::invalid_status(&name, &errs), ctx.keep),
+        _ => return Err(Box::new(validation::invalid_status(&name, &errs))),
     };
     action.name = Some(&name);
     action.object = Some(&obj);
     if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+        return Err(Box::new(forbidden(&ctx.user, &action)));
     }
     let stored = {
         let mut st = shared.state.lock();
@@ -1072,7 +1110,7 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
             match &prefix {
                 None => {
                     drop(st);
-                    return send_status(conn, &already_exists(&name), ctx.keep);
+                    return Err(Box::new(already_exists(&name)));
                 }
                 Some(p) => {
                     // A generated name collided: draw again (the apiserver returns a retryable
@@ -1097,7 +1135,7 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
             stored.metadata.name.clone().unwrap_or_default(),
         ));
     }
-    send_json(conn, 201, &ctx.render(&stored), ctx.keep)
+    Ok(stored)
 }
 
 fn update(
@@ -1129,10 +1167,32 @@ fn update(
         ));
         return send_status(conn, &st, ctx.keep);
     }
+    match replace_object(ctx, name, path, dry_run, |_| Ok(body)) {
+        None => send_status(conn, &not_found(name), ctx.keep),
+        Some(Err(st)) => send_status(conn, &st, ctx.keep),
+        Some(Ok(obj)) => send_json(conn, 200, &ctx.render(&obj), ctx.keep),
+    }
+}
+
+/// The write of an update, shared by PUT and PATCH: under the state lock, `new_object` gives the
+/// object sent (a PUT's body, or a patch applied to the live object it is given); then the
+/// `resourceVersion` check (409), the copy of what the path may change (labels and
+/// annotations; conditions; and the certificate on `/status`), and update validation. With
+/// `dry_run` nothing is stored. `None` when there is no such CSR.
+pub(super) fn replace_object(
+    ctx: &Ctx<'_>,
+    name: &str,
+    path: UpdatePath,
+    dry_run: bool,
+    new_object: impl FnOnce(
+        &CertificateSigningRequest,
+    ) -> Result<CertificateSigningRequest, Box<Status>>,
+) -> Option<Result<Arc<CertificateSigningRequest>, Box<Status>>> {
     let now = ctx.shared.clock.now();
     let v1beta1 = ctx.version == ApiVersion::V1beta1;
-    let outcome = ctx.shared.modify_or_dry_run(name, dry_run, |o| {
+    let outcome = modify_unless_unchanged(ctx.shared, name, dry_run, |o| {
         let old = o.clone();
+        let body = new_object(&old)?;
         if let Some(rv) = body
             .metadata
             .resource_version
@@ -1182,16 +1242,42 @@ fn update(
         }
         Ok(())
     });
-    match outcome {
-        None => send_status(conn, &not_found(name), ctx.keep),
-        Some(Err(st)) => send_status(conn, &st, ctx.keep),
-        Some(Ok(obj)) => {
-            if !dry_run && path == UpdatePath::Approval && has_condition(&obj, CONDITION_APPROVED) {
-                let _ = ctx.shared.work.send(Work::Approved(name.to_owned()));
-            }
-            send_json(conn, 200, &ctx.render(&obj), ctx.keep)
-        }
+    if let Some(Ok(obj)) = &outcome
+        && !dry_run
+        && path == UpdatePath::Approval
+        && has_condition(obj, CONDITION_APPROVED)
+    {
+        let _ = ctx.shared.work.send(Work::Approved(name.to_owned()));
     }
+    outcome
+}
+
+/// [`Shared::modify_or_dry_run`], except that a change that leaves the object as it was writes
+/// nothing: the stored object comes back with its resourceVersion and no event is sent, as
+/// etcd3's `GuaranteedUpdate` skips a write whose bytes equal the stored ones.
+fn modify_unless_unchanged(
+    shared: &Shared,
+    name: &str,
+    dry_run: bool,
+    f: impl FnOnce(&mut CertificateSigningRequest) -> Result<(), Box<Status>>,
+) -> Option<Result<Arc<CertificateSigningRequest>, Box<Status>>> {
+    let mut st = shared.state.lock();
+    let stored = st.objects.get(name)?;
+    let (live, parsed) = (stored.object.clone(), stored.parsed.clone());
+    let mut obj = (*live).clone();
+    if let Err(e) = f(&mut obj) {
+        return Some(Err(e));
+    }
+    if obj == *live {
+        return Some(Ok(live));
+    }
+    if dry_run {
+        return Some(Ok(Arc::new(obj)));
+    }
+    let out = st.commit(EventType::Modified, obj, parsed);
+    drop(st);
+    shared.changed.notify_all();
+    Some(Ok(out))
 }
 
 /// Removes a CSR and publishes `DELETED` with its last state.
@@ -1205,7 +1291,7 @@ pub(crate) fn delete_object(shared: &Shared, name: &str) -> Option<Arc<Certifica
 /// Removes a CSR if `options`' preconditions hold (checked under the state lock, so nothing
 /// changes between check and removal); with `dry_run` checks and removes nothing. `None` when
 /// there is no such CSR.
-fn delete_checked(
+pub(super) fn delete_checked(
     shared: &Shared,
     name: &str,
     options: &WriteOptions,
@@ -1248,7 +1334,7 @@ fn delete_checked(
 /// The `DeleteOptions` of a delete: from the body when there is one (JSON as kubectl sends
 /// them, or protobuf as typed client-go clients with the protobuf content type do), else from
 /// the query, as the apiserver's delete handler.
-fn delete_options(req: &Request) -> Result<WriteOptions, Box<Status>> {
+pub(super) fn delete_options(req: &Request) -> Result<WriteOptions, Box<Status>> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(WriteOptions::from_query(req));
     }

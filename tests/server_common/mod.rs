@@ -150,12 +150,14 @@ impl Client {
         )
     }
 
-    /// `POST` or `PUT` raw bytes with a content type (e.g. Kubernetes protobuf).
+    /// `POST`, `PUT`, `PATCH` or `DELETE` raw bytes with a content type (e.g. Kubernetes protobuf).
     pub fn send_raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Resp {
         let url = format!("{}{path}", self.base);
         let r = match method {
             "POST" => self.agent.post(url),
             "PUT" => self.agent.put(url),
+            "PATCH" => self.agent.patch(url),
+            "DELETE" => self.agent.delete(url).force_send_body(),
             other => panic!("send_raw: {other}"),
         };
         Client::read(self.auth(r).header("Content-Type", content_type).send(body))
