@@ -200,7 +200,7 @@ pub(crate) fn decode_csr_json(body: &[u8]) -> Result<Decoded, DecodeError> {
     de.end().map_err(|e| DecodeError::Syntax(e.to_string()))?;
     if !value.is_object() {
         return Err(DecodeError::Syntax(format!(
-            "cannot unmarshal {} into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}",
+            "json: cannot unmarshal {} into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}",
             json_kind(&value)
         )));
     }
@@ -581,6 +581,18 @@ mod tests {
                 r#"{"x":{"y":1,"y":2},"metadata":{"managedFields":[{"fieldsV1":{"f:a":{},"f:a":{}}}]}}"#
             ),
             ["unknown field \"x\""]
+        );
+    }
+
+    /// Go 1.26's `json.Unmarshal` of `[1]` into the serializer's kind-finding struct.
+    #[test]
+    fn a_body_that_is_not_an_object_fails_as_in_go() {
+        let Err(DecodeError::Syntax(e)) = decode_csr_json(b"[1]") else {
+            panic!("decoded");
+        };
+        assert_eq!(
+            e,
+            r#"json: cannot unmarshal array into Go value of type struct { APIVersion string "json:\"apiVersion,omitempty\""; Kind string "json:\"kind,omitempty\"" }"#
         );
     }
 

@@ -297,11 +297,23 @@ struct Ctx<'a> {
     version: ApiVersion,
     /// The shape the `Accept` header asked for.
     output: Output,
+    /// The object-less check already made for this request (verb, subresource, name), so the
+    /// authorizer is asked it once.
+    checked: Option<(Verb, Option<String>, Option<String>)>,
     keep: bool,
 }
 
 impl Ctx<'_> {
     fn allowed(&self, action: &Action<'_>) -> bool {
+        if action.object.is_none()
+            && self.checked.as_ref().is_some_and(|(verb, sub, name)| {
+                *verb == action.verb
+                    && sub.as_deref() == action.subresource
+                    && name.as_deref() == action.name
+            })
+        {
+            return true;
+        }
         self.shared.authorizer.authorize(&self.user, action) == Decision::Allow
     }
 
@@ -436,6 +448,7 @@ pub(crate) fn handle(
         user,
         version: v,
         output: Output::Plain,
+        checked: None,
         keep,
     };
     resource(ctx, conn, req, rest, watch_path)
@@ -540,6 +553,11 @@ fn resource(
         send_status(conn, &forbidden(&ctx.user, &action), ctx.keep)?;
         return Ok(Next::KeepAlive);
     }
+    ctx.checked = Some((
+        action.verb,
+        action.subresource.map(str::to_owned),
+        action.name.map(str::to_owned),
+    ));
     let accept = req.header("accept");
     let route = if watch_path || (m == "GET" && rest.is_empty()) {
         Route::Stream
