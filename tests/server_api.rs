@@ -1029,7 +1029,7 @@ fn kubectl_works_against_the_server() {
     let out = kubectl(&["get", "csr", "three"]);
     assert!(out.contains("Approved,Issued"), "{out}");
     let out = kubectl(&["version", "-o", "json"]);
-    assert!(out.contains("v1.33.0"), "{out}");
+    assert!(out.contains("v1.37.2"), "{out}");
 }
 
 /// `dryRun=All` on every write (create, update, `/approval`, `/status`, delete; in the query,

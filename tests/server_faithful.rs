@@ -147,6 +147,15 @@ fn discovery_is_complete_for_client_go() {
             "{path}"
         );
     }
+    // The version whose behaviour is followed.
+    let v = send(&c, "GET", "/version", &[], b"");
+    assert_eq!(
+        (
+            v.body["gitVersion"].as_str(),
+            v.body["emulationMinor"].as_str()
+        ),
+        (Some("v1.37.2"), Some("37"))
+    );
     if let Some(kubectl) = kubectl(&server) {
         let (ok, out, err) = kubectl(&["api-resources"]);
         assert!(ok, "kubectl api-resources: {out}{err}");
@@ -309,6 +318,8 @@ fn a_pending_csr_has_an_empty_status_everywhere() {
     let mut w = c.watch("timeoutSeconds=1");
     let line = w.next_line().unwrap();
     assert!(line.contains(r#""status":{}"#), "{line}");
+    // The event's fields in the apiserver's order (`metav1.WatchEvent`: type, object).
+    assert!(line.starts_with(r#"{"type":"ADDED","object":{"#), "{line}");
 }
 
 fn good_spec(server: &CsrApiServer) -> Value {

@@ -33,8 +33,8 @@
 //!   `UpdateOptions` or `DeleteOptions` `dryRun: Unsupported value`). Delete preconditions
 //!   (`DeleteOptions.preconditions.uid` and `.resourceVersion`) that do not match answer 409
 //!   `Conflict` with the apiserver's message, and delete nothing.
-//! - Discovery (`/api`, `/apis`, the group and its versions), `/version`, `/healthz`, and
-//!   `Table` answers for `kubectl get`. No core (`""` group) resources are served, so `/api`
+//! - Discovery (`/api`, `/apis`, the group and its versions), `/version` (`v1.37.2`, the
+//!   release whose behaviour is followed), `/healthz`, and `Table` answers for `kubectl get`. No core (`""` group) resources are served, so `/api`
 //!   lists no versions (client-go's discovery, `kubectl api-resources` among its users, fails
 //!   on a listed version without resources) and `/api/v1` answers an empty `APIResourceList`
 //!   for clients that read it unasked. Aggregated discovery

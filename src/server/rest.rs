@@ -626,14 +626,20 @@ fn check_output(
     }
 }
 
+/// `/version`: the release whose API behaviour the server follows (kube-apiserver v1.37.2,
+/// emulating 1.37 and compatible down to 1.36 as its defaults are), built by this crate.
 fn version_doc() -> Json {
     json!({
         "major": "1",
-        "minor": "33",
-        "gitVersion": "v1.33.0",
+        "minor": "37",
+        "emulationMajor": "1",
+        "emulationMinor": "37",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "36",
+        "gitVersion": "v1.37.2",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
-        "buildDate": "2025-04-23T00:00:00Z",
+        "buildDate": "2026-10-27T12:01:04Z",
         "goVersion": "certrotate",
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
@@ -1691,9 +1697,13 @@ fn too_many_requests() -> Status {
 /// ([`Conn::peer_gone`](super::http::Conn::peer_gone)).
 const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// One watch event line, `{"type":…,"object":…}` in the apiserver's field order.
 fn event_line(kind: &str, object: &Json) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    line.push(b'\n');
+    let mut line = br#"{"type":"#.to_vec();
+    line.extend(serde_json::to_vec(kind).unwrap_or_default());
+    line.extend_from_slice(br#","object":"#);
+    line.extend(serde_json::to_vec(object).unwrap_or_default());
+    line.extend_from_slice(b"}\n");
     line
 }
 
