@@ -23,6 +23,12 @@ pub const GROUP_AUTHENTICATED: &str = "system:authenticated";
 pub const GROUP_BOOTSTRAPPERS: &str = "system:bootstrappers";
 /// The superuser group: the default authorizer allows it everything.
 pub const GROUP_MASTERS: &str = "system:masters";
+/// The group of a caller with no credentials at all (user [`USER_ANONYMOUS`]), as
+/// kube-apiserver's default `--anonymous-auth=true` names it. The default authorizer (and
+/// [`AllowAll`]) give it nothing.
+pub const GROUP_UNAUTHENTICATED: &str = "system:unauthenticated";
+/// The user name of a caller with no credentials at all.
+pub const USER_ANONYMOUS: &str = "system:anonymous";
 
 /// An authenticated caller (`user.Info` of the apiserver). Its fields are copied into a created
 /// CSR's `spec.username`, `spec.uid` and `spec.groups`.
@@ -295,6 +301,10 @@ impl Authorizer for DefaultAuthorizer {
         if user.in_group(GROUP_MASTERS) {
             return Decision::Allow;
         }
+        // RBAC's default roles give unauthenticated callers nothing on CSRs.
+        if user.in_group(GROUP_UNAUTHENTICATED) {
+            return Decision::Deny;
+        }
         let own = |o: &CertificateSigningRequest| o.spec.username.as_deref() == Some(&user.name);
         let allowed = match action.verb {
             Verb::Create => action.subresource.is_none(),
@@ -314,8 +324,12 @@ impl Authorizer for DefaultAuthorizer {
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {
-    fn authorize(&self, _: &UserInfo, _: &Action<'_>) -> Decision {
-        Decision::Allow
+    fn authorize(&self, user: &UserInfo, _: &Action<'_>) -> Decision {
+        if user.in_group(GROUP_UNAUTHENTICATED) {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        }
     }
 }
 

@@ -17,6 +17,8 @@ const MAX_HEADERS: usize = 100;
 pub(crate) struct Conn {
     pub stream: StreamOwned<ServerConnection, TcpStream>,
     buf: Vec<u8>,
+    /// Header lines (`Name: value`) for the next response only.
+    extra_headers: Vec<String>,
 }
 
 /// A parsed request.
@@ -74,6 +76,7 @@ impl Conn {
         Conn {
             stream,
             buf: Vec::new(),
+            extra_headers: Vec::new(),
         }
     }
 
@@ -235,6 +238,23 @@ impl Conn {
         self.stream.flush()
     }
 
+    /// Adds a header to the next response (then forgotten). A value with a line break is
+    /// dropped, so no header can be injected.
+    pub fn add_header(&mut self, name: &str, value: &str) {
+        if !value.contains(['\r', '\n']) && !name.contains(['\r', '\n', ':']) {
+            self.extra_headers.push(format!("{name}: {value}\r\n"));
+        }
+    }
+
+    /// The status line and headers of a response, with the headers added for it.
+    fn head(&mut self, code: u16, content_type: &str, keep_alive: bool) -> String {
+        let mut out = head(code, content_type, keep_alive);
+        for h in self.extra_headers.drain(..) {
+            out.push_str(&h);
+        }
+        out
+    }
+
     /// Writes a complete response with a body.
     pub fn respond(
         &mut self,
@@ -243,7 +263,7 @@ impl Conn {
         body: &[u8],
         keep_alive: bool,
     ) -> io::Result<()> {
-        let mut out = head(code, content_type, keep_alive);
+        let mut out = self.head(code, content_type, keep_alive);
         out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(body);
@@ -252,7 +272,7 @@ impl Conn {
 
     /// Starts a chunked response (a watch stream).
     pub fn start_chunked(&mut self, code: u16, content_type: &str) -> io::Result<()> {
-        let mut out = head(code, content_type, true);
+        let mut out = self.head(code, content_type, true);
         out.push_str("Transfer-Encoding: chunked\r\n\r\n");
         self.write_all(out.as_bytes())
     }

@@ -63,7 +63,44 @@
 //!   verbs the authorizer allows: what `kubectl auth can-i` (also `--list`) and `kubectl auth
 //!   whoami` ask (JSON, YAML or protobuf bodies).
 //! - Discovery (`/api`, `/apis`, the groups and their versions, with each resource's verbs),
-//!   `/version`, `/healthz`, and `Table` answers for `kubectl get`.
+//!   `/version` (`v1.37.2`, the
+//!   release whose behaviour is followed), `/healthz`, and `Table` answers for `kubectl get`. No core (`""` group) resources are served, so `/api`
+//!   lists no versions (client-go's discovery, `kubectl api-resources` among its users, fails
+//!   on a listed version without resources) and `/api/v1` answers an empty `APIResourceList`
+//!   for clients that read it unasked. Aggregated discovery
+//!   (`application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`) is not served:
+//!   client-go asks for it together with plain JSON and gets plain JSON; an `Accept` of only
+//!   it gets 406.
+//! - Unknown paths as kube-apiserver answers them: under `/api` and
+//!   `/apis/certificates.k8s.io` (an unknown resource, version, subresource, or `v1beta1` when
+//!   off) the go-restful `Status` 404 `the server could not find the requested resource` with
+//!   `details: {}`; elsewhere the mux's plain-text `404 page not found`. A known path with
+//!   another method is 405 `MethodNotAllowed` (`details: {}`).
+//! - The deprecated watch paths `…/watch/certificatesigningrequests` (as `?watch=true`) and
+//!   `…/watch/certificatesigningrequests/{name}` (a watch with the field selector
+//!   `metadata.name={name}`; a field selector pinning another name is 400 `fieldSelector
+//!   metadata.name doesn't match requested name`).
+//! - A CSR without status is sent with `"status": {}` (create answer, get, list, watch), as the
+//!   apiserver serializes its status struct.
+//! - `fieldValidation` on create, update, `/approval` and `/status` (JSON bodies; protobuf is
+//!   never strict, as upstream): unknown fields (`unknown field "spec.foo"`) and repeated ones
+//!   (`duplicate field "metadata.name"`, the last wins) are refused under `Strict` with 400
+//!   `CertificateSigningRequest in version "v1" cannot be handled as a CertificateSigningRequest:
+//!   strict decoding error: …`, sent as `Warning: 299 - "…"` headers under `Warn` (the default)
+//!   and dropped under `Ignore`; another value is 422 on `CreateOptions`/`UpdateOptions` (with a
+//!   bad `dryRun`, both in one 422). A JSON `null` is Go's zero value, so `usages: null` is the
+//!   422 of a missing field. `[]byte` fields are decoded with Go's base64 rules (`illegal base64
+//!   data at input byte N`, 400).
+//! - Validation messages in the wording of Kubernetes 1.37 (`field.Error` values printed as
+//!   their JSON, `spec.usages: Required value`, `PEM block type must be CERTIFICATE REQUEST` for
+//!   anything that is not a CSR PEM block, Go's signature errors such as
+//!   `x509: ECDSA verification failure`).
+//! - `Accept` negotiation in the apiserver's two stages (see `negotiate.rs`): the route
+//!   accepts `*/*` or an exact media type it produces (only `application/json` here, and
+//!   `application/json;stream=watch` on list and watch routes; `application/*` is refused as
+//!   go-restful refuses it), then the handler picks the first JSON entry it can serve,
+//!   including `Table` and `PartialObjectMetadata[List]` conversions on reads. Anything else is
+//!   406 `NotAcceptable` with the upstream message of the stage that refused it.
 //!
 //! # Where PATCH and the reviews differ from kube-apiserver
 //! - Server-side apply has no `metadata.managedFields`: the applied fields are merged over the
@@ -87,6 +124,25 @@
 //!   "no opinion"). Field and label selectors in `resourceAttributes` are echoed, not checked.
 //!   A `SelfSubjectRulesReview` lists only what this server serves (a `system:masters` user
 //!   gets every CSR verb, not RBAC's `*` on every resource).
+//!
+//! # Differences from kube-apiserver that remain
+//! - Answers are JSON only. kube-apiserver also produces YAML and protobuf; an `Accept` of only
+//!   those gets 406 here (the apiserver would answer in them). Every client-go client still
+//!   works: protobuf clients send `application/vnd.kubernetes.protobuf,application/json` and
+//!   decode answers by their `Content-Type`; the 406 lists only `application/json` as available.
+//! - Request bodies in YAML are 415.
+//! - Aggregated discovery is not served (above), and there are no core resources.
+//! - A write (create, update) answers the object itself: an `Accept` that asks for it as a
+//!   `Table` or `PartialObjectMetadata` is 406 instead of converted.
+//! - A JSON value of the wrong type (`"usages": "x"`) is 400 with serde's description of the
+//!   mismatch, not Go's `json: cannot unmarshal …` text; a body that is not JSON likewise keeps
+//!   serde's parse error inside the apiserver's `couldn't get version/kind; json parse error:`
+//!   frame. Repeated objects (`"spec": {…}, "spec": {…}`) are replaced by the last, where Go
+//!   merges them.
+//! - A DER request that does not parse keeps this crate's error text (Go's names its own ASN.1
+//!   parser's steps); `updates may not modify a condition` omits the diff Go appends.
+//! - An unknown resource is 404 for every caller; kube-apiserver authorizes first, so a caller
+//!   without rights to it gets 403.
 //!
 //! # Who may do what
 //! Approval is by [`ApprovalPolicy`]. The default, [`ApprovalPolicy::NodeClient`], approves what
@@ -137,10 +193,12 @@
 
 mod auth;
 mod collection;
+mod decode;
 mod faults;
 mod http;
 mod kubeconfig;
 mod listener;
+mod negotiate;
 mod openapi;
 mod patch;
 mod protobuf;
@@ -163,7 +221,8 @@ use rustls::server::danger::ClientCertVerifier;
 
 pub use auth::{
     Action, AllowAll, Authorizer, Decision, DefaultAuthorizer, GROUP_AUTHENTICATED,
-    GROUP_BOOTSTRAPPERS, GROUP_MASTERS, Identity, UserInfo, Verb,
+    GROUP_BOOTSTRAPPERS, GROUP_MASTERS, GROUP_UNAUTHENTICATED, Identity, USER_ANONYMOUS, UserInfo,
+    Verb,
 };
 pub use faults::{Call, Fault, FaultCounts, SignerFault};
 pub use signer::{

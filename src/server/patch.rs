@@ -426,7 +426,8 @@ fn create_by_apply(
     let mut doc = json!({});
     apply(&mut doc, applied, "");
     let obj = decode_patched(doc, name, version)?;
-    create_object(ctx, obj, dry_run)
+    let request_given = !obj.spec.request.is_empty();
+    create_object(ctx, obj, request_given, dry_run)
 }
 
 /// The checks of the field manager's `Apply` on the applied configuration: its

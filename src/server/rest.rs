@@ -2,9 +2,11 @@
 //! operations (create, get, list, watch, update, `/approval`, `/status`, delete), with the
 //! apiserver's `Status` errors.
 //!
-//! Paths outside what is served (including `v1beta1` when it is off) get the plain-text
-//! `404 page not found` of kube-apiserver's mux, not a `Status`: client-go tells the two apart
-//! (a `Status` 404 is "the object is missing", a bare one "the server lacks the API").
+//! A path under `/api/` or `/apis/certificates.k8s.io/` that names nothing served (an unknown
+//! resource, version — `v1beta1` when it is off — or subresource) gets the `Status` 404 that
+//! kube-apiserver's go-restful container writes for paths under a registered web service
+//! (`the server could not find the requested resource`, `details: {}`); any other unknown
+//! path gets the plain-text `404 page not found` of its non-go-restful mux.
 
 use std::io;
 use std::sync::Arc;
@@ -15,9 +17,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
-use super::auth::{Action, Decision, UserInfo, Verb};
+use super::auth::{Action, Decision, GROUP_UNAUTHENTICATED, USER_ANONYMOUS, UserInfo, Verb};
+use super::decode::{self, FIELD_VALIDATION_VALUES, FieldValidation};
 use super::faults::{Call, Fault};
 use super::http::{Conn, Request};
+use super::negotiate::{self, Output, Route};
 use super::signer::{self, Work, has_condition};
 use super::state::{EventType, Stored};
 use super::validation::{self, GROUP, RESOURCE, UpdatePath};
@@ -61,6 +65,26 @@ fn not_found_plain(conn: &mut Conn, keep: bool) -> io::Result<()> {
         b"404 page not found\n",
         keep,
     )
+}
+
+/// The answer for an unknown path: a `Status` 404 under the paths kube-apiserver's go-restful
+/// web services claim (`/api`, `/apis/certificates.k8s.io`), else the mux's plain 404.
+fn not_found_path(conn: &mut Conn, segs: &[&str], keep: bool) -> io::Result<()> {
+    match segs {
+        ["api", ..] | ["apis", GROUP, ..] => send_status(conn, &path_not_found(), keep),
+        _ => not_found_plain(conn, keep),
+    }
+}
+
+/// `NewGenericServerResponse(404)` as the apiserver's `serviceErrorHandler` writes it.
+fn path_not_found() -> Status {
+    let mut st = Status::failure(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    );
+    st.details = Some(StatusDetails::default());
+    st
 }
 
 fn details(name: Option<&str>) -> StatusDetails {
@@ -140,34 +164,74 @@ impl WriteOptions {
     }
 
     /// `ValidateDryRun`: every value must be `All`, else 422 `Invalid` on the options kind
-    /// (`CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: …`). Returns whether
-    /// the request is a dry run.
+    /// (`DeleteOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ["x"]: …`).
+    /// Returns whether the request is a dry run.
     pub(super) fn dry_run(&self, kind: &str) -> Result<bool, Box<Status>> {
-        if self.dry_run.iter().all(|v| v == "All") {
-            return Ok(!self.dry_run.is_empty());
-        }
-        let quoted: Vec<String> = self.dry_run.iter().map(|v| format!("{v:?}")).collect();
-        let body = format!(
-            "Unsupported value: []string{{{}}}: supported values: \"All\"",
-            quoted.join(", ")
-        );
-        let mut st = Status::failure(
-            422,
-            "Invalid",
-            format!("{kind}.meta.k8s.io \"\" is invalid: dryRun: {body}"),
-        );
-        st.details = Some(StatusDetails {
-            group: Some("meta.k8s.io".into()),
-            kind: Some(kind.into()),
-            causes: vec![StatusCause {
-                reason: Some("FieldValueNotSupported".into()),
-                message: Some(body),
-                field: Some("dryRun".into()),
-            }],
-            ..StatusDetails::default()
-        });
-        Err(Box::new(st))
+        self.validate(kind, None).map(|(dry_run, _)| dry_run)
     }
+
+    /// The options of a create or update (`ValidateCreateOptions`, `ValidateUpdateOptions`):
+    /// `dryRun` as [`dry_run`](Self::dry_run) and the `fieldValidation` query parameter, one of
+    /// `Ignore`, `Warn`, `Strict` or empty (absent or empty means `Warn`); every bad one is a
+    /// cause of the same 422. Returns the dry run and the directive.
+    fn validate_write(
+        &self,
+        req: &Request,
+        kind: &str,
+    ) -> Result<(bool, FieldValidation), Box<Status>> {
+        let fv = req.param("fieldValidation").unwrap_or("");
+        self.validate(kind, Some(fv))
+            .map(|(d, f)| (d, f.unwrap_or(FieldValidation::Warn)))
+    }
+
+    fn validate(
+        &self,
+        kind: &str,
+        field_validation: Option<&str>,
+    ) -> Result<(bool, Option<FieldValidation>), Box<Status>> {
+        let mut errs = Vec::new();
+        if !self.dry_run.iter().all(|v| v == "All") {
+            errs.push(validation::FieldError {
+                kind: validation::Kind::NotSupported,
+                field: "dryRun".into(),
+                value: validation::Value::Json(go_json(&self.dry_run)),
+                detail: "supported values: \"All\"".into(),
+            });
+        }
+        let directive = field_validation.map(|v| (v, FieldValidation::parse(Some(v))));
+        if let Some((v, None)) = directive {
+            let supported: Vec<String> = FIELD_VALIDATION_VALUES
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect();
+            errs.push(validation::FieldError {
+                kind: validation::Kind::NotSupported,
+                field: "fieldValidation".into(),
+                value: validation::Value::Str(v.to_owned()),
+                detail: format!("supported values: {}", supported.join(", ")),
+            });
+        }
+        if !errs.is_empty() {
+            return Err(Box::new(validation::invalid_status_of(
+                "meta.k8s.io",
+                kind,
+                "",
+                &errs,
+            )));
+        }
+        Ok((!self.dry_run.is_empty(), directive.and_then(|(_, d)| d)))
+    }
+}
+
+/// Go's `json.Marshal` of a list of strings (HTML characters escaped as Go escapes them).
+fn go_json(v: &[String]) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 /// A failed delete precondition: 409 `Conflict` as `rest.BeforeDelete` answers it (the
@@ -208,6 +272,53 @@ pub(super) fn forbidden(user: &UserInfo, action: &Action<'_>) -> Status {
     )
 }
 
+/// Whether the path is one of CSRs (the authorizer decides those requests).
+fn is_csr_path(segs: &[&str]) -> bool {
+    matches!(
+        segs,
+        ["apis", GROUP, _, RESOURCE, ..] | ["apis", GROUP, _, "watch", RESOURCE, ..]
+    )
+}
+
+/// The 403 RBAC's default roles give `system:anonymous` outside CSRs: for a review, the
+/// resource's message; for any other path, the non-resource one (`cannot get path "/apis"`,
+/// the verb being the lower-case method, as `responsewriters.Forbidden` words it).
+fn anonymous_forbidden(req: &Request, segs: &[&str]) -> Status {
+    if let [
+        "apis",
+        group @ ("authorization.k8s.io" | "authentication.k8s.io"),
+        _,
+        resource,
+        ..,
+    ] = segs
+    {
+        let mut st = Status::failure(
+            403,
+            "Forbidden",
+            format!(
+                "{resource}.{group} is forbidden: User {USER_ANONYMOUS:?} cannot create resource {resource:?} in API group {group:?} at the cluster scope"
+            ),
+        );
+        st.details = Some(StatusDetails {
+            group: Some((*group).to_owned()),
+            kind: Some((*resource).to_owned()),
+            ..StatusDetails::default()
+        });
+        return st;
+    }
+    let mut st = Status::failure(
+        403,
+        "Forbidden",
+        format!(
+            "forbidden: User {USER_ANONYMOUS:?} cannot {} path {:?}",
+            req.method.to_ascii_lowercase(),
+            req.path
+        ),
+    );
+    st.details = Some(StatusDetails::default());
+    st
+}
+
 /// `Too large resource version` (the apiserver's 504 with cause `ResourceVersionTooLarge`).
 fn too_large(asked: u64, current: u64) -> Status {
     let mut st = Status::failure(
@@ -236,32 +347,53 @@ pub(super) struct Ctx<'a> {
     pub(super) shared: &'a Shared,
     pub(super) user: UserInfo,
     pub(super) version: ApiVersion,
-    pub(super) table: bool,
+    /// The shape the `Accept` header asked for.
+    pub(super) output: Output,
+    /// The object-less check already made for this request (verb, subresource, name), so the
+    /// authorizer is asked it once.
+    pub(super) checked: Option<(Verb, Option<String>, Option<String>)>,
     pub(super) keep: bool,
 }
 
 impl Ctx<'_> {
     pub(super) fn allowed(&self, action: &Action<'_>) -> bool {
+        if action.object.is_none()
+            && self.checked.as_ref().is_some_and(|(verb, sub, name)| {
+                *verb == action.verb
+                    && sub.as_deref() == action.subresource
+                    && name.as_deref() == action.name
+            })
+        {
+            return true;
+        }
         self.shared.authorizer.authorize(&self.user, action) == Decision::Allow
     }
 
-    /// The object as this request's API version shows it.
+    /// The object as this request's API version shows it, with `"status": {}` while it has
+    /// no status, as the apiserver serializes a pending CSR (its status is a struct, not a
+    /// pointer).
     pub(super) fn render(&self, obj: &CertificateSigningRequest) -> CertificateSigningRequest {
         let mut o = obj.clone();
         o.api_version = Some(self.version.as_str().to_owned());
         o.kind = Some(KIND_CSR.to_owned());
+        o.status.get_or_insert_default();
         o
     }
 
+    /// One object in the shape asked for: a `Table` of one row, `PartialObjectMetadata`, or the
+    /// object.
     fn render_value(&self, obj: &CertificateSigningRequest, rv: Option<u64>) -> Json {
-        if self.table {
-            table(self.shared, std::slice::from_ref(obj), rv)
-        } else {
-            serde_json::to_value(self.render(obj)).unwrap_or(Json::Null)
+        match self.output {
+            Output::Table(v) => table(self.shared, std::slice::from_ref(obj), rv, v),
+            Output::Partial(v) | Output::PartialList(v) => partial(obj, v),
+            Output::Plain => serde_json::to_value(self.render(obj)).unwrap_or(Json::Null),
         }
     }
 }
 
+/// The caller: from the client certificate, else the bearer token, else — no credentials at
+/// all — `system:anonymous` in group `system:unauthenticated`, as kube-apiserver's default
+/// `--anonymous-auth=true` makes it. `None` (401) for credentials that do not authenticate.
 fn authenticate(
     shared: &Shared,
     req: &Request,
@@ -272,7 +404,13 @@ fn authenticate(
         Some(Err(())) => return None,
         None => {}
     }
-    let h = req.header("authorization")?;
+    let Some(h) = req.header("authorization") else {
+        return Some(UserInfo {
+            name: USER_ANONYMOUS.to_owned(),
+            uid: None,
+            groups: vec![GROUP_UNAUTHENTICATED.to_owned()],
+        });
+    };
     let (scheme, token) = h.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
@@ -292,7 +430,10 @@ pub(crate) fn handle(
     let get = req.method == "GET";
     match segs.as_slice() {
         ["version"] if get => {
-            send_json(conn, 200, &version_doc(), keep)?;
+            match negotiate::route_accepts(req.header("accept"), Route::Object) {
+                Ok(()) => send_json(conn, 200, &version_doc(), keep)?,
+                Err(st) => send_status(conn, &st, keep)?,
+            }
             return Ok(Next::KeepAlive);
         }
         ["healthz" | "livez" | "readyz"] if get => {
@@ -309,6 +450,13 @@ pub(crate) fn handle(
         )?;
         return Ok(Next::KeepAlive);
     };
+    if user.in_group(GROUP_UNAUTHENTICATED) && !is_csr_path(&segs) {
+        // The default cluster roles give unauthenticated callers `/version` and the health
+        // checks only (`system:public-info-viewer`); discovery, OpenAPI and the reviews are
+        // for `system:authenticated`.
+        send_status(conn, &anonymous_forbidden(req, &segs), keep)?;
+        return Ok(Next::KeepAlive);
+    }
     if let ["openapi", rest @ ..] = segs.as_slice()
         && get
         && super::openapi::serve(conn, req, rest, keep)?
@@ -321,9 +469,13 @@ pub(crate) fn handle(
         _ => None,
     };
     let doc = match segs.as_slice() {
+        // No core ("") group resources are served, so `/api` lists no versions: client-go's
+        // discovery then asks nothing more of it, where a listed `v1` without resources fails
+        // ("received empty response for: v1"). `/api/v1` still answers an empty list for
+        // clients that read it without asking `/api` (the Python client's dynamic discovery).
         ["api"] => Some(json!({
             "kind": "APIVersions",
-            "versions": ["v1"],
+            "versions": [],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.addr.to_string()}],
         })),
         ["api", "v1"] => {
@@ -343,54 +495,70 @@ pub(crate) fn handle(
         ["apis", GROUP, v] if version(v).is_some() => Some(resources_doc(v)),
         _ => None,
     };
+    let accept = req.header("accept");
     if let Some(doc) = doc {
-        if get {
-            send_json(conn, 200, &doc, keep)?;
-        } else {
-            send_status(conn, &method_not_allowed(), keep)?;
+        let negotiated = negotiate::route_accepts(accept, Route::Object)
+            .and_then(|()| negotiate::output(accept, false));
+        match negotiated {
+            _ if !get => send_status(conn, &method_not_allowed(), keep)?,
+            Err(st) => send_status(conn, &st, keep)?,
+            Ok(_) => send_json(conn, 200, &doc, keep)?,
         }
         return Ok(Next::KeepAlive);
     }
     if let Some(next) = super::review::route(shared, conn, req, &segs, &user)? {
         return Ok(next);
     }
-    let (v, rest) = match segs.as_slice() {
-        ["apis", GROUP, v, RESOURCE, rest @ ..] if rest.len() <= 2 => match version(v) {
-            Some(v) => (v, rest),
-            None => {
-                not_found_plain(conn, keep)?;
-                return Ok(Next::KeepAlive);
-            }
-        },
+    // `…/{resource}[/{name}[/{subresource}]]`, and the deprecated `…/watch/{resource}[/{name}]`.
+    let (v, watch_path, rest) = match segs.as_slice() {
+        ["apis", GROUP, v, RESOURCE, rest @ ..] if rest.len() <= 2 => (*v, false, rest),
+        ["apis", GROUP, v, "watch", RESOURCE, rest @ ..] if rest.len() <= 1 => (*v, true, rest),
         _ => {
-            not_found_plain(conn, keep)?;
+            not_found_path(conn, &segs, keep)?;
             return Ok(Next::KeepAlive);
         }
+    };
+    let Some(v) = version(v) else {
+        not_found_path(conn, &segs, keep)?;
+        return Ok(Next::KeepAlive);
     };
     let ctx = Ctx {
         shared,
         user,
         version: v,
-        table: req
-            .header("accept")
-            .is_some_and(|a| a.contains("as=Table") && a.contains("g=meta.k8s.io")),
+        output: Output::Plain,
+        checked: None,
         keep,
     };
-    resource(&ctx, conn, req, rest)
+    resource(ctx, conn, req, rest, watch_path)
 }
 
+/// `NewGenericServerResponse(405)` as the apiserver's `serviceErrorHandler` writes it.
 fn method_not_allowed() -> Status {
-    Status::failure(
+    let mut st = Status::failure(
         405,
         "MethodNotAllowed",
         "the server does not allow this method on the requested resource",
-    )
+    );
+    st.details = Some(StatusDetails::default());
+    st
 }
 
-fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io::Result<Next> {
-    let watch = req.param("watch").is_some_and(|w| w == "true" || w == "1");
+fn resource(
+    mut ctx: Ctx<'_>,
+    conn: &mut Conn,
+    req: &Request,
+    rest: &[&str],
+    watch_path: bool,
+) -> io::Result<Next> {
+    let watch = watch_path || req.param("watch").is_some_and(|w| w == "true" || w == "1");
     let m = req.method.as_str();
     let call = match (m, rest) {
+        ("GET", [] | [_]) if watch_path => Call::Watch,
+        (_, _) if watch_path => {
+            send_status(conn, &method_not_allowed(), ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
         ("GET", []) if watch => Call::Watch,
         ("GET", []) => Call::List,
         ("POST", []) => Call::Create,
@@ -406,10 +574,11 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
             return Ok(Next::KeepAlive);
         }
         _ => {
-            not_found_plain(conn, ctx.keep)?;
+            send_status(conn, &path_not_found(), ctx.keep)?;
             return Ok(Next::KeepAlive);
         }
     };
+    let ctx = &mut ctx;
     let mut watch_close_after = None;
     let mut watch_malformed = false;
     match ctx.shared.faults.take(call) {
@@ -446,9 +615,64 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
         Some(Fault::CloseWatchAfter(n)) => watch_close_after = Some(n),
         Some(Fault::Disconnect) => return Ok(Next::Close),
     }
+    // As the apiserver: authorization (its filter, before any handler; each handler checks
+    // again with the object), then the `Accept` of the route and of the handler.
+    let action = Action {
+        verb: match call {
+            Call::Watch => Verb::Watch,
+            Call::List => Verb::List,
+            Call::Create => Verb::Create,
+            Call::Get => Verb::Get,
+            Call::Update | Call::Approval | Call::Status => Verb::Update,
+            Call::Patch => Verb::Patch,
+            Call::DeleteCollection => Verb::DeleteCollection,
+            Call::Delete | Call::Any => Verb::Delete,
+        },
+        subresource: rest.get(1).copied(),
+        name: rest.first().copied(),
+        object: None,
+    };
+    if !ctx.allowed(&action) {
+        send_status(conn, &forbidden(&ctx.user, &action), ctx.keep)?;
+        return Ok(Next::KeepAlive);
+    }
+    ctx.checked = Some((
+        action.verb,
+        action.subresource.map(str::to_owned),
+        action.name.map(str::to_owned),
+    ));
+    let accept = req.header("accept");
+    let route = if watch_path || (m == "GET" && rest.is_empty()) {
+        Route::Stream
+    } else {
+        Route::Object
+    };
+    // Writes answer the object itself: a conversion asked of them cannot be produced.
+    let conversions = m == "GET" || m == "DELETE";
+    let output = negotiate::route_accepts(accept, route)
+        .and_then(|()| negotiate::output(accept, conversions))
+        .and_then(|o| check_output(ctx, o, call, rest));
+    match output {
+        Ok(o) => ctx.output = o,
+        Err(st) => {
+            send_status(conn, &st, ctx.keep)?;
+            return Ok(Next::KeepAlive);
+        }
+    }
+    let ctx = &*ctx;
     match (m, rest) {
+        ("GET", [] | [_]) if watch_path => {
+            return watch_stream(
+                ctx,
+                conn,
+                req,
+                rest.first().copied(),
+                watch_close_after,
+                watch_malformed,
+            );
+        }
         ("GET", []) if watch => {
-            return watch_stream(ctx, conn, req, watch_close_after, watch_malformed);
+            return watch_stream(ctx, conn, req, None, watch_close_after, watch_malformed);
         }
         ("GET", []) => list(ctx, conn, req)?,
         ("POST", []) => create(ctx, conn, req)?,
@@ -464,19 +688,47 @@ fn resource(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, rest: &[&str]) -> io:
         ("PATCH", [name, _]) => super::patch::patch(ctx, conn, req, name, UpdatePath::Status)?,
         ("DELETE", []) => super::collection::delete_collection(ctx, conn, req)?,
         (_, [name]) => delete(ctx, conn, req, name)?,
-        _ => not_found_plain(conn, ctx.keep)?,
+        _ => send_status(conn, &path_not_found(), ctx.keep)?,
     }
     Ok(Next::KeepAlive)
 }
 
+/// Whether the negotiated shape fits what the call answers, as the apiserver's
+/// `asPartialObjectMetadata[List]` checks it (406 otherwise).
+fn check_output(
+    ctx: &Ctx<'_>,
+    output: Output,
+    call: Call,
+    rest: &[&str],
+) -> Result<Output, Box<Status>> {
+    let list = call == Call::List;
+    let single = matches!(call, Call::Get) || (call == Call::Watch && !rest.is_empty());
+    let version = ctx.version.as_str().rsplit('/').next().unwrap_or("v1");
+    match output {
+        Output::Partial(_) if list => Err(negotiate::not_acceptable(format!(
+            "you requested PartialObjectMetadata, but the requested object is a list (*{version}.{KIND_CSR}List)"
+        ))),
+        Output::PartialList(_) if single => Err(negotiate::not_acceptable(format!(
+            "you requested PartialObjectMetadataList, but the requested object is not a list (*{version}.{KIND_CSR})"
+        ))),
+        o => Ok(o),
+    }
+}
+
+/// `/version`: the release whose API behaviour the server follows (kube-apiserver v1.37.2,
+/// emulating 1.37 and compatible down to 1.36 as its defaults are), built by this crate.
 fn version_doc() -> Json {
     json!({
         "major": "1",
-        "minor": "33",
-        "gitVersion": "v1.33.0",
+        "minor": "37",
+        "emulationMajor": "1",
+        "emulationMinor": "37",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "36",
+        "gitVersion": "v1.37.2",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
-        "buildDate": "2025-04-23T00:00:00Z",
+        "buildDate": "2026-10-27T12:01:04Z",
         "goVersion": "certrotate",
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
@@ -515,9 +767,23 @@ fn resources_doc(version: &str) -> Json {
     })
 }
 
-/// A `meta.k8s.io/v1` `Table` of CSRs with kubectl's columns (NAME, AGE, SIGNERNAME, REQUESTOR,
-/// REQUESTEDDURATION, CONDITION).
-fn table(shared: &Shared, items: &[CertificateSigningRequest], rv: Option<u64>) -> Json {
+/// `PartialObjectMetadata` (`meta.k8s.io/{version}`) of a CSR: its metadata only.
+fn partial(o: &CertificateSigningRequest, version: &str) -> Json {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": o.metadata,
+    })
+}
+
+/// A `meta.k8s.io/{version}` `Table` of CSRs with kubectl's columns (NAME, AGE, SIGNERNAME,
+/// REQUESTOR, REQUESTEDDURATION, CONDITION).
+fn table(
+    shared: &Shared,
+    items: &[CertificateSigningRequest],
+    rv: Option<u64>,
+    version: &str,
+) -> Json {
     let now = shared.clock.now();
     let rows: Vec<Json> = items
         .iter()
@@ -557,11 +823,7 @@ fn table(shared: &Shared, items: &[CertificateSigningRequest], rv: Option<u64>) 
                     requested,
                     condition,
                 ],
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o.metadata,
-                },
+                "object": partial(o, version),
             })
         })
         .collect();
@@ -570,7 +832,7 @@ fn table(shared: &Shared, items: &[CertificateSigningRequest], rv: Option<u64>) 
     name_col["format"] = json!("name");
     json!({
         "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
+        "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": {"resourceVersion": rv.map(|r| r.to_string()).unwrap_or_default()},
         "columnDefinitions": [
             name_col,
@@ -782,6 +1044,30 @@ impl Selectors {
         field_matches(o, &self.fields) && labels_match(o, &self.labels)
     }
 
+    /// The selectors of a request for the object `name` (`ListOptions` of a named watch): no
+    /// field selector becomes `metadata.name={name}`; one must require exactly that name.
+    fn for_name(mut self, name: Option<&str>) -> Result<Selectors, Box<Status>> {
+        let Some(name) = name else {
+            return Ok(self);
+        };
+        if self.fields.is_empty() {
+            self.fields
+                .push(("metadata.name".to_owned(), true, name.to_owned()));
+            return Ok(self);
+        }
+        let pinned = self
+            .fields
+            .iter()
+            .find(|(f, eq, _)| *eq && f == "metadata.name")
+            .map(|(_, _, v)| v.as_str());
+        if pinned != Some(name) {
+            return Err(bad_request(
+                "fieldSelector metadata.name doesn't match requested name".to_owned(),
+            ));
+        }
+        Ok(self)
+    }
+
     /// The stored objects from `start` on (by name) that match. A `metadata.name=` term names
     /// at most one object, which is looked up instead of scanning every CSR, as kube-apiserver
     /// answers such a selector from one key: a client waiting for its CSR lists by name, and
@@ -928,13 +1214,26 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
         cont = Some(URL_SAFE_NO_PAD.encode(json!({"rv": current, "start": next}).to_string()));
         items.truncate(limit);
     }
-    if ctx.table {
+    if let Output::Table(v) = ctx.output {
         let objs: Vec<CertificateSigningRequest> = items.iter().map(|o| (**o).clone()).collect();
-        let mut t = table(ctx.shared, &objs, Some(current));
+        let mut t = table(ctx.shared, &objs, Some(current), v);
         if let Some(c) = cont {
             t["metadata"]["continue"] = json!(c);
         }
         return send_json(conn, 200, &t, ctx.keep);
+    }
+    if let Output::PartialList(v) = ctx.output {
+        let mut meta = json!({"resourceVersion": current.to_string()});
+        if let Some(c) = cont {
+            meta["continue"] = json!(c);
+        }
+        let l = json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": format!("meta.k8s.io/{v}"),
+            "metadata": meta,
+            "items": items.iter().map(|o| partial(o, v)).collect::<Vec<_>>(),
+        });
+        return send_json(conn, 200, &l, ctx.keep);
     }
     let list = CsrList {
         api_version: Some(ctx.version.as_str().to_owned()),
@@ -954,9 +1253,16 @@ fn decode_continue(token: &str) -> Option<String> {
     v.get("start")?.as_str().map(str::to_owned)
 }
 
-/// Decodes a request body: JSON (the default), or Kubernetes protobuf as typed client-go
-/// clients send it; any other content type is 415.
-fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest, Box<Status>> {
+/// The format of a write's body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Protobuf,
+}
+
+/// The body format from `Content-Type`: JSON (also when absent), or Kubernetes protobuf as typed
+/// client-go clients send it; any other is 415.
+fn body_format(req: &Request) -> Result<Format, Box<Status>> {
     let content_type = req
         .header("content-type")
         .map(|c| {
@@ -967,34 +1273,113 @@ fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    let unrecognized = |e: String| {
-        bad_request(format!(
-            "the object provided is unrecognized (must be of type {KIND_CSR}): {e}"
-        ))
+    match content_type.as_str() {
+        "" | "application/json" => Ok(Format::Json),
+        super::protobuf::CONTENT_TYPE => Ok(Format::Protobuf),
+        // `NewUnsupportedMediaTypeError` (`negotiation/errors.go`), naming the types accepted
+        // here.
+        _ => Err(Box::new(Status::failure(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf",
+        ))),
+    }
+}
+
+/// apimachinery's `summarizeData(body, 30)` for decode errors.
+fn summarize(body: &[u8]) -> String {
+    const MAX: usize = 30;
+    let head = &body[..body.len().min(MAX)];
+    let more = if body.len() > MAX { " ..." } else { "" };
+    match body.first() {
+        None => "<empty>".to_owned(),
+        Some(b'{') => format!("{}{more}", String::from_utf8_lossy(head)),
+        Some(_) => {
+            let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{hex}{more}")
+        }
+    }
+}
+
+/// A decoded create or update body.
+struct Body {
+    obj: CertificateSigningRequest,
+    /// Whether `spec.request` was given: Go's nil and empty slices print differently.
+    request_given: bool,
+}
+
+/// Decodes a write's body as the apiserver's create and update handlers do: JSON through
+/// [`decode`] (nulls as Go zero values, Go's base64, strict errors handled by `directive`:
+/// 400 under `Strict`, `Warning` headers on `conn`'s answer under `Warn`), or protobuf (never
+/// strict, as upstream). A body that does not decode is 400 `BadRequest` with the apiserver's
+/// wording (`… cannot be handled as a CertificateSigningRequest: …`).
+fn decode_body(
+    ctx: &Ctx<'_>,
+    conn: &mut Conn,
+    req: &Request,
+    format: Format,
+    directive: FieldValidation,
+) -> Result<Body, Box<Status>> {
+    let obj = match format {
+        Format::Protobuf => {
+            let obj = super::protobuf::decode_csr(&req.body).map_err(|e| {
+                bad_request(format!(
+                    "the object provided is unrecognized (must be of type {KIND_CSR}): {e}"
+                ))
+            })?;
+            let request_given = !obj.spec.request.is_empty();
+            Body { obj, request_given }
+        }
+        Format::Json => {
+            let d = decode::decode_csr_json(&req.body).map_err(|e| match e {
+                decode::DecodeError::Syntax(e) => bad_request(format!(
+                    "the object provided is unrecognized (must be of type {KIND_CSR}): couldn't get version/kind; json parse error: {e} ({})",
+                    summarize(&req.body)
+                )),
+                decode::DecodeError::Value(e) => handled_as(ctx, None, &e),
+            })?;
+            let handled = |e: &str| handled_as(ctx, Some(&d.value), e);
+            let obj: CertificateSigningRequest =
+                serde_json::from_value(d.value.clone()).map_err(|e| handled(&e.to_string()))?;
+            if !d.strict.is_empty() {
+                match directive {
+                    FieldValidation::Strict => {
+                        return Err(handled(&format!(
+                            "strict decoding error: {}",
+                            d.strict.join(", ")
+                        )));
+                    }
+                    FieldValidation::Warn => {
+                        for h in decode::warning_headers(&d.strict) {
+                            conn.add_header("Warning", &h);
+                        }
+                    }
+                    FieldValidation::Ignore => {}
+                }
+            }
+            Body {
+                obj,
+                request_given: d.request_present,
+            }
+        }
     };
-    let obj: CertificateSigningRequest = match content_type.as_str() {
-        "" | "application/json" => {
-            serde_json::from_slice(&req.body).map_err(|e| unrecognized(e.to_string()))?
-        }
-        super::protobuf::CONTENT_TYPE => {
-            super::protobuf::decode_csr(&req.body).map_err(unrecognized)?
-        }
-        other => {
-            return Err(Box::new(Status::failure(
-                415,
-                "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {other:?})"
-                ),
-            )));
-        }
-    };
-    if let Some(k) = obj.kind.as_deref().filter(|k| *k != KIND_CSR) {
-        return Err(bad_request(format!(
-            "the object provided is unrecognized (must be of type {KIND_CSR}): kind {k:?}"
-        )));
+    if let Some(k) = obj.obj.kind.as_deref().filter(|k| *k != KIND_CSR) {
+        let version = ctx.version.as_str();
+        let same_group = obj.obj.api_version.as_deref().is_none_or(|v| v == version);
+        return Err(bad_request(if same_group {
+            // The create handler's `transformDecodeError` around the scheme's
+            // `notRegisteredErr` (the scheme's name is where it was made, as kube-apiserver
+            // 1.37.2 prints it).
+            let short = version.rsplit('/').next().unwrap_or(version);
+            format!(
+                "{k} in version {short:?} cannot be handled as a {KIND_CSR}: no kind {k:?} is registered for version {version:?} in scheme \"pkg/runtime/scheme.go:111\""
+            )
+        } else {
+            format!("the object provided is unrecognized (must be of type {KIND_CSR}): kind {k:?}")
+        }));
     }
     if let Some(v) = obj
+        .obj
         .api_version
         .as_deref()
         .filter(|v| *v != ctx.version.as_str())
@@ -1005,6 +1390,24 @@ fn decode_body(ctx: &Ctx<'_>, req: &Request) -> Result<CertificateSigningRequest
         )));
     }
     Ok(obj)
+}
+
+/// `transformDecodeError` with a known kind: `{Kind} in version "{v}" cannot be handled as a
+/// CertificateSigningRequest: {error}`, the kind and version from the body when it has them,
+/// else from the path.
+fn handled_as(ctx: &Ctx<'_>, value: Option<&Json>, error: &str) -> Box<Status> {
+    let field = |k: &str| {
+        value
+            .and_then(|v| v.get(k))
+            .and_then(Json::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let kind = field("kind").unwrap_or(KIND_CSR);
+    let api_version = field("apiVersion").unwrap_or(ctx.version.as_str());
+    let version = api_version.rsplit('/').next().unwrap_or(api_version);
+    bad_request(format!(
+        "{kind} in version {version:?} cannot be handled as a {KIND_CSR}: {error}"
+    ))
 }
 
 /// apimachinery's `SimpleNameGenerator`: the prefix (cut to 58 bytes) and five random characters.
@@ -1032,15 +1435,16 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
-    let dry_run = match WriteOptions::from_query(req).dry_run("CreateOptions") {
+    let decoded = body_format(req).and_then(|format| {
+        let (dry_run, directive) =
+            WriteOptions::from_query(req).validate_write(req, "CreateOptions")?;
+        Ok((dry_run, decode_body(ctx, conn, req, format, directive)?))
+    });
+    let (dry_run, Body { obj, request_given }) = match decoded {
         Ok(d) => d,
         Err(st) => return send_status(conn, &st, ctx.keep),
     };
-    let obj = match decode_body(ctx, req) {
-        Ok(o) => o,
-        Err(st) => return send_status(conn, &st, ctx.keep),
-    };
-    match create_object(ctx, obj, dry_run) {
+    match create_object(ctx, obj, request_given, dry_run) {
         Ok(stored) => send_json(conn, 201, &ctx.render(&stored), ctx.keep),
         Err(st) => send_status(conn, &st, ctx.keep),
     }
@@ -1048,10 +1452,13 @@ fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
 
 /// Stores a new CSR decoded from a create (or a server-side apply of an absent one): the
 /// server-set fields, validation, the authorizer's check of the object, name collision; with
-/// `dry_run` all of that and nothing stored. The caller has authorized `create` already.
+/// `dry_run` all of that and nothing stored. `request_given` tells a body without
+/// `spec.request` from one with an empty one (validation prints `null` or `""`). The caller
+/// has authorized `create` already.
 pub(super) fn create_object(
     ctx: &Ctx<'_>,
     mut obj: CertificateSigningRequest,
+    request_given: bool,
     dry_run: bool,
 ) -> Result<Arc<CertificateSigningRequest>, Box<Status>> {
     let mut action = Action {
@@ -1093,7 +1500,7 @@ pub(super) fn create_object(
             obj.spec.signer_name = Some(inferred.to_owned());
         }
     }
-    let (errs, parsed) = validation::validate_create(&obj, v1beta1);
+    let (errs, parsed) = validation::validate_create(&obj, v1beta1, request_given);
     let name = obj.metadata.name.clone().unwrap_or_default();
     let parsed = match parsed {
         Some(p) if errs.is_empty() => Arc::new(p),
@@ -1153,12 +1560,13 @@ fn update(
     if let Err(st) = authorized_object(ctx, Verb::Update, sub, name) {
         return send_status(conn, &st, ctx.keep);
     }
-    let dry_run = match WriteOptions::from_query(req).dry_run("UpdateOptions") {
+    let decoded = body_format(req).and_then(|format| {
+        let (dry_run, directive) =
+            WriteOptions::from_query(req).validate_write(req, "UpdateOptions")?;
+        Ok((dry_run, decode_body(ctx, conn, req, format, directive)?.obj))
+    });
+    let (dry_run, body) = match decoded {
         Ok(d) => d,
-        Err(st) => return send_status(conn, &st, ctx.keep),
-    };
-    let body = match decode_body(ctx, req) {
-        Ok(o) => o,
         Err(st) => return send_status(conn, &st, ctx.keep),
     };
     if let Some(n) = body.metadata.name.as_deref().filter(|n| *n != name) {
@@ -1453,9 +1861,13 @@ fn too_many_requests() -> Status {
 /// ([`Conn::peer_gone`](super::http::Conn::peer_gone)).
 const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// One watch event line, `{"type":…,"object":…}` in the apiserver's field order.
 fn event_line(kind: &str, object: &Json) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    line.push(b'\n');
+    let mut line = br#"{"type":"#.to_vec();
+    line.extend(serde_json::to_vec(kind).unwrap_or_default());
+    line.extend_from_slice(br#","object":"#);
+    line.extend(serde_json::to_vec(object).unwrap_or_default());
+    line.extend_from_slice(b"}\n");
     line
 }
 
@@ -1468,11 +1880,15 @@ fn bookmark_object(ctx: &Ctx<'_>, rv: u64, initial_end: bool) -> Json {
 }
 
 /// A watch: headers, the initial events, then change events (and bookmarks) until the timeout,
-/// a fault, a too-old resume point, or shutdown. Each event is one chunk, flushed.
+/// a fault, a too-old resume point, or shutdown. Each event is one chunk, flushed. `name` is
+/// the object of the deprecated `…/watch/{resource}/{name}` path, watched as the apiserver does:
+/// with the field selector `metadata.name={name}`, and 400 for a field selector that does not
+/// pin that name.
 fn watch_stream(
     ctx: &Ctx<'_>,
     conn: &mut Conn,
     req: &Request,
+    name: Option<&str>,
     close_after: Option<usize>,
     malformed: bool,
 ) -> io::Result<Next> {
@@ -1480,7 +1896,7 @@ fn watch_stream(
     let action = Action {
         verb: Verb::Watch,
         subresource: None,
-        name: None,
+        name,
         object: None,
     };
     if !ctx.allowed(&action) {
@@ -1491,7 +1907,7 @@ fn watch_stream(
         send_status(conn, &too_many_requests(), ctx.keep)?;
         return Ok(Next::KeepAlive);
     };
-    let sel = match Selectors::parse(req) {
+    let sel = match Selectors::parse(req).and_then(|s| s.for_name(name)) {
         Ok(s) => s,
         Err(st) => {
             send_status(conn, &st, ctx.keep)?;

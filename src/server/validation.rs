@@ -57,14 +57,17 @@ impl Kind {
     }
 }
 
-/// The bad value, printed as Go's `field.Error` prints it.
+/// The bad value, printed as apimachinery's `field.Error.ErrorBody` prints it: strings quoted,
+/// numbers plain, anything else as its JSON (`json.Marshal`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Value {
     Omit,
     Str(String),
     Int(i64),
-    /// Printed with Go's `%#v` for `[]byte`.
-    Bytes(Vec<u8>),
+    /// A Go `[]byte`: its JSON, base64 in quotes, or `null` for a nil slice (`None`).
+    Bytes(Option<Vec<u8>>),
+    /// A value already printed as Go's `json.Marshal` would.
+    Json(String),
 }
 
 /// One field error (apimachinery `field.Error`).
@@ -99,16 +102,14 @@ impl FieldError {
                 Value::Int(v) => {
                     let _ = write!(s, ": {v}");
                 }
-                Value::Bytes(b) if b.is_empty() => s.push_str(": []byte(nil)"),
-                Value::Bytes(b) => {
-                    s.push_str(": []byte{");
-                    for (i, x) in b.iter().enumerate() {
-                        if i > 0 {
-                            s.push_str(", ");
-                        }
-                        let _ = write!(s, "0x{x:x}");
-                    }
-                    s.push('}');
+                Value::Bytes(None) => s.push_str(": null"),
+                Value::Bytes(Some(b)) => {
+                    use base64::Engine;
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(b);
+                    let _ = write!(s, ": \"{b64}\"");
+                }
+                Value::Json(j) => {
+                    let _ = write!(s, ": {j}");
                 }
             }
         }
@@ -147,6 +148,17 @@ fn go_quote(s: &str) -> String {
 
 /// The `422 Invalid` status of apimachinery's `NewInvalid` for a CSR named `name`.
 pub(crate) fn invalid_status(name: &str, errs: &[FieldError]) -> Status {
+    invalid_status_of(GROUP, "CertificateSigningRequest", name, errs)
+}
+
+/// apimachinery's `NewInvalid` for an object of kind `kind` in `group`: 422 `Invalid`, the
+/// message `Kind.group "name" is invalid: …`, one cause per error.
+pub(crate) fn invalid_status_of(
+    group: &str,
+    kind: &str,
+    name: &str,
+    errs: &[FieldError],
+) -> Status {
     let agg = match errs {
         [one] => one.to_string(),
         many => format!(
@@ -160,15 +172,12 @@ pub(crate) fn invalid_status(name: &str, errs: &[FieldError]) -> Status {
     let mut st = Status::failure(
         422,
         "Invalid",
-        format!(
-            "CertificateSigningRequest.{GROUP} {} is invalid: {agg}",
-            go_quote(name)
-        ),
+        format!("{kind}.{group} {} is invalid: {agg}", go_quote(name)),
     );
     st.details = Some(StatusDetails {
-        name: Some(name.to_owned()),
-        group: Some(GROUP.to_owned()),
-        kind: Some("CertificateSigningRequest".to_owned()),
+        name: Some(name.to_owned()).filter(|n| !n.is_empty()),
+        group: Some(group.to_owned()),
+        kind: Some(kind.to_owned()),
         causes: errs
             .iter()
             .map(|e| StatusCause {
@@ -182,11 +191,15 @@ pub(crate) fn invalid_status(name: &str, errs: &[FieldError]) -> Status {
     st
 }
 
-/// Create validation. Returns the errors and, when the request itself is valid, its parsed form.
-/// `allow_legacy` admits `kubernetes.io/legacy-unknown` (v1beta1 creates only).
+/// Create validation (`validateCertificateSigningRequest` in
+/// `pkg/apis/certificates/validation/validation.go`). Returns the errors and, when the request
+/// itself is valid, its parsed form. `allow_legacy` admits `kubernetes.io/legacy-unknown`
+/// (v1beta1 creates only); `request_given` tells a nil `spec.request` (printed `null`) from an
+/// empty one (`""`).
 pub(crate) fn validate_create(
     csr: &CertificateSigningRequest,
     allow_legacy: bool,
+    request_given: bool,
 ) -> (Vec<FieldError>, Option<ParsedCsr>) {
     let mut errs = Vec::new();
     let name = csr.metadata.name.as_deref().unwrap_or("");
@@ -211,8 +224,8 @@ pub(crate) fn validate_create(
             errs.push(FieldError::new(
                 Kind::Invalid,
                 "spec.request",
-                Value::Bytes(csr.spec.request.clone()),
-                csr_error_text(&e),
+                Value::Bytes(request_given.then(|| csr.spec.request.clone())),
+                csr_error_text(&csr.spec.request, &e),
             ));
             None
         }
@@ -222,7 +235,7 @@ pub(crate) fn validate_create(
             Kind::Required,
             "spec.usages",
             Value::Omit,
-            "usages must be provided",
+            "",
         ));
     }
     let mut supported: Vec<&str> = KeyUsage::ALL.iter().map(KeyUsage::as_str).collect();
@@ -280,12 +293,46 @@ pub(crate) fn validate_create(
     (errs, parsed)
 }
 
-/// The text Go's `x509`/`pem` code would give for a bad request, where ours has the same case.
-fn csr_error_text(e: &crate::Error) -> String {
-    match e {
+/// The text kube-apiserver gives for a bad request (`validateCSR`: `certificates.ParseCSR`, then
+/// Go's `CertificateRequest.CheckSignature`): no PEM block, or a first block of another type, is
+/// `PEM block type must be CERTIFICATE REQUEST`; a signature that does not verify is Go's
+/// error for the key type. DER that does not parse keeps this crate's text (Go's ASN.1 errors
+/// name its own parser's steps).
+fn csr_error_text(pem: &[u8], e: &crate::Error) -> String {
+    let m = match e {
         crate::Error::InvalidCertificate(m) => m.clone(),
         other => other.to_string(),
+    };
+    if m == "PEM block not found" || m.starts_with("cannot read PEM") {
+        return "PEM block type must be CERTIFICATE REQUEST".to_owned();
     }
+    if m.starts_with("CSR signature does not verify") {
+        return go_signature_error(pem).unwrap_or(m);
+    }
+    m
+}
+
+/// Go's `checkSignature` error for the CSR's public key type.
+fn go_signature_error(pem: &[u8]) -> Option<String> {
+    use rustls::pki_types::pem::{PemObject, SectionKind};
+    use x509_parser::prelude::{FromDer, X509CertificationRequest};
+    let (_, der) = <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem)
+        .next()?
+        .ok()?;
+    let (_, csr) = X509CertificationRequest::from_der(&der).ok()?;
+    let alg = csr
+        .certification_request_info
+        .subject_pki
+        .algorithm
+        .algorithm
+        .to_id_string();
+    let text = match alg.as_str() {
+        "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => "crypto/rsa: verification error",
+        "1.2.840.10045.2.1" => "x509: ECDSA verification failure",
+        "1.3.101.112" => "x509: Ed25519 verification failure",
+        _ => return None,
+    };
+    Some(text.to_owned())
 }
 
 /// apimachinery `path.IsValidPathSegmentName`: names become URL path segments.
@@ -344,12 +391,7 @@ fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
 pub(crate) fn validate_signer_name(field: &str, signer: &str) -> Vec<FieldError> {
     let mut el = Vec::new();
     if signer.is_empty() {
-        el.push(FieldError::new(
-            Kind::Required,
-            field,
-            Value::Omit,
-            "signerName must be provided",
-        ));
+        el.push(FieldError::new(Kind::Required, field, Value::Omit, ""));
         return el;
     }
     let segments: Vec<&str> = signer.split('/').collect();
@@ -648,10 +690,7 @@ mod tests {
     fn signer_names_follow_the_apiserver() {
         assert!(messages("example.com/my-signer").is_empty());
         assert!(messages("kubernetes.io/kubelet-serving").is_empty());
-        assert_eq!(
-            messages(""),
-            ["spec.signerName: Required value: signerName must be provided"]
-        );
+        assert_eq!(messages(""), ["spec.signerName: Required value"]);
         assert_eq!(
             messages("an-invalid-signer-name"),
             [
@@ -673,12 +712,7 @@ mod tests {
 
     #[test]
     fn invalid_status_aggregates_like_apimachinery() {
-        let a = FieldError::new(
-            Kind::Required,
-            "spec.usages",
-            Value::Omit,
-            "usages must be provided",
-        );
+        let a = FieldError::new(Kind::Required, "spec.usages", Value::Omit, "");
         let b = FieldError::new(
             Kind::Invalid,
             "spec.expirationSeconds",
@@ -689,12 +723,12 @@ mod tests {
         assert_eq!(
             one.message.as_deref(),
             Some(
-                "CertificateSigningRequest.certificates.k8s.io \"n\" is invalid: spec.usages: Required value: usages must be provided"
+                "CertificateSigningRequest.certificates.k8s.io \"n\" is invalid: spec.usages: Required value"
             )
         );
         let two = invalid_status("n", &[a, b]);
         assert!(two.message.as_deref().unwrap().ends_with(
-            "is invalid: [spec.usages: Required value: usages must be provided, spec.expirationSeconds: Invalid value: 5: too short]"
+            "is invalid: [spec.usages: Required value, spec.expirationSeconds: Invalid value: 5: too short]"
         ));
         let causes = &two.details.unwrap().causes;
         assert_eq!(causes[1].reason.as_deref(), Some("FieldValueInvalid"));
@@ -702,17 +736,24 @@ mod tests {
         assert_eq!(two.code, Some(422));
     }
 
+    /// `[]byte` values print as their JSON (apimachinery v0.37 `field.Error.ErrorBody`): the
+    /// expected lines are what apimachinery v0.37.2 prints for `field.Invalid(…, []byte("hello"),
+    /// …)`, a nil and an empty slice.
     #[test]
     fn byte_values_print_as_go_does() {
-        let e = FieldError::new(
-            Kind::Invalid,
-            "spec.request",
-            Value::Bytes(vec![0x2d, 0x0a]),
-            "bad",
+        let at = |v| FieldError::new(Kind::Invalid, "spec.request", v, "bad").to_string();
+        assert_eq!(
+            at(Value::Bytes(Some(b"hello".to_vec()))),
+            "spec.request: Invalid value: \"aGVsbG8=\": bad"
         );
-        assert_eq!(e.body(), "Invalid value: []byte{0x2d, 0xa}: bad");
-        let e = FieldError::new(Kind::Invalid, "spec.request", Value::Bytes(vec![]), "bad");
-        assert_eq!(e.body(), "Invalid value: []byte(nil): bad");
+        assert_eq!(
+            at(Value::Bytes(None)),
+            "spec.request: Invalid value: null: bad"
+        );
+        assert_eq!(
+            at(Value::Bytes(Some(Vec::new()))),
+            "spec.request: Invalid value: \"\": bad"
+        );
     }
 
     #[test]

@@ -181,7 +181,12 @@ impl Client {
 
     /// Opens a watch; `query` is appended to `?watch=true&`.
     pub fn watch(&self, query: &str) -> Watch {
-        let url = format!("{}{CSRS}?watch=true&{query}", self.base);
+        self.watch_at(&format!("{CSRS}?watch=true&{query}"))
+    }
+
+    /// Opens a watch at `path` (with its query).
+    pub fn watch_at(&self, path: &str) -> Watch {
+        let url = format!("{}{path}", self.base);
         let resp = self
             .auth(self.agent.get(url))
             .config()
