@@ -50,8 +50,8 @@ pub struct KubeApiserver {
 }
 
 impl KubeApiserver {
-    /// Builds and starts the peer with extra kube-apiserver flags. `None` when Go is missing
-    /// outside CI (see `go_peer::build`).
+    /// Builds and starts the peer with extra kube-apiserver flags. `None` outside CI when Go is
+    /// missing or the peer was never built (see `go_peer::build`).
     pub fn start(apiserver_flags: &[&str]) -> Option<KubeApiserver> {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let bin = go_peer::build("kube-apiserver-peer")?;
