@@ -543,3 +543,180 @@ fn serve_kubeconfig_works_with_kubectl_and_sigterm_stops_it() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(1), "SIGTERM took {took:?}");
 }
+
+/// One HTTP/1.1 GET; returns the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of an unlabelled sample in a text exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Starts `certrotate run` with `--metrics-addr 127.0.0.1:0`; returns it and the address it
+/// logged.
+fn run_with_metrics(cmd: &mut Command) -> (Running, String) {
+    let mut child = Running(
+        cmd.args(["--metrics-addr", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let _ = tx.send(line);
+        }
+    });
+    let addr = wait_for("the metrics address in the log", BOUND, || {
+        let line = rx.recv_timeout(BOUND).ok()?;
+        Some(line.split("on http://").nth(1)?.trim().to_owned())
+    });
+    (child, addr)
+}
+
+/// Checks a text exposition with the Prometheus project's Python parser
+/// (`prometheus_client.parser`), when it is installed; skips loudly otherwise.
+fn check_with_python_parser(text: &str) {
+    let probe = Command::new("python3")
+        .args(["-c", "import prometheus_client.parser"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED: python3 with prometheus_client is absent; the exposition was not checked by its parser"
+        );
+        return;
+    }
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.parser import text_string_to_metric_families\n\
+             for f in text_string_to_metric_families(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused the exposition: {}",
+        text_out(&out)
+    );
+    let families = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "kubelet_server_expiration_renew_errors counter",
+        "kubelet_certificate_manager_server_ttl_seconds gauge",
+        "kubelet_certificate_manager_server_rotation_seconds histogram",
+        "certrotate_hook_runs counter",
+        "certrotate_rotations counter",
+    ] {
+        assert!(families.contains(want), "{want:?} not in {families}");
+    }
+}
+
+fn text_out(out: &Output) -> String {
+    text(out)
+}
+
+/// `--metrics-addr`: `/readyz` is 503 until a valid certificate is in place and 200 after;
+/// `/metrics` parses as Prometheus text, carries the kubelet's names, and moves as rotations
+/// happen (rotations, the rotation histogram, hook runs).
+#[test]
+fn metrics_and_readiness_follow_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nobody approves: not ready.
+    let manual_dir = tmp.path().join("manual");
+    fs::create_dir_all(&manual_dir).unwrap();
+    let manual = Serve::start(&manual_dir, &["--approve", "manual"]);
+    let (_waiting, addr) = run_with_metrics(&mut run_cmd(&manual, &tmp.path().join("pki-manual")));
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    assert_eq!(http_get(&addr, "/readyz").0, 503);
+    let (_, text) = http_get(&addr, "/metrics");
+    assert_eq!(
+        sample(&text, "kubelet_certificate_manager_server_ttl_seconds"),
+        Some(f64::INFINITY),
+        "{text}"
+    );
+
+    let serve = Serve::start(
+        tmp.path(),
+        &[
+            "--max-lifetime",
+            "3",
+            "--min-lifetime",
+            "1",
+            "--backdate",
+            "0",
+        ],
+    );
+    let (_run, addr) =
+        run_with_metrics(run_cmd(&serve, &tmp.path().join("pki")).args(["--exec", "true"]));
+    wait_for("ready", BOUND, || {
+        (http_get(&addr, "/readyz").0 == 200).then_some(())
+    });
+    let first = wait_for("a first rotation counted", BOUND, || {
+        let (_, t) = http_get(&addr, "/metrics");
+        sample(&t, "certrotate_rotations_total").filter(|v| *v >= 1.0)
+    });
+    let text = wait_for("two more rotations", BOUND, || {
+        let (_, t) = http_get(&addr, "/metrics");
+        (sample(&t, "certrotate_rotations_total")? >= first + 2.0).then_some(t)
+    });
+    check_with_python_parser(&text);
+    let rotations = sample(&text, "certrotate_rotations_total").unwrap();
+    // Each rotation after the first observed how long its predecessor lived.
+    let observed = sample(
+        &text,
+        "kubelet_certificate_manager_server_rotation_seconds_count",
+    )
+    .unwrap();
+    assert!(observed >= rotations - 1.0, "{text}");
+    // One exec per new certificate; none failed.
+    assert!(
+        sample(&text, "certrotate_hook_runs_total").unwrap() >= rotations - 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "certrotate_hook_failures_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "kubelet_server_expiration_renew_errors"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(sample(&text, "certrotate_last_rotation_timestamp_seconds").unwrap() > 1.7e9);
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+}

@@ -12,6 +12,7 @@
 
 mod files;
 mod hooks;
+mod metrics;
 mod run;
 mod serve;
 mod signals;

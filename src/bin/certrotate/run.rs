@@ -1,6 +1,6 @@
 //! `certrotate run`: the rotation daemon (or, with `--once`, one pass).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +15,8 @@ use clap::{Args, ValueEnum};
 
 use crate::files::{self, CERT_MODE, KEY_MODE, Owner};
 use crate::hooks::{Hooks, Outcome, SignalSpec, Target};
+use crate::metrics;
+use crate::metrics::Metrics;
 use crate::signals::{self, Stop};
 use crate::{Failure, failed, usage};
 
@@ -100,6 +102,11 @@ pub struct RunArgs {
     /// otherwise get a new one; write the files, run the hooks, exit.
     #[arg(long)]
     once: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (the kubelet's names for
+    /// rotations, renewal errors and TTL; certrotate_* for hooks and the last rotation), and
+    /// /healthz (the process runs) and /readyz (a valid certificate is in place).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
     /// How long one CSR may wait for its certificate, in seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS")]
     wait_timeout: u64,
@@ -135,6 +142,7 @@ struct Delivery {
     ca_pem: Option<Vec<u8>>,
     owner: Option<Owner>,
     hooks: Hooks,
+    metrics: Option<Arc<Metrics>>,
     last_serial: Option<String>,
 }
 
@@ -142,6 +150,20 @@ impl Delivery {
     /// Writes the plain files (key, CA, then the chain) and runs the hooks when the certificate
     /// is new (`rotated`) or a file changed.
     fn deliver(&mut self, cert: &Certificate, rotated: bool, stop: &Stop) -> Outcome {
+        let outcome = self.deliver_inner(cert, rotated, stop);
+        if let Some(m) = &self.metrics {
+            m.delivered(cert, rotated);
+            m.hooks(
+                self.hooks.runs.load(std::sync::atomic::Ordering::Relaxed),
+                self.hooks
+                    .failures
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
+        outcome
+    }
+
+    fn deliver_inner(&mut self, cert: &Certificate, rotated: bool, stop: &Stop) -> Outcome {
         let serial = cert.serial_hex();
         if self.last_serial.as_deref() == Some(serial.as_str()) && !rotated {
             return Outcome::Ok;
@@ -257,7 +279,21 @@ pub fn main(args: RunArgs) -> Result<(), Failure> {
     if let Some(secs) = args.expiration_seconds {
         config = config.requested_lifetime(Duration::from_secs(secs));
     }
+    let metrics = args
+        .metrics_addr
+        .map(|_| Arc::new(Metrics::new(args.usages.contains(&KeyUsage::ServerAuth))));
+    if let Some(m) = &metrics {
+        let errors = m.renew_errors.clone();
+        config = config.renew_failure_counter(Arc::new(move || errors.inc()));
+        if let Some(h) = m.rotation_seconds.clone() {
+            config = config.rotation_histogram(Arc::new(move |v: f64| h.observe(v)));
+        }
+    }
     let manager = Arc::new(CertificateManager::new(config.build().map_err(usage)?).map_err(usage)?);
+    if let (Some(addr), Some(m)) = (args.metrics_addr, &metrics) {
+        metrics::serve(addr, m.clone(), manager.clone())
+            .map_err(|e| failed(format!("cannot serve metrics on {addr}: {e}")))?;
+    }
     let target = match (args.pid, &args.pid_file) {
         (Some(p), _) => Some(Target::Pid(p)),
         (None, Some(f)) => Some(Target::PidFile(f.clone())),
@@ -281,6 +317,7 @@ pub fn main(args: RunArgs) -> Result<(), Failure> {
             signal,
             ..Hooks::default()
         },
+        metrics,
         last_serial: None,
     };
     if args.once {
