@@ -720,3 +720,67 @@ fn metrics_and_readiness_follow_rotations() {
     assert!(sample(&text, "certrotate_last_rotation_timestamp_seconds").unwrap() > 1.7e9);
     assert_eq!(http_get(&addr, "/nope").0, 404);
 }
+
+/// The README's "Run it as a daemon" block, run as it is written (with the built binary first
+/// on PATH), in an empty directory.
+#[test]
+fn readme_daemon_example_runs() {
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Run it as a daemon")
+        .nth(1)
+        .expect("the README has the section");
+    // The second `sh` block of the section (the first one builds the command).
+    let block = section
+        .split("```sh\n")
+        .nth(2)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the example block");
+    let has_curl = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_curl {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "curl is required when CI is set"
+        );
+        eprintln!("SKIPPED: curl is absent; the README example did not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Running(
+        Command::new("bash")
+            .args(["-e", "-c", block])
+            .current_dir(tmp.path())
+            .env("PATH", path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let (status, _) = wait_exit(&mut child.0, BOUND);
+    let out = reader.join().unwrap();
+    assert!(status.success(), "{status:?}\n{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.starts_with("new certificate "))
+            .count()
+            >= 3,
+        "{out}"
+    );
+    assert!(out.contains("problems:         none"), "{out}");
+    assert_eq!(mode(&tmp.path().join("demo/tls.key")), 0o600);
+    assert_eq!(mode(&tmp.path().join("demo/tls.crt")), 0o644);
+}
