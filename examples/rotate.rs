@@ -74,6 +74,19 @@ struct Args {
     /// Common name to request.
     #[arg(long, default_value = "rotate-demo")]
     cn: String,
+    /// Subject organizations (O) to request (repeatable), e.g. `system:nodes`.
+    #[arg(long = "org")]
+    org: Vec<String>,
+    /// spec.usages, comma-separated, named as in the Kubernetes API. Each built-in signer takes
+    /// its own set: "digital signature,client auth" for kubernetes.io/kube-apiserver-client,
+    /// "digital signature,server auth" for kubernetes.io/kubelet-serving (nodes only). The
+    /// loopback HTTPS check needs "server auth".
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "digital signature,server auth,client auth"
+    )]
+    usages: Vec<KeyUsage>,
     /// DNS SANs to request (repeatable).
     #[arg(long = "dns", default_values_t = ["localhost".to_string()])]
     dns: Vec<String>,
@@ -114,6 +127,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
         .clone()
         .unwrap_or_else(|| temp.path().join("pki"));
     let mut template = CsrTemplate::new(&args.cn);
+    template.organizations = args.org.clone();
     template.dns_names = args.dns.clone();
     template.ip_addresses = args.ip.clone();
 
@@ -162,11 +176,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
         .name("rotate-demo")
         .template(template)
         .signer_name(signer_name)
-        .usages([
-            KeyUsage::DigitalSignature,
-            KeyUsage::ServerAuth,
-            KeyUsage::ClientAuth,
-        ])
+        .usages(args.usages.iter().copied())
         .store(Arc::new(store) as Arc<dyn Store>)
         .client_factory(
             Kubeconfig::load(&kubeconfig_path)?

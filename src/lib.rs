@@ -89,6 +89,9 @@
 //!   `testing::FakeCsrApi`, a scripted in-process CSR API.
 //! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback),
 //!   `server::CsrApiServer`.
+//! - `cli`: the `certrotate` command (`run`, `serve`, `status`; see the README, "Run it as a
+//!   daemon"). It turns on `server` and adds command-line parsing, signal handling and a
+//!   Prometheus text encoder for the binary; it adds nothing else to the library's API.
 //!
 //! Features only add; none changes default behaviour.
 //!
