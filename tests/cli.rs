@@ -784,3 +784,73 @@ fn readme_daemon_example_runs() {
     assert_eq!(mode(&tmp.path().join("demo/tls.key")), 0o600);
     assert_eq!(mode(&tmp.path().join("demo/tls.crt")), 0o644);
 }
+
+/// `run --config FILE`: a YAML file of flags does what the flags do; a flag on the command
+/// line overrides a single value of the file and adds to a list; an unknown key is refused by name (exit 2).
+#[test]
+fn run_config_file_is_equivalent_to_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(tmp.path(), &[]);
+    let pki = tmp.path().join("pki");
+    let config = tmp.path().join("run.yaml");
+    fs::write(
+        &config,
+        format!(
+            "kubeconfig: {}\nsigner-name: example.com/cli-test\ncn: from-file\norg: [team-a]\n\
+             usages: [digital signature, client auth]\ndns: [localhost]\ndir: {}\n\
+             key_file: {}\nonce: true\n",
+            serve.admin_kubeconfig().display(),
+            pki.display(),
+            tmp.path().join("out/tls.key").display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--cn", "from-flag", "--org", "team-b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(mode(&tmp.path().join("out/tls.key")), 0o600);
+    let out = Command::new(BIN)
+        .args(["status", "--json"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["certificate"]["common_name"], "from-flag");
+    assert_eq!(
+        v["certificate"]["organizations"],
+        serde_json::json!(["team-a", "team-b"])
+    );
+    assert_eq!(
+        v["certificate"]["dns_names"],
+        serde_json::json!(["localhost"])
+    );
+
+    fs::write(&config, "signer-nmae: x\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--signer-nmae"),
+        "{}",
+        text(&out)
+    );
+    fs::write(&config, "- not a mapping\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be a mapping"),
+        "{}",
+        text(&out)
+    );
+}

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod config;
 mod files;
 mod hooks;
 mod metrics;
@@ -32,7 +33,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// certificate, a server that could not start, problems found by `status`); 2 bad usage or
 /// configuration; 3 `run --once` put a valid certificate in place but a hook failed.
 #[derive(Parser, Debug)]
-#[command(name = "certrotate", version, propagate_version = true)]
+#[command(
+    name = "certrotate",
+    version,
+    propagate_version = true,
+    args_override_self = true
+)]
 struct Cli {
     /// Format of the log lines on stderr. The level comes from RUST_LOG (default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -119,7 +125,14 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv = match config::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("certrotate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::main(*args),

@@ -23,6 +23,11 @@ use crate::{Failure, failed, usage};
 /// Flags of `certrotate run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// YAML file of flags: keys are the long flag names (`signer-name: ...`, `usages: [digital
+    /// signature, client auth]`, `once: true`); flags on the command line override its single
+    /// values and add to its lists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Kubeconfig to reach the API server with. Without it and without --in-cluster: KUBECONFIG,
     /// then ~/.kube/config, as kubectl.
     #[arg(long, conflicts_with = "in_cluster")]
