@@ -19,6 +19,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -160,7 +161,13 @@ fn run(args: &Args) -> Result<bool, BoxError> {
                 groups: Vec::new(),
             })?;
             let path = temp.path().join("kubeconfig");
-            std::fs::write(&path, kubeconfig)?;
+            // It holds a client key: 0600 from creation, whatever the umask.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(kubeconfig.as_bytes())?;
             println!(
                 "embedded CSR API server at {}, issuing {}-second certificates for {DEMO_SIGNER}",
                 server.url(),
