@@ -854,3 +854,41 @@ fn run_config_file_is_equivalent_to_flags() {
         text(&out)
     );
 }
+
+/// `deploy/certrotate.yaml`, the documented config file for a client certificate from
+/// `kubernetes.io/kube-apiserver-client`, is accepted as it is by the embedded server's rules
+/// for that signer (usages, subject); only the paths are moved into a temporary directory.
+#[test]
+fn deploy_config_example_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(tmp.path(), &[]);
+    let out_dir = tmp.path().join("out");
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/certrotate.yaml"
+        ))
+        .arg("--kubeconfig")
+        .arg(serve.admin_kubeconfig())
+        .arg("--dir")
+        .arg(tmp.path().join("pki"))
+        .arg("--cert-file")
+        .arg(out_dir.join("tls.crt"))
+        .arg("--key-file")
+        .arg(out_dir.join("tls.key"))
+        .arg("--ca-file")
+        .arg(out_dir.join("ca.crt"))
+        .args(["--metrics-addr", "127.0.0.1:0", "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let cert = Certificate::from_pem(
+        &fs::read(out_dir.join("tls.crt")).unwrap(),
+        &fs::read(out_dir.join("tls.key")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cert.common_name(), "my-service");
+    assert_eq!(cert.organizations(), ["my-team"]);
+    assert!(tmp.path().join("pki/my-service-current.pem").exists());
+}
