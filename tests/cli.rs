@@ -892,3 +892,80 @@ fn deploy_config_example_runs() {
     assert_eq!(cert.organizations(), ["my-team"]);
     assert!(tmp.path().join("pki/my-service-current.pem").exists());
 }
+
+/// Credentials never reach the log, at any level, in either format: a node bootstraps with a
+/// bootstrap token (`serve --bootstrap-token`, its `bootstrap.kubeconfig`) under `RUST_LOG=trace`
+/// and `--log-format json`, and neither process writes the token secret or key material.
+/// Every line of the JSON log is one JSON object with `ts`, `level`, `target` and `msg`.
+#[test]
+fn logs_hold_no_credentials_and_json_lines_parse() {
+    const ID: &str = "c3r7id";
+    const SECRET: &str = "s3cr3tvalue0000z";
+    let tmp = tempfile::tempdir().unwrap();
+    let serve_err = tmp.path().join("serve.log");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--bootstrap-token", &format!("{ID}.{SECRET}")])
+        .arg("--kubeconfig-dir")
+        .arg(tmp.path().join("kc"))
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&serve_err).unwrap());
+    let mut serve = Running(cmd.spawn().unwrap());
+    let stdout = serve.0.stdout.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    assert!(first.starts_with("serving https://"), "{first:?}");
+
+    let out = Command::new(BIN)
+        .args(["--log-format", "json", "run", "--kubeconfig"])
+        .arg(tmp.path().join("kc/bootstrap.kubeconfig"))
+        .args([
+            "--signer-name",
+            "kubernetes.io/kube-apiserver-client-kubelet",
+        ])
+        .args(["--cn", "system:node:n1", "--org", "system:nodes"])
+        .args(["--usages", "digital signature,client auth", "--once"])
+        .arg("--dir")
+        .arg(tmp.path().join("pki"))
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    signal(&serve.0, Signal::TERM);
+    let (status, _) = wait_exit(&mut serve.0, BOUND);
+    assert!(status.success());
+
+    let key = fs::read_to_string(tmp.path().join("pki/certrotate-current.pem")).unwrap();
+    let key_body: String = key
+        .split("-----BEGIN PRIVATE KEY-----")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let run_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let serve_log = fs::read_to_string(&serve_err).unwrap();
+    assert!(
+        run_log.lines().count() > 10,
+        "trace logging is on: {run_log}"
+    );
+    for (who, log) in [("run", &run_log), ("serve", &serve_log)] {
+        assert!(
+            !log.contains(SECRET),
+            "{who} logged the bootstrap token secret"
+        );
+        assert!(
+            !log.contains(&key_body),
+            "{who} logged private key material"
+        );
+        for line in log.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{who}: not a JSON line ({e}): {line}"));
+            for field in ["ts", "level", "target", "msg"] {
+                assert!(v[field].is_string(), "{who}: no {field} in {line}");
+            }
+        }
+    }
+}
