@@ -89,9 +89,12 @@
 //!   `testing::FakeCsrApi`, a scripted in-process CSR API.
 //! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback),
 //!   `server::CsrApiServer`.
+//! - `prometheus`: the [`metrics`] traits for the `prometheus` crate's counter, histogram and
+//!   gauge, and `metrics::KubeletMetrics`, the kubelet's certificate metrics registered in a
+//!   `prometheus::Registry` and wired into a config in one call.
 //! - `cli`: the `certrotate` command (`run`, `serve`, `status`; see the README, "Run it as a
-//!   daemon"). It turns on `server` and adds command-line parsing, signal handling and a
-//!   Prometheus text encoder for the binary; it adds nothing else to the library's API.
+//!   daemon"). It turns on `server` and `prometheus` and adds command-line parsing and signal
+//!   handling for the binary; it adds nothing else to the library's API.
 //!
 //! Features only add; none changes default behaviour.
 //!

@@ -11,15 +11,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certrotate::kubelet::{
-    CLIENT_RENEW_ERRORS, CLIENT_TTL_SECONDS, MetricDesc, SERVER_RENEW_ERRORS,
-    SERVER_ROTATION_SECONDS, SERVER_TTL_SECONDS,
-};
+use certrotate::metrics::KubeletMetrics;
 use certrotate::{Certificate, CertificateManager, Manager};
 use parking_lot::Mutex;
-use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, Gauge, IntCounter, Opts, Registry, TextEncoder};
 
 /// Largest request head read from a scraper.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -27,12 +22,8 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// The registry and the metrics the daemon moves.
 pub struct Metrics {
     registry: Registry,
-    /// Renewal failures (kubelet name), incremented by the manager.
-    pub renew_errors: IntCounter,
-    /// Seconds the previous certificate lived (serving certificates only), observed by the
-    /// manager.
-    pub rotation_seconds: Option<Histogram>,
-    ttl: Gauge,
+    /// The kubelet's metrics, which the manager moves (see [`KubeletMetrics::wire`]).
+    pub kubelet: KubeletMetrics,
     rotations: IntCounter,
     hook_runs: IntCounter,
     hook_failures: IntCounter,
@@ -48,30 +39,19 @@ fn gauge(desc: (&str, &str)) -> Gauge {
     Gauge::with_opts(Opts::new(desc.0, desc.1)).expect("valid metric name")
 }
 
-fn d(m: MetricDesc) -> (&'static str, &'static str) {
-    (m.name, m.help)
-}
-
 impl Metrics {
     /// The metrics for a serving certificate (`serving`) or a client one.
     pub fn new(serving: bool) -> Metrics {
-        let (errors, ttl) = if serving {
-            (SERVER_RENEW_ERRORS, SERVER_TTL_SECONDS)
+        let registry = Registry::new();
+        let kubelet = if serving {
+            KubeletMetrics::register_server(&registry)
         } else {
-            (CLIENT_RENEW_ERRORS, CLIENT_TTL_SECONDS)
-        };
-        let rotation_seconds = serving.then(|| {
-            Histogram::with_opts(
-                HistogramOpts::new(SERVER_ROTATION_SECONDS.name, SERVER_ROTATION_SECONDS.help)
-                    .buckets(SERVER_ROTATION_SECONDS.buckets.to_vec()),
-            )
-            .expect("valid histogram")
-        });
+            KubeletMetrics::register_client(&registry)
+        }
+        .expect("a new registry holds no names");
         let m = Metrics {
-            registry: Registry::new(),
-            renew_errors: counter(d(errors)),
-            rotation_seconds,
-            ttl: gauge(d(ttl)),
+            registry,
+            kubelet,
             rotations: counter((
                 "certrotate_rotations_total",
                 "Number of new certificates delivered (written and announced to the hooks).",
@@ -90,17 +70,12 @@ impl Metrics {
             )),
             not_after: Mutex::new(None),
         };
-        let mut all: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.renew_errors.clone()),
-            Box::new(m.ttl.clone()),
+        let all: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.rotations.clone()),
             Box::new(m.hook_runs.clone()),
             Box::new(m.hook_failures.clone()),
             Box::new(m.last_rotation.clone()),
         ];
-        if let Some(h) = &m.rotation_seconds {
-            all.push(Box::new(h.clone()));
-        }
         for c in all {
             m.registry.register(c).expect("metric names are distinct");
         }
@@ -137,7 +112,7 @@ impl Metrics {
             },
             None => f64::INFINITY,
         };
-        self.ttl.set(ttl);
+        self.kubelet.ttl_seconds.set(ttl);
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             log::warn!("cannot encode metrics: {e}");

@@ -288,11 +288,7 @@ pub fn main(args: RunArgs) -> Result<(), Failure> {
         .metrics_addr
         .map(|_| Arc::new(Metrics::new(args.usages.contains(&KeyUsage::ServerAuth))));
     if let Some(m) = &metrics {
-        let errors = m.renew_errors.clone();
-        config = config.renew_failure_counter(Arc::new(move || errors.inc()));
-        if let Some(h) = m.rotation_seconds.clone() {
-            config = config.rotation_histogram(Arc::new(move |v: f64| h.observe(v)));
-        }
+        config = m.kubelet.wire(config);
     }
     let manager = Arc::new(CertificateManager::new(config.build().map_err(usage)?).map_err(usage)?);
     if let (Some(addr), Some(m)) = (args.metrics_addr, &metrics) {
