@@ -171,3 +171,9 @@ pub use manager::{
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
 pub use store::{FileStore, MemoryStore, Store, StoreError};
 pub use template::CsrTemplate;
+
+/// The README's Rust code, compiled (and run where it can run) with the doctests, so that what
+/// a new user copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
