@@ -26,6 +26,7 @@ use certrotate::kubelet::bootstrap;
 use certrotate::kubelet::{self, NodeAddress, NodeAddressType, Options, SERVING_SIGNER};
 use certrotate::server::{ApprovalPolicy, CsrApiServer, Identity};
 use certrotate::{Certificate, Manager, pki};
+use clap::Parser;
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
@@ -43,7 +44,17 @@ struct Seen {
     ips: Vec<IpAddr>,
 }
 
+/// A node's certificates, the kubelet's way, against the embedded CSR API server: TLS bootstrap
+/// with a bootstrap token, the serving certificate for the node's addresses, an address change
+/// while approval is slow, and renewals. Takes no options; finishes in a second or two and
+/// exits 0, or prints what failed and exits 1. RUST_LOG=info shows the managers' logs.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {}
+
 fn main() -> ExitCode {
+    // --help and --version print and exit; anything else given is refused.
+    let Args {} = Args::parse();
     // RUST_LOG, then the directives that keep the HTTP dependency's wire dump (which holds
     // the bootstrap token) out of the log even with RUST_LOG=trace.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))

@@ -19,6 +19,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -74,6 +75,19 @@ struct Args {
     /// Common name to request.
     #[arg(long, default_value = "rotate-demo")]
     cn: String,
+    /// Subject organizations (O) to request (repeatable), e.g. `system:nodes`.
+    #[arg(long = "org")]
+    org: Vec<String>,
+    /// spec.usages, comma-separated, named as in the Kubernetes API. Each built-in signer takes
+    /// its own set: "digital signature,client auth" for kubernetes.io/kube-apiserver-client,
+    /// "digital signature,server auth" for kubernetes.io/kubelet-serving (nodes only). The
+    /// loopback HTTPS check needs "server auth".
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "digital signature,server auth,client auth"
+    )]
+    usages: Vec<KeyUsage>,
     /// DNS SANs to request (repeatable).
     #[arg(long = "dns", default_values_t = ["localhost".to_string()])]
     dns: Vec<String>,
@@ -114,6 +128,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
         .clone()
         .unwrap_or_else(|| temp.path().join("pki"));
     let mut template = CsrTemplate::new(&args.cn);
+    template.organizations = args.org.clone();
     template.dns_names = args.dns.clone();
     template.ip_addresses = args.ip.clone();
 
@@ -146,7 +161,13 @@ fn run(args: &Args) -> Result<bool, BoxError> {
                 groups: Vec::new(),
             })?;
             let path = temp.path().join("kubeconfig");
-            std::fs::write(&path, kubeconfig)?;
+            // It holds a client key: 0600 from creation, whatever the umask.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(kubeconfig.as_bytes())?;
             println!(
                 "embedded CSR API server at {}, issuing {}-second certificates for {DEMO_SIGNER}",
                 server.url(),
@@ -162,11 +183,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
         .name("rotate-demo")
         .template(template)
         .signer_name(signer_name)
-        .usages([
-            KeyUsage::DigitalSignature,
-            KeyUsage::ServerAuth,
-            KeyUsage::ClientAuth,
-        ])
+        .usages(args.usages.iter().copied())
         .store(Arc::new(store) as Arc<dyn Store>)
         .client_factory(
             Kubeconfig::load(&kubeconfig_path)?

@@ -89,6 +89,12 @@
 //!   `testing::FakeCsrApi`, a scripted in-process CSR API.
 //! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback),
 //!   `server::CsrApiServer`.
+//! - `prometheus`: the [`metrics`] traits for the `prometheus` crate's counter, histogram and
+//!   gauge, and `metrics::KubeletMetrics`, the kubelet's certificate metrics registered in a
+//!   `prometheus::Registry` and wired into a config in one call.
+//! - `cli`: the `certrotate` command (`run`, `serve`, `status`; see the README, "Run it as a
+//!   daemon"). It turns on `server` and `prometheus` and adds command-line parsing and signal
+//!   handling for the binary; it adds nothing else to the library's API.
 //!
 //! Features only add; none changes default behaviour.
 //!
@@ -165,3 +171,9 @@ pub use manager::{
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
 pub use store::{FileStore, MemoryStore, Store, StoreError};
 pub use template::CsrTemplate;
+
+/// The README's Rust code, compiled (and run where it can run) with the doctests, so that what
+/// a new user copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -4,6 +4,10 @@
 //! Closures implement the traits, so wiring to a registry is one line:
 //! `.renew_failure_counter(Arc::new(move || failures.inc()))`. This module knows no metric
 //! names; the kubelet presets carry the kubelet's names, help texts and buckets.
+//!
+//! With feature `prometheus`, the `prometheus` crate's `IntCounter`, `Counter`, `Histogram`
+//! and `Gauge` implement these traits, and [`KubeletMetrics`] registers the kubelet's
+//! certificate metrics in a `prometheus::Registry` and wires them into a manager's config.
 
 /// A histogram (client-go `Histogram`). The manager observes, at each successful rotation, how
 /// many seconds the previous certificate lived: now − its NotBefore.
@@ -46,3 +50,8 @@ impl<F: Fn(f64) + Send + Sync> Gauge for GaugeFn<F> {
         (self.0)(value)
     }
 }
+
+#[cfg(feature = "prometheus")]
+mod prom;
+#[cfg(feature = "prometheus")]
+pub use prom::KubeletMetrics;

@@ -252,6 +252,19 @@ impl KubeCsrClientBuilder {
         &self.server
     }
 
+    /// The CA bundle (PEM) this builder trusts for the API server: the kubeconfig's
+    /// `certificate-authority-data`, or the file its `certificate-authority` names, read now
+    /// (the service account's `ca.crt` in a pod). `None` when none is set. Not checked here.
+    ///
+    /// # Errors
+    /// [`ConfigError::ReadFile`] when the CA file cannot be read.
+    pub fn ca_bundle_pem(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.ca
+            .as_ref()
+            .map(|c| c.read("certificate authority"))
+            .transpose()
+    }
+
     /// PEM certificates of the CA(s) that sign the server's certificate; the only roots
     /// trusted (kubeconfig `certificate-authority-data`). As with Go's `crypto/x509`, a server
     /// certificate byte-for-byte equal to one of them (the server's own, possibly self-signed,
