@@ -229,20 +229,21 @@ impl Verb {
         }
     }
 
+    /// Every verb the server serves on CSRs.
+    pub(crate) const ALL: [Verb; 8] = [
+        Verb::Create,
+        Verb::Get,
+        Verb::List,
+        Verb::Watch,
+        Verb::Update,
+        Verb::Patch,
+        Verb::Delete,
+        Verb::DeleteCollection,
+    ];
+
     /// The verb for a Kubernetes verb string; `None` for verbs the server does not serve.
     pub(crate) fn parse(s: &str) -> Option<Verb> {
-        [
-            Verb::Create,
-            Verb::Get,
-            Verb::List,
-            Verb::Watch,
-            Verb::Update,
-            Verb::Patch,
-            Verb::Delete,
-            Verb::DeleteCollection,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        Verb::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 

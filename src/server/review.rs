@@ -355,16 +355,7 @@ fn access_review(shared: &Shared, req: &Request, user: &UserInfo) -> Result<Json
 }
 
 /// The verbs a `*` asks for.
-const ALL_VERBS: [Verb; 8] = [
-    Verb::Create,
-    Verb::Get,
-    Verb::List,
-    Verb::Watch,
-    Verb::Update,
-    Verb::Patch,
-    Verb::Delete,
-    Verb::DeleteCollection,
-];
+const ALL_VERBS: [Verb; 8] = Verb::ALL;
 
 fn decide_resource(
     shared: &Shared,
