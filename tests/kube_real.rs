@@ -1099,6 +1099,19 @@ fn error_answers(c: &dyn Cluster) -> Obs {
         ("get an unknown resource of the group", admin.get("/apis/certificates.k8s.io/v1/nosuchthings")),
         ("get an unknown group", admin.get("/apis/nosuch.example.com/v1")),
         ("watch from a future resourceVersion", admin.get(&format!("{CSRS}?watch=true&resourceVersion=999999999&timeoutSeconds=1"))),
+        // ListOptions: the query-parameter conversion (400) and ValidateListOptions (422).
+        ("list with resourceVersionMatch and no resourceVersion", admin.get(&format!("{CSRS}?resourceVersionMatch=NotOlderThan"))),
+        ("list with resourceVersionMatch=Exact at resourceVersion 0", admin.get(&format!("{CSRS}?resourceVersion=0&resourceVersionMatch=Exact"))),
+        ("list with every ListOptions rule broken", admin.get(&format!("{CSRS}?resourceVersionMatch=Bogus&continue=x&sendInitialEvents=false"))),
+        ("list with sendInitialEvents given empty", admin.get(&format!("{CSRS}?sendInitialEvents="))),
+        ("list with limit=x", admin.get(&format!("{CSRS}?limit=x"))),
+        ("list with limit given empty", admin.get(&format!("{CSRS}?limit="))),
+        ("list with a limit out of range", admin.get(&format!("{CSRS}?limit=99999999999999999999"))),
+        ("list with timeoutSeconds=x", admin.get(&format!("{CSRS}?timeoutSeconds=x"))),
+        ("watch with timeoutSeconds=x", admin.get(&format!("{CSRS}?watch=true&timeoutSeconds=x"))),
+        ("watch with sendInitialEvents and no resourceVersionMatch", admin.get(&format!("{CSRS}?watch=true&sendInitialEvents=true&timeoutSeconds=1"))),
+        ("watch with resourceVersionMatch and no sendInitialEvents", admin.get(&format!("{CSRS}?watch=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"))),
+        ("watch with every ListOptions rule broken", admin.get(&format!("{CSRS}?watch=true&sendInitialEvents=false&resourceVersionMatch=Bogus&continue=x&timeoutSeconds=1"))),
     ];
     obs.expect_differ(
         "watch from a future resourceVersion: code",
@@ -1150,6 +1163,114 @@ fn error_answers(c: &dyn Cluster) -> Obs {
         );
     }
     obs
+}
+
+/// A list's shape: the items carry no `apiVersion` and `kind`, a page cut by `limit` says how
+/// many items are left (`remainingItemCount`) only when no selector filters them, and the
+/// boolean query parameters read as Go reads them (`watch=False` is a list, `watch=` a watch).
+fn list_shape(c: &dyn Cluster) -> Obs {
+    let mut obs = Obs::default();
+    let admin = c.admin();
+    let label = unique("page");
+    for _ in 0..3 {
+        let name = unique("page");
+        let (mut body, _) = server_common::client_body(Some(&name), &name);
+        body["metadata"]["labels"] = json!({"page": label});
+        assert_eq!(admin.post(CSRS, &body).code, 201);
+    }
+    let all = admin.get(CSRS);
+    let total = all.body["items"].as_array().map_or(0, Vec::len);
+    let keys = |v: &Value| {
+        let mut k: Vec<&str> = v
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        k.sort_unstable();
+        k.join(",")
+    };
+    obs.see("list: keys of an item", keys(&all.body["items"][0]));
+    obs.see(
+        "list: keys of the list's metadata",
+        keys(&all.body["metadata"]),
+    );
+    let page = admin.get(&format!("{CSRS}?limit=1"));
+    obs.see(
+        "limit=1: items",
+        page.body["items"].as_array().map_or(0, Vec::len),
+    );
+    obs.see(
+        "limit=1: keys of the list's metadata",
+        keys(&page.body["metadata"]),
+    );
+    obs.see(
+        "limit=1: remainingItemCount is the number of items left",
+        page.body["metadata"]["remainingItemCount"].as_u64() == Some(total as u64 - 1),
+    );
+    let selected = admin.get(&format!("{CSRS}?limit=1&labelSelector=page%3D{label}"));
+    obs.see(
+        "limit=1 with a label selector: items",
+        selected.body["items"].as_array().map_or(0, Vec::len),
+    );
+    obs.see(
+        "limit=1 with a label selector: keys of the list's metadata",
+        keys(&selected.body["metadata"]),
+    );
+    let table = admin.get_accept(
+        &format!("{CSRS}?limit=1"),
+        "application/json;as=Table;g=meta.k8s.io;v=v1",
+    );
+    obs.see(
+        "limit=1 as a Table: keys of the table's metadata",
+        keys(&table.body["metadata"]),
+    );
+    let partial = admin.get_accept(
+        &format!("{CSRS}?limit=1"),
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    );
+    obs.see(
+        "limit=1 as PartialObjectMetadataList: keys of an item",
+        keys(&partial.body["items"][0]),
+    );
+    obs.see(
+        "limit=1 as PartialObjectMetadataList: keys of the list's metadata",
+        keys(&partial.body["metadata"]),
+    );
+    let rv = all.body["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    // A watch from the list's version that times out at once sends no event: an empty body.
+    let what = |r: &server_common::Resp| match r.body["kind"].as_str() {
+        Some(kind) => format!("{} {kind}", r.code),
+        None => format!("{} {:?}", r.code, r.text),
+    };
+    // The initial events of a watch-list, then the bookmark that ends them.
+    let r = admin.get(&format!(
+        "{CSRS}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan\
+         &allowWatchBookmarks=true&timeoutSeconds=1&labelSelector=page%3D{label}"
+    ));
+    let events: Vec<Value> = r
+        .text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    obs.see("watch-list: event types", types.join(","));
+    let mut end = events.last().cloned().unwrap_or(Value::Null);
+    end["object"]["metadata"]["resourceVersion"] = json!("<rv>");
+    obs.see("watch-list: the last event", end);
+    for q in ["watch=False", "watch=0", "watch=", "watch=yes"] {
+        let r = admin.get(&format!(
+            "{CSRS}?{q}&resourceVersion={rv}&timeoutSeconds=1&labelSelector=page%3D{label}"
+        ));
+        obs.see(format!("{q}: answer"), what(&r));
+    }
+    obs
+}
+
+#[test]
+fn a_lists_items_pages_and_boolean_parameters() {
+    both("a list's items, pages and boolean parameters", list_shape);
 }
 
 #[test]

@@ -28,8 +28,8 @@ use super::validation::{self, GROUP, RESOURCE, UpdatePath};
 use super::{Shared, new_uid, since};
 use crate::csr::ApiVersion;
 use crate::csr::api::{
-    API_VERSION_V1, API_VERSION_V1BETA1, CONDITION_APPROVED, CertificateSigningRequest, CsrList,
-    KIND_CSR, ListMeta, Status, StatusCause, StatusDetails, reason_for_code,
+    API_VERSION_V1, API_VERSION_V1BETA1, CONDITION_APPROVED, CertificateSigningRequest, KIND_CSR,
+    ListMeta, Status, StatusCause, StatusDetails, reason_for_code,
 };
 use crate::pki::fmt_time;
 
@@ -551,7 +551,7 @@ fn resource(
     rest: &[&str],
     watch_path: bool,
 ) -> io::Result<Next> {
-    let watch = watch_path || req.param("watch").is_some_and(|w| w == "true" || w == "1");
+    let watch = watch_path || req.param("watch").is_some_and(go_bool);
     let m = req.method.as_str();
     let call = match (m, rest) {
         ("GET", [] | [_]) if watch_path => Call::Watch,
@@ -1031,6 +1031,11 @@ pub(super) struct Selectors {
 }
 
 impl Selectors {
+    /// Whether neither selector restricts anything.
+    fn is_everything(&self) -> bool {
+        self.fields.is_empty() && self.labels.is_empty()
+    }
+
     pub(super) fn parse(req: &Request) -> Result<Selectors, Box<Status>> {
         Ok(Selectors {
             fields: parse_field_selector(req.param("fieldSelector").unwrap_or(""))
@@ -1091,6 +1096,120 @@ impl Selectors {
                 .filter_map(|(_, s)| pick(s))
                 .collect(),
         }
+    }
+}
+
+/// A boolean query parameter as apimachinery's query-parameter conversion reads it
+/// (`Convert_Slice_string_To_bool`): `false` and `0`, in any case, are false; every other value,
+/// the empty one included, is true.
+pub(super) fn go_bool(v: &str) -> bool {
+    !matches!(v.to_ascii_lowercase().as_str(), "false" | "0")
+}
+
+/// The checks kube-apiserver makes on a list's or watch's `ListOptions` before it reads
+/// anything: `limit` and `timeoutSeconds` must be integers (400 with Go's `strconv.ParseInt`
+/// text, as the query-parameter conversion answers), then apimachinery's
+/// `ValidateListOptions` (422 `Invalid` on `ListOptions.meta.k8s.io`, every rule broken a cause,
+/// in its order). For a list: `resourceVersionMatch` needs a `resourceVersion`, is not allowed
+/// with `continue`, is `Exact` or `NotOlderThan`, and `Exact` is not allowed with version "0";
+/// `sendInitialEvents` is not allowed. For a watch: `sendInitialEvents` needs
+/// `resourceVersionMatch=NotOlderThan`, and `resourceVersionMatch` needs `sendInitialEvents`,
+/// must be `NotOlderThan` and is not allowed with `continue`. A parameter given with an empty
+/// value counts as given, as in Go.
+pub(super) fn validate_list_options(req: &Request, watch: bool) -> Result<(), Box<Status>> {
+    for key in ["timeoutSeconds", "limit"] {
+        if let Some(v) = req.param(key) {
+            if let Err(e) = v.parse::<i64>() {
+                let why = match e.kind() {
+                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                        "value out of range"
+                    }
+                    _ => "invalid syntax",
+                };
+                return Err(bad_request(format!(
+                    "strconv.ParseInt: parsing {}: {why}",
+                    validation::go_quote(v)
+                )));
+            }
+        }
+    }
+    let forbidden = |detail: &str| validation::FieldError {
+        kind: validation::Kind::Forbidden,
+        field: "resourceVersionMatch".into(),
+        value: validation::Value::Omit,
+        detail: detail.into(),
+    };
+    let not_supported = |m: &str, supported: &str| validation::FieldError {
+        kind: validation::Kind::NotSupported,
+        field: "resourceVersionMatch".into(),
+        value: validation::Value::Str(m.to_owned()),
+        detail: format!("supported values: {supported}"),
+    };
+    let rv = req.param("resourceVersion").unwrap_or("");
+    let continued = !req.param("continue").unwrap_or("").is_empty();
+    let send_initial = req.param("sendInitialEvents").is_some();
+    let matching = req.param("resourceVersionMatch").unwrap_or("");
+    let mut errs = Vec::new();
+    if watch {
+        if send_initial && matching != "NotOlderThan" {
+            errs.push(forbidden(
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !matching.is_empty() {
+            if !send_initial {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if matching != "NotOlderThan" {
+                errs.push(not_supported(matching, "\"NotOlderThan\""));
+            }
+            if continued {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        if !matching.is_empty() {
+            if rv.is_empty() {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if continued {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if matching != "Exact" && matching != "NotOlderThan" {
+                errs.push(not_supported(matching, "\"Exact\", \"NotOlderThan\", \"\""));
+            }
+            if matching == "Exact" && rv == "0" {
+                errs.push(forbidden(
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial {
+            errs.push(validation::FieldError {
+                kind: validation::Kind::Forbidden,
+                field: "sendInitialEvents".into(),
+                value: validation::Value::Omit,
+                detail: "sendInitialEvents is forbidden for list".into(),
+            });
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Box::new(validation::invalid_status_of(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            &errs,
+        )))
     }
 }
 
@@ -1156,10 +1275,11 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
-    let sel = match Selectors::parse(req) {
-        Ok(s) => s,
-        Err(st) => return send_status(conn, &st, ctx.keep),
-    };
+    let sel =
+        match Selectors::parse(req).and_then(|s| validate_list_options(req, false).map(|()| s)) {
+            Ok(s) => s,
+            Err(st) => return send_status(conn, &st, ctx.keep),
+        };
     let asked = match parse_rv(req) {
         Ok(r) => r,
         Err(st) => return send_status(conn, &st, ctx.keep),
@@ -1209,9 +1329,18 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
         })
         .collect();
     let mut cont = None;
-    if limit > 0 && items.len() > limit {
+    // kube-apiserver answers a list at resourceVersion "0" from its watch cache, whole: the
+    // limit is ignored there.
+    let from_cache = req.param("resourceVersion") == Some("0");
+    let mut remaining = None;
+    if limit > 0 && items.len() > limit && !from_cache {
         let next = items[limit].metadata.name.clone().unwrap_or_default();
         cont = Some(URL_SAFE_NO_PAD.encode(json!({"rv": current, "start": next}).to_string()));
+        // As the etcd store: how many items are left, given only when no selector filters
+        // them (etcd counts keys, not matches).
+        if sel.is_everything() {
+            remaining = Some(items.len() - limit);
+        }
         items.truncate(limit);
     }
     if let Output::Table(v) = ctx.output {
@@ -1220,13 +1349,19 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
         if let Some(c) = cont {
             t["metadata"]["continue"] = json!(c);
         }
+        if let Some(n) = remaining {
+            t["metadata"]["remainingItemCount"] = json!(n);
+        }
         return send_json(conn, 200, &t, ctx.keep);
     }
+    let mut meta = json!({"resourceVersion": current.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(n) = remaining {
+        meta["remainingItemCount"] = json!(n);
+    }
     if let Output::PartialList(v) = ctx.output {
-        let mut meta = json!({"resourceVersion": current.to_string()});
-        if let Some(c) = cont {
-            meta["continue"] = json!(c);
-        }
         let l = json!({
             "kind": "PartialObjectMetadataList",
             "apiVersion": format!("meta.k8s.io/{v}"),
@@ -1235,15 +1370,21 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
         });
         return send_json(conn, 200, &l, ctx.keep);
     }
-    let list = CsrList {
-        api_version: Some(ctx.version.as_str().to_owned()),
-        kind: Some(format!("{KIND_CSR}List")),
-        metadata: ListMeta {
-            resource_version: Some(current.to_string()),
-            continue_token: cont,
-        },
-        items: items.iter().map(|o| ctx.render(o)).collect(),
-    };
+    // The items of a list carry no apiVersion and kind: the list's own say what they are.
+    let list = json!({
+        "kind": format!("{KIND_CSR}List"),
+        "apiVersion": ctx.version.as_str(),
+        "metadata": meta,
+        "items": items
+            .iter()
+            .map(|o| {
+                let mut item = ctx.render(o);
+                item.api_version = None;
+                item.kind = None;
+                item
+            })
+            .collect::<Vec<_>>(),
+    });
     send_json(conn, 200, &list, ctx.keep)
 }
 
@@ -1876,7 +2017,7 @@ fn bookmark_object(ctx: &Ctx<'_>, rv: u64, initial_end: bool) -> Json {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    json!({"kind": KIND_CSR, "apiVersion": ctx.version.as_str(), "metadata": meta, "spec": {"request": null, "signerName": "", "usages": null}, "status": {}})
+    json!({"kind": KIND_CSR, "apiVersion": ctx.version.as_str(), "metadata": meta, "spec": {"request": null, "signerName": ""}, "status": {}})
 }
 
 /// A watch: headers, the initial events, then change events (and bookmarks) until the timeout,
@@ -1907,7 +2048,10 @@ fn watch_stream(
         send_status(conn, &too_many_requests(), ctx.keep)?;
         return Ok(Next::KeepAlive);
     };
-    let sel = match Selectors::parse(req).and_then(|s| s.for_name(name)) {
+    let sel = match Selectors::parse(req)
+        .and_then(|s| s.for_name(name))
+        .and_then(|s| validate_list_options(req, true).map(|()| s))
+    {
         Ok(s) => s,
         Err(st) => {
             send_status(conn, &st, ctx.keep)?;
@@ -1921,8 +2065,8 @@ fn watch_stream(
             return Ok(Next::KeepAlive);
         }
     };
-    let bookmarks = req.param("allowWatchBookmarks") == Some("true");
-    let send_initial = req.param("sendInitialEvents") == Some("true");
+    let bookmarks = req.param("allowWatchBookmarks").is_some_and(go_bool);
+    let send_initial = req.param("sendInitialEvents").is_some_and(go_bool);
     let timeout = req
         .param("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())

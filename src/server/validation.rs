@@ -127,7 +127,7 @@ impl std::fmt::Display for FieldError {
 }
 
 /// Go's `%q` for the strings that reach it here.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
