@@ -1099,6 +1099,38 @@ fn error_answers(c: &dyn Cluster) -> Obs {
         ("get an unknown resource of the group", admin.get("/apis/certificates.k8s.io/v1/nosuchthings")),
         ("get an unknown group", admin.get("/apis/nosuch.example.com/v1")),
         ("watch from a future resourceVersion", admin.get(&format!("{CSRS}?watch=true&resourceVersion=999999999&timeoutSeconds=1"))),
+        // One bad label per case: Go checks a map's keys in a random order.
+        ("create with a bad label key and value and a bad annotation key", admin.post(CSRS, &with(&|b| {
+            b["metadata"]["labels"] = json!({"-a": "b%"});
+            b["metadata"]["annotations"] = json!({"Bad Key": "v", "Example.com/Fine": "v"});
+        }))),
+        ("create with a label value of 64 bytes", admin.post(CSRS, &with(&|b| b["metadata"]["labels"] = json!({"x": "x".repeat(64)})))),
+        ("create with a label key with an empty name part", admin.post(CSRS, &with(&|b| b["metadata"]["labels"] = json!({"p/": ""})))),
+        ("create with a label key with an upper-case prefix", admin.post(CSRS, &with(&|b| b["metadata"]["labels"] = json!({"Upper.Case/x": "y"})))),
+        ("create with a label key with two slashes", admin.post(CSRS, &with(&|b| b["metadata"]["labels"] = json!({"a/b/c": "d"})))),
+        ("update with a bad label", admin.put(&csr_path(&name), &{
+            let mut o = admin.get(&csr_path(&name)).body;
+            o["metadata"]["labels"] = json!({"x": "-y-"});
+            o
+        })),
+        // Label selectors as labels.Parse reads them.
+        ("list with the label selector ==", admin.get(&format!("{CSRS}?labelSelector=%3D%3D"))),
+        ("list with the label selector a=b=c", admin.get(&format!("{CSRS}?labelSelector=a%3Db%3Dc"))),
+        ("list with the label selector 'a b'", admin.get(&format!("{CSRS}?labelSelector=a%20b"))),
+        ("list with the label selector a,", admin.get(&format!("{CSRS}?labelSelector=a%2C"))),
+        ("list with the label selector -a=b", admin.get(&format!("{CSRS}?labelSelector=-a%3Db"))),
+        ("list with the label selector a=%%", admin.get(&format!("{CSRS}?labelSelector=a%3D%25%25"))),
+        ("list with the label selector a>%", admin.get(&format!("{CSRS}?labelSelector=a%3E%25"))),
+        ("list with the label selector a<x", admin.get(&format!("{CSRS}?labelSelector=a%3Cx"))),
+        ("list with the label selector !a=b", admin.get(&format!("{CSRS}?labelSelector=!a%3Db"))),
+        ("list with the label selector a=(b)", admin.get(&format!("{CSRS}?labelSelector=a%3D(b)"))),
+        ("list with the label selector 'a in (b'", admin.get(&format!("{CSRS}?labelSelector=a%20in%20(b"))),
+        ("list with the label selector 'a in (b c)'", admin.get(&format!("{CSRS}?labelSelector=a%20in%20(b%20c)"))),
+        ("list with the label selector 'a notin b'", admin.get(&format!("{CSRS}?labelSelector=a%20notin%20b"))),
+        ("list with the label selector x/=y", admin.get(&format!("{CSRS}?labelSelector=x%2F%3Dy"))),
+        ("list with the label selector A.b/c=d", admin.get(&format!("{CSRS}?labelSelector=A.b%2Fc%3Dd"))),
+        ("list with the label selector a/b/c=d", admin.get(&format!("{CSRS}?labelSelector=a%2Fb%2Fc%3Dd"))),
+        ("list with the label selector a<=1", admin.get(&format!("{CSRS}?labelSelector=a%3C%3D1"))),
         // ListOptions: the query-parameter conversion (400) and ValidateListOptions (422).
         ("list with resourceVersionMatch and no resourceVersion", admin.get(&format!("{CSRS}?resourceVersionMatch=NotOlderThan"))),
         ("list with resourceVersionMatch=Exact at resourceVersion 0", admin.get(&format!("{CSRS}?resourceVersion=0&resourceVersionMatch=Exact"))),
@@ -1235,15 +1267,65 @@ fn list_shape(c: &dyn Cluster) -> Obs {
         "limit=1 as PartialObjectMetadataList: keys of the list's metadata",
         keys(&partial.body["metadata"]),
     );
-    let rv = all.body["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
     // A watch from the list's version that times out at once sends no event: an empty body.
     let what = |r: &server_common::Resp| match r.body["kind"].as_str() {
         Some(kind) => format!("{} {kind}", r.code),
         None => format!("{} {:?}", r.code, r.text),
     };
+    // Label selectors that parse: which of the three CSRs (labelled page=<label>, n=0, 1, 2)
+    // each one selects.
+    let names: Vec<String> = admin
+        .get(&format!("{CSRS}?labelSelector=page%3D{label}"))
+        .body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    for (i, n) in names.iter().enumerate() {
+        let mut o = admin.get(&csr_path(n)).body;
+        o["metadata"]["labels"]["n"] = json!(i.to_string());
+        assert_eq!(admin.put(&csr_path(n), &o).code, 200);
+    }
+    for sel in [
+        "n>0",
+        "n<2",
+        "n>-1",
+        "n>0,n<2",
+        "n in (0,2)",
+        "n notin (0,,)",
+        "n in (,1,)",
+        "n in ()",
+        "!n",
+        "n",
+        "n=",
+        "n==1",
+        "n!=1",
+        "in=1",
+        "n=in",
+        " n = 1 , page ",
+        "n\u{0}=1",
+    ] {
+        let q = sel.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+        let r = admin.get(&format!("{CSRS}?labelSelector=page%3D{label},{q}"));
+        let picked: Vec<String> = r.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["metadata"]["name"].as_str())
+            .filter_map(|n| names.iter().position(|m| m == n))
+            .map(|i| i.to_string())
+            .collect();
+        obs.see(
+            format!("label selector {sel:?}"),
+            format!(
+                "{} {}{}",
+                r.code,
+                picked.join(","),
+                r.body["message"].as_str().unwrap_or("")
+            ),
+        );
+    }
     // The initial events of a watch-list, then the bookmark that ends them.
     let r = admin.get(&format!(
         "{CSRS}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan\
@@ -1259,6 +1341,10 @@ fn list_shape(c: &dyn Cluster) -> Obs {
     let mut end = events.last().cloned().unwrap_or(Value::Null);
     end["object"]["metadata"]["resourceVersion"] = json!("<rv>");
     obs.see("watch-list: the last event", end);
+    let rv = admin.get(CSRS).body["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     for q in ["watch=False", "watch=0", "watch=", "watch=yes"] {
         let r = admin.get(&format!(
             "{CSRS}?{q}&resourceVersion={rv}&timeoutSeconds=1&labelSelector=page%3D{label}"

@@ -204,6 +204,7 @@ mod patch;
 mod protobuf;
 mod rest;
 mod review;
+mod selector;
 mod signer;
 mod state;
 mod validation;

@@ -22,6 +22,7 @@ use super::decode::{self, FIELD_VALIDATION_VALUES, FieldValidation};
 use super::faults::{Call, Fault};
 use super::http::{Conn, Request};
 use super::negotiate::{self, Output, Route};
+use super::selector::{self, LabelReq, parse_label_selector};
 use super::signer::{self, Work, has_condition};
 use super::state::{EventType, Stored};
 use super::validation::{self, GROUP, RESOURCE, UpdatePath};
@@ -952,76 +953,8 @@ fn field_matches(o: &CertificateSigningRequest, sel: &[(String, bool, String)]) 
     })
 }
 
-/// One label requirement.
-enum LabelReq {
-    Eq(String, String),
-    NotEq(String, String),
-    Exists(String),
-    NotExists(String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-}
-
-/// Label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`.
-fn parse_label_selector(s: &str) -> Result<Vec<LabelReq>, String> {
-    let mut terms = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                terms.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    terms.push(&s[start..]);
-    let set = |v: &str| -> Result<Vec<String>, String> {
-        let v = v.trim();
-        let inner = v
-            .strip_prefix('(')
-            .and_then(|v| v.strip_suffix(')'))
-            .ok_or_else(|| {
-                format!("unable to parse requirement: expected a parenthesised set, found {v:?}")
-            })?;
-        Ok(inner.split(',').map(|x| x.trim().to_owned()).collect())
-    };
-    let mut out = Vec::new();
-    for t in terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-        let req = if let Some((k, v)) = t.split_once(" notin ") {
-            LabelReq::NotIn(k.trim().to_owned(), set(v)?)
-        } else if let Some((k, v)) = t.split_once(" in ") {
-            LabelReq::In(k.trim().to_owned(), set(v)?)
-        } else if let Some((k, v)) = t.split_once("!=") {
-            LabelReq::NotEq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some((k, v)) = t.split_once("==") {
-            LabelReq::Eq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some((k, v)) = t.split_once('=') {
-            LabelReq::Eq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some(k) = t.strip_prefix('!') {
-            LabelReq::NotExists(k.trim().to_owned())
-        } else if t.contains(char::is_whitespace) {
-            return Err(format!("unable to parse requirement: {t:?}"));
-        } else {
-            LabelReq::Exists(t.to_owned())
-        };
-        out.push(req);
-    }
-    Ok(out)
-}
-
 fn labels_match(o: &CertificateSigningRequest, sel: &[LabelReq]) -> bool {
-    let get = |k: &str| o.metadata.labels.as_ref().and_then(|l| l.get(k));
-    sel.iter().all(|r| match r {
-        LabelReq::Eq(k, v) => get(k) == Some(v),
-        LabelReq::NotEq(k, v) => get(k) != Some(v),
-        LabelReq::Exists(k) => get(k).is_some(),
-        LabelReq::NotExists(k) => get(k).is_none(),
-        LabelReq::In(k, vs) => get(k).is_some_and(|x| vs.contains(x)),
-        LabelReq::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
-    })
+    selector::labels_match(o.metadata.labels.as_ref(), sel)
 }
 
 /// The selectors of a list or watch request.
