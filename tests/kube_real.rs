@@ -1139,6 +1139,11 @@ fn error_answers(c: &dyn Cluster) -> Obs {
         ("list with limit=x", admin.get(&format!("{CSRS}?limit=x"))),
         ("list with limit given empty", admin.get(&format!("{CSRS}?limit="))),
         ("list with a limit out of range", admin.get(&format!("{CSRS}?limit=99999999999999999999"))),
+        ("list with a bad label selector and limit=x", admin.get(&format!("{CSRS}?labelSelector=%3D%3D&limit=x"))),
+        ("list with a bad label selector and a bad resourceVersionMatch", admin.get(&format!("{CSRS}?labelSelector=%3D%3D&resourceVersionMatch=Bogus"))),
+        ("deletecollection (dry run) with a bad resourceVersionMatch", admin.delete(&format!("{CSRS}?dryRun=All&labelSelector=none%3D1&resourceVersionMatch=Bogus"))),
+        ("deletecollection (dry run) with limit=x", admin.delete(&format!("{CSRS}?dryRun=All&labelSelector=none%3D1&limit=x"))),
+        ("deletecollection (dry run) with a bad label selector", admin.delete(&format!("{CSRS}?dryRun=All&labelSelector=a%2C"))),
         ("list with timeoutSeconds=x", admin.get(&format!("{CSRS}?timeoutSeconds=x"))),
         ("watch with timeoutSeconds=x", admin.get(&format!("{CSRS}?watch=true&timeoutSeconds=x"))),
         ("watch with sendInitialEvents and no resourceVersionMatch", admin.get(&format!("{CSRS}?watch=true&sendInitialEvents=true&timeoutSeconds=1"))),
@@ -1237,6 +1242,23 @@ fn list_shape(c: &dyn Cluster) -> Obs {
     obs.see(
         "limit=1: remainingItemCount is the number of items left",
         page.body["metadata"]["remainingItemCount"].as_u64() == Some(total as u64 - 1),
+    );
+    let cached = admin.get(&format!(
+        "{CSRS}?resourceVersion=0&limit=1&labelSelector=page%3D{label}"
+    ));
+    obs.see(
+        "resourceVersion=0&limit=1: items, continue",
+        format!(
+            "{} {}",
+            cached.body["items"].as_array().map_or(0, Vec::len),
+            cached.body["metadata"]["continue"].is_string()
+        ),
+    );
+    obs.expect_differ(
+        "resourceVersion=0&limit=1: items, continue",
+        "kube-apiserver answers a list at resourceVersion 0 from its watch cache, whole, \
+         ignoring limit (3 items, no continue, measured with the default flags), as the embedded \
+         server does; this peer has the CSR watch cache off, so etcd pages it",
     );
     let selected = admin.get(&format!("{CSRS}?limit=1&labelSelector=page%3D{label}"));
     obs.see(

@@ -1039,9 +1039,10 @@ pub(super) fn go_bool(v: &str) -> bool {
     !matches!(v.to_ascii_lowercase().as_str(), "false" | "0")
 }
 
-/// The checks kube-apiserver makes on a list's or watch's `ListOptions` before it reads
-/// anything: `limit` and `timeoutSeconds` must be integers (400 with Go's `strconv.ParseInt`
-/// text, as the query-parameter conversion answers), then apimachinery's
+/// The selectors of a list or watch, after the checks kube-apiserver makes on its
+/// `ListOptions` before it reads anything, in its order: `limit` and `timeoutSeconds` must be
+/// integers (400 with Go's `strconv.ParseInt` text, as the query-parameter decoding answers),
+/// then the selectors must parse (400), then apimachinery's
 /// `ValidateListOptions` (422 `Invalid` on `ListOptions.meta.k8s.io`, every rule broken a cause,
 /// in its order). For a list: `resourceVersionMatch` needs a `resourceVersion`, is not allowed
 /// with `continue`, is `Exact` or `NotOlderThan`, and `Exact` is not allowed with version "0";
@@ -1049,7 +1050,15 @@ pub(super) fn go_bool(v: &str) -> bool {
 /// `resourceVersionMatch=NotOlderThan`, and `resourceVersionMatch` needs `sendInitialEvents`,
 /// must be `NotOlderThan` and is not allowed with `continue`. A parameter given with an empty
 /// value counts as given, as in Go.
-pub(super) fn validate_list_options(req: &Request, watch: bool) -> Result<(), Box<Status>> {
+pub(super) fn list_options(req: &Request, watch: bool) -> Result<Selectors, Box<Status>> {
+    list_integers(req)?;
+    let sel = Selectors::parse(req)?;
+    list_rules(req, watch)?;
+    Ok(sel)
+}
+
+/// `limit` and `timeoutSeconds` as the query-parameter decoding reads them.
+fn list_integers(req: &Request) -> Result<(), Box<Status>> {
     for key in ["timeoutSeconds", "limit"] {
         if let Some(v) = req.param(key) {
             if let Err(e) = v.parse::<i64>() {
@@ -1066,6 +1075,11 @@ pub(super) fn validate_list_options(req: &Request, watch: bool) -> Result<(), Bo
             }
         }
     }
+    Ok(())
+}
+
+/// `ValidateListOptions`.
+fn list_rules(req: &Request, watch: bool) -> Result<(), Box<Status>> {
     let forbidden = |detail: &str| validation::FieldError {
         kind: validation::Kind::Forbidden,
         field: "resourceVersionMatch".into(),
@@ -1208,11 +1222,10 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
-    let sel =
-        match Selectors::parse(req).and_then(|s| validate_list_options(req, false).map(|()| s)) {
-            Ok(s) => s,
-            Err(st) => return send_status(conn, &st, ctx.keep),
-        };
+    let sel = match list_options(req, false) {
+        Ok(s) => s,
+        Err(st) => return send_status(conn, &st, ctx.keep),
+    };
     let asked = match parse_rv(req) {
         Ok(r) => r,
         Err(st) => return send_status(conn, &st, ctx.keep),
@@ -1981,10 +1994,7 @@ fn watch_stream(
         send_status(conn, &too_many_requests(), ctx.keep)?;
         return Ok(Next::KeepAlive);
     };
-    let sel = match Selectors::parse(req)
-        .and_then(|s| s.for_name(name))
-        .and_then(|s| validate_list_options(req, true).map(|()| s))
-    {
+    let sel = match list_options(req, true).and_then(|s| s.for_name(name)) {
         Ok(s) => s,
         Err(st) => {
             send_status(conn, &st, ctx.keep)?;
