@@ -1060,19 +1060,19 @@ pub(super) fn list_options(req: &Request, watch: bool) -> Result<Selectors, Box<
 /// `limit` and `timeoutSeconds` as the query-parameter decoding reads them.
 fn list_integers(req: &Request) -> Result<(), Box<Status>> {
     for key in ["timeoutSeconds", "limit"] {
-        if let Some(v) = req.param(key) {
-            if let Err(e) = v.parse::<i64>() {
-                let why = match e.kind() {
-                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                        "value out of range"
-                    }
-                    _ => "invalid syntax",
-                };
-                return Err(bad_request(format!(
-                    "strconv.ParseInt: parsing {}: {why}",
-                    validation::go_quote(v)
-                )));
-            }
+        if let Some(v) = req.param(key)
+            && let Err(e) = v.parse::<i64>()
+        {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    "value out of range"
+                }
+                _ => "invalid syntax",
+            };
+            return Err(bad_request(format!(
+                "strconv.ParseInt: parsing {}: {why}",
+                validation::go_quote(v)
+            )));
         }
     }
     Ok(())
