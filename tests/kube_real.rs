@@ -1144,6 +1144,8 @@ fn error_answers(c: &dyn Cluster) -> Obs {
         ("deletecollection (dry run) with a bad resourceVersionMatch", admin.delete(&format!("{CSRS}?dryRun=All&labelSelector=none%3D1&resourceVersionMatch=Bogus"))),
         ("deletecollection (dry run) with limit=x", admin.delete(&format!("{CSRS}?dryRun=All&labelSelector=none%3D1&limit=x"))),
         ("deletecollection (dry run) with a bad label selector", admin.delete(&format!("{CSRS}?dryRun=All&labelSelector=a%2C"))),
+        ("list as a Table with includeObject=Bogus", admin.get_accept(&format!("{CSRS}?includeObject=Bogus"), "application/json;as=Table;g=meta.k8s.io;v=v1")),
+        ("get as a Table with includeObject=Bogus", admin.get_accept(&format!("{}?includeObject=Bogus", csr_path(&name)), "application/json;as=Table;g=meta.k8s.io;v=v1")),
         ("list with timeoutSeconds=x", admin.get(&format!("{CSRS}?timeoutSeconds=x"))),
         ("watch with timeoutSeconds=x", admin.get(&format!("{CSRS}?watch=true&timeoutSeconds=x"))),
         ("watch with sendInitialEvents and no resourceVersionMatch", admin.get(&format!("{CSRS}?watch=true&sendInitialEvents=true&timeoutSeconds=1"))),
@@ -1209,8 +1211,13 @@ fn list_shape(c: &dyn Cluster) -> Obs {
     let mut obs = Obs::default();
     let admin = c.admin();
     let label = unique("page");
-    for _ in 0..3 {
-        let name = unique("page");
+    let names_first = unique("page");
+    for i in 0..3 {
+        let name = if i == 0 {
+            names_first.clone()
+        } else {
+            unique("page")
+        };
         let (mut body, _) = server_common::client_body(Some(&name), &name);
         body["metadata"]["labels"] = json!({"page": label});
         assert_eq!(admin.post(CSRS, &body).code, 201);
@@ -1277,6 +1284,34 @@ fn list_shape(c: &dyn Cluster) -> Obs {
         "limit=1 as a Table: keys of the table's metadata",
         keys(&table.body["metadata"]),
     );
+    for include in [
+        "",
+        "&includeObject=None",
+        "&includeObject=Object",
+        "&includeObject=Metadata",
+    ] {
+        for path in [
+            format!("{CSRS}?limit=1"),
+            format!("{}?x=1", csr_path(&names_first)),
+        ] {
+            let t = admin.get_accept(
+                &format!("{path}{include}"),
+                "application/json;as=Table;g=meta.k8s.io;v=v1",
+            );
+            let object = &t.body["rows"][0]["object"];
+            let what = if object.is_null() {
+                "null".to_owned()
+            } else {
+                keys(object)
+            };
+            let at = if path.contains("?limit") {
+                "list"
+            } else {
+                "get"
+            };
+            obs.see(format!("Table of a {at}{include}: a row's object"), what);
+        }
+    }
     let partial = admin.get_accept(
         &format!("{CSRS}?limit=1"),
         "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",

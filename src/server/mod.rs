@@ -103,8 +103,10 @@
 //!   accepts `*/*` or an exact media type it produces (only `application/json` here, and
 //!   `application/json;stream=watch` on list and watch routes; `application/*` is refused as
 //!   go-restful refuses it), then the handler picks the first JSON entry it can serve,
-//!   including `Table` and `PartialObjectMetadata[List]` conversions on reads. Anything else is
-//!   406 `NotAcceptable` with the upstream message of the stage that refused it.
+//!   including `Table` (each row's `object` as `includeObject` asks: `Metadata`, `Object` or
+//!   `None`, 400 for another value) and `PartialObjectMetadata[List]` conversions on reads.
+//!   Anything else is 406 `NotAcceptable` with the upstream message of the stage that refused
+//!   it.
 //!
 //! # Where PATCH and the reviews differ from kube-apiserver
 //! - Server-side apply has no `metadata.managedFields`: the applied fields are merged over the

@@ -354,6 +354,8 @@ pub(super) struct Ctx<'a> {
     /// authorizer is asked it once.
     pub(super) checked: Option<(Verb, Option<String>, Option<String>)>,
     pub(super) keep: bool,
+    /// The `includeObject` query parameter (`TableOptions`): what a `Table` row's `object` is.
+    pub(super) include_object: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -385,7 +387,7 @@ impl Ctx<'_> {
     /// object.
     fn render_value(&self, obj: &CertificateSigningRequest, rv: Option<u64>) -> Json {
         match self.output {
-            Output::Table(v) => table(self.shared, std::slice::from_ref(obj), rv, v),
+            Output::Table(v) => table(self, std::slice::from_ref(obj), rv, v),
             Output::Partial(v) | Output::PartialList(v) => partial(obj, v),
             Output::Plain => serde_json::to_value(self.render(obj)).unwrap_or(Json::Null),
         }
@@ -530,6 +532,7 @@ pub(crate) fn handle(
         output: Output::Plain,
         checked: None,
         keep,
+        include_object: req.param("includeObject").map(str::to_owned),
     };
     resource(ctx, conn, req, rest, watch_path)
 }
@@ -777,15 +780,28 @@ fn partial(o: &CertificateSigningRequest, version: &str) -> Json {
     })
 }
 
+/// `TableOptions.includeObject` as the apiserver checks it when it converts to a `Table`:
+/// `Metadata` (the default), `Object`, `None` or empty, else 400.
+fn check_include_object(ctx: &Ctx<'_>) -> Result<(), Box<Status>> {
+    match ctx.include_object.as_deref() {
+        None | Some("" | "Metadata" | "Object" | "None") => Ok(()),
+        Some(v) => Err(bad_request(format!(
+            "Unable to convert to Table as requested: includeObject: Invalid value: {}: must be 'Metadata', 'Object', 'None', or empty",
+            validation::go_quote(v)
+        ))),
+    }
+}
+
 /// A `meta.k8s.io/{version}` `Table` of CSRs with kubectl's columns (NAME, AGE, SIGNERNAME,
-/// REQUESTOR, REQUESTEDDURATION, CONDITION).
+/// REQUESTOR, REQUESTEDDURATION, CONDITION); each row's `object` is its
+/// `PartialObjectMetadata`, the whole object or `null` as `includeObject` asks.
 fn table(
-    shared: &Shared,
+    ctx: &Ctx<'_>,
     items: &[CertificateSigningRequest],
     rv: Option<u64>,
     version: &str,
 ) -> Json {
-    let now = shared.clock.now();
+    let now = ctx.shared.clock.now();
     let rows: Vec<Json> = items
         .iter()
         .map(|o| {
@@ -824,7 +840,11 @@ fn table(
                     requested,
                     condition,
                 ],
-                "object": partial(o, version),
+                "object": match ctx.include_object.as_deref() {
+                    Some("None") => Json::Null,
+                    Some("Object") => serde_json::to_value(ctx.render(o)).unwrap_or(Json::Null),
+                    _ => partial(o, version),
+                },
             })
         })
         .collect();
@@ -1204,6 +1224,11 @@ fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Res
         Ok(o) => o,
         Err(st) => return send_status(conn, &st, ctx.keep),
     };
+    if matches!(ctx.output, Output::Table(_))
+        && let Err(st) = check_include_object(ctx)
+    {
+        return send_status(conn, &st, ctx.keep);
+    }
     let rv = obj
         .metadata
         .resource_version
@@ -1291,7 +1316,10 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     }
     if let Output::Table(v) = ctx.output {
         let objs: Vec<CertificateSigningRequest> = items.iter().map(|o| (**o).clone()).collect();
-        let mut t = table(ctx.shared, &objs, Some(current), v);
+        if let Err(st) = check_include_object(ctx) {
+            return send_status(conn, &st, ctx.keep);
+        }
+        let mut t = table(ctx, &objs, Some(current), v);
         if let Some(c) = cont {
             t["metadata"]["continue"] = json!(c);
         }
