@@ -15,7 +15,7 @@ use std::io;
 use super::auth::{Action, Verb};
 use super::http::{Conn, Request};
 use super::rest::{
-    Ctx, Selectors, delete_checked, delete_options, forbidden, send_json, send_status,
+    Ctx, delete_checked, delete_options, forbidden, list_options, send_json, send_status,
 };
 use crate::csr::api::{CsrList, KIND_CSR, ListMeta};
 
@@ -30,7 +30,7 @@ pub(super) fn delete_collection(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
-    let sel = match Selectors::parse(req) {
+    let sel = match list_options(req, false) {
         Ok(s) => s,
         Err(st) => return send_status(conn, &st, ctx.keep),
     };

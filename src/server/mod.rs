@@ -17,8 +17,12 @@
 //! ```
 //!
 //! # What it serves
-//! - `certificates.k8s.io/v1` CSRs: create (with `generateName`), get, list (field and label
-//!   selectors, `limit`/`continue`, `resourceVersion`), watch (replay from a resource version,
+//! - `certificates.k8s.io/v1` CSRs: create (with `generateName`), get, list (field selectors
+//!   on `metadata.name` and `spec.signerName`; label selectors parsed as `labels.Parse` parses
+//!   them, with its error texts; `limit`/`continue` with `remainingItemCount` when no selector
+//!   filters; `resourceVersion`, where "0" answers the whole list as the watch cache does; the
+//!   query parameters converted and checked as `ListOptions` are, with the same 400 and 422
+//!   answers), watch (replay from a resource version,
 //!   bookmarks, `sendInitialEvents`, `timeoutSeconds`, `410 Expired` from a bounded history),
 //!   update (metadata), delete, and the `/approval` and `/status` subresources; `v1beta1` only when
 //!   [`CsrApiServerBuilder::v1beta1`] turns it on (404 otherwise, as Kubernetes ≥ 1.22).
@@ -99,8 +103,10 @@
 //!   accepts `*/*` or an exact media type it produces (only `application/json` here, and
 //!   `application/json;stream=watch` on list and watch routes; `application/*` is refused as
 //!   go-restful refuses it), then the handler picks the first JSON entry it can serve,
-//!   including `Table` and `PartialObjectMetadata[List]` conversions on reads. Anything else is
-//!   406 `NotAcceptable` with the upstream message of the stage that refused it.
+//!   including `Table` (each row's `object` as `includeObject` asks: `Metadata`, `Object` or
+//!   `None`, 400 for another value) and `PartialObjectMetadata[List]` conversions on reads.
+//!   Anything else is 406 `NotAcceptable` with the upstream message of the stage that refused
+//!   it.
 //!
 //! # Where PATCH and the reviews differ from kube-apiserver
 //! - Server-side apply has no `metadata.managedFields`: the applied fields are merged over the
@@ -143,6 +149,17 @@
 //!   parser's steps); `updates may not modify a condition` omits the diff Go appends.
 //! - An unknown resource is 404 for every caller; kube-apiserver authorizes first, so a caller
 //!   without rights to it gets 403.
+//! - `continue` tokens are this server's own (`{"rv","start"}` in base64); one that does not
+//!   decode is 400 `continue key is not valid: "<token>"`, where kube-apiserver names Go's JSON
+//!   or version error after `invalid continue token: continue key is not valid:`.
+//! - A list with `resourceVersionMatch=Exact` at a version older than the current one is 410
+//!   `Expired`: only the latest state is kept. kube-apiserver reads that snapshot from etcd
+//!   until etcd compacts it.
+//! - The total size of a CSR's annotations (256 KiB in kube-apiserver) is not checked; the
+//!   request body limit bounds it.
+//! - When a query has several faults, the first answered may differ: a field selector on an
+//!   unsupported field is checked with the label selector, before the `ListOptions` rules
+//!   (kube-apiserver checks it when it reads the store).
 //!
 //! # Who may do what
 //! Approval is by [`ApprovalPolicy`]. The default, [`ApprovalPolicy::NodeClient`], approves what
@@ -204,6 +221,7 @@ mod patch;
 mod protobuf;
 mod rest;
 mod review;
+mod selector;
 mod signer;
 mod state;
 mod validation;

@@ -22,14 +22,15 @@ use super::decode::{self, FIELD_VALIDATION_VALUES, FieldValidation};
 use super::faults::{Call, Fault};
 use super::http::{Conn, Request};
 use super::negotiate::{self, Output, Route};
+use super::selector::{self, LabelReq, parse_label_selector};
 use super::signer::{self, Work, has_condition};
 use super::state::{EventType, Stored};
 use super::validation::{self, GROUP, RESOURCE, UpdatePath};
 use super::{Shared, new_uid, since};
 use crate::csr::ApiVersion;
 use crate::csr::api::{
-    API_VERSION_V1, API_VERSION_V1BETA1, CONDITION_APPROVED, CertificateSigningRequest, CsrList,
-    KIND_CSR, ListMeta, Status, StatusCause, StatusDetails, reason_for_code,
+    API_VERSION_V1, API_VERSION_V1BETA1, CONDITION_APPROVED, CertificateSigningRequest, KIND_CSR,
+    ListMeta, Status, StatusCause, StatusDetails, reason_for_code,
 };
 use crate::pki::fmt_time;
 
@@ -353,6 +354,8 @@ pub(super) struct Ctx<'a> {
     /// authorizer is asked it once.
     pub(super) checked: Option<(Verb, Option<String>, Option<String>)>,
     pub(super) keep: bool,
+    /// The `includeObject` query parameter (`TableOptions`): what a `Table` row's `object` is.
+    pub(super) include_object: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -384,7 +387,7 @@ impl Ctx<'_> {
     /// object.
     fn render_value(&self, obj: &CertificateSigningRequest, rv: Option<u64>) -> Json {
         match self.output {
-            Output::Table(v) => table(self.shared, std::slice::from_ref(obj), rv, v),
+            Output::Table(v) => table(self, std::slice::from_ref(obj), rv, v),
             Output::Partial(v) | Output::PartialList(v) => partial(obj, v),
             Output::Plain => serde_json::to_value(self.render(obj)).unwrap_or(Json::Null),
         }
@@ -529,6 +532,7 @@ pub(crate) fn handle(
         output: Output::Plain,
         checked: None,
         keep,
+        include_object: req.param("includeObject").map(str::to_owned),
     };
     resource(ctx, conn, req, rest, watch_path)
 }
@@ -551,7 +555,7 @@ fn resource(
     rest: &[&str],
     watch_path: bool,
 ) -> io::Result<Next> {
-    let watch = watch_path || req.param("watch").is_some_and(|w| w == "true" || w == "1");
+    let watch = watch_path || req.param("watch").is_some_and(go_bool);
     let m = req.method.as_str();
     let call = match (m, rest) {
         ("GET", [] | [_]) if watch_path => Call::Watch,
@@ -776,15 +780,28 @@ fn partial(o: &CertificateSigningRequest, version: &str) -> Json {
     })
 }
 
+/// `TableOptions.includeObject` as the apiserver checks it when it converts to a `Table`:
+/// `Metadata` (the default), `Object`, `None` or empty, else 400.
+fn check_include_object(ctx: &Ctx<'_>) -> Result<(), Box<Status>> {
+    match ctx.include_object.as_deref() {
+        None | Some("" | "Metadata" | "Object" | "None") => Ok(()),
+        Some(v) => Err(bad_request(format!(
+            "Unable to convert to Table as requested: includeObject: Invalid value: {}: must be 'Metadata', 'Object', 'None', or empty",
+            validation::go_quote(v)
+        ))),
+    }
+}
+
 /// A `meta.k8s.io/{version}` `Table` of CSRs with kubectl's columns (NAME, AGE, SIGNERNAME,
-/// REQUESTOR, REQUESTEDDURATION, CONDITION).
+/// REQUESTOR, REQUESTEDDURATION, CONDITION); each row's `object` is its
+/// `PartialObjectMetadata`, the whole object or `null` as `includeObject` asks.
 fn table(
-    shared: &Shared,
+    ctx: &Ctx<'_>,
     items: &[CertificateSigningRequest],
     rv: Option<u64>,
     version: &str,
 ) -> Json {
-    let now = shared.clock.now();
+    let now = ctx.shared.clock.now();
     let rows: Vec<Json> = items
         .iter()
         .map(|o| {
@@ -823,7 +840,11 @@ fn table(
                     requested,
                     condition,
                 ],
-                "object": partial(o, version),
+                "object": match ctx.include_object.as_deref() {
+                    Some("None") => Json::Null,
+                    Some("Object") => serde_json::to_value(ctx.render(o)).unwrap_or(Json::Null),
+                    _ => partial(o, version),
+                },
             })
         })
         .collect();
@@ -952,76 +973,8 @@ fn field_matches(o: &CertificateSigningRequest, sel: &[(String, bool, String)]) 
     })
 }
 
-/// One label requirement.
-enum LabelReq {
-    Eq(String, String),
-    NotEq(String, String),
-    Exists(String),
-    NotExists(String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-}
-
-/// Label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`.
-fn parse_label_selector(s: &str) -> Result<Vec<LabelReq>, String> {
-    let mut terms = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                terms.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    terms.push(&s[start..]);
-    let set = |v: &str| -> Result<Vec<String>, String> {
-        let v = v.trim();
-        let inner = v
-            .strip_prefix('(')
-            .and_then(|v| v.strip_suffix(')'))
-            .ok_or_else(|| {
-                format!("unable to parse requirement: expected a parenthesised set, found {v:?}")
-            })?;
-        Ok(inner.split(',').map(|x| x.trim().to_owned()).collect())
-    };
-    let mut out = Vec::new();
-    for t in terms.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-        let req = if let Some((k, v)) = t.split_once(" notin ") {
-            LabelReq::NotIn(k.trim().to_owned(), set(v)?)
-        } else if let Some((k, v)) = t.split_once(" in ") {
-            LabelReq::In(k.trim().to_owned(), set(v)?)
-        } else if let Some((k, v)) = t.split_once("!=") {
-            LabelReq::NotEq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some((k, v)) = t.split_once("==") {
-            LabelReq::Eq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some((k, v)) = t.split_once('=') {
-            LabelReq::Eq(k.trim().to_owned(), v.trim().to_owned())
-        } else if let Some(k) = t.strip_prefix('!') {
-            LabelReq::NotExists(k.trim().to_owned())
-        } else if t.contains(char::is_whitespace) {
-            return Err(format!("unable to parse requirement: {t:?}"));
-        } else {
-            LabelReq::Exists(t.to_owned())
-        };
-        out.push(req);
-    }
-    Ok(out)
-}
-
 fn labels_match(o: &CertificateSigningRequest, sel: &[LabelReq]) -> bool {
-    let get = |k: &str| o.metadata.labels.as_ref().and_then(|l| l.get(k));
-    sel.iter().all(|r| match r {
-        LabelReq::Eq(k, v) => get(k) == Some(v),
-        LabelReq::NotEq(k, v) => get(k) != Some(v),
-        LabelReq::Exists(k) => get(k).is_some(),
-        LabelReq::NotExists(k) => get(k).is_none(),
-        LabelReq::In(k, vs) => get(k).is_some_and(|x| vs.contains(x)),
-        LabelReq::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
-    })
+    selector::labels_match(o.metadata.labels.as_ref(), sel)
 }
 
 /// The selectors of a list or watch request.
@@ -1031,6 +984,11 @@ pub(super) struct Selectors {
 }
 
 impl Selectors {
+    /// Whether neither selector restricts anything.
+    fn is_everything(&self) -> bool {
+        self.fields.is_empty() && self.labels.is_empty()
+    }
+
     pub(super) fn parse(req: &Request) -> Result<Selectors, Box<Status>> {
         Ok(Selectors {
             fields: parse_field_selector(req.param("fieldSelector").unwrap_or(""))
@@ -1094,6 +1052,134 @@ impl Selectors {
     }
 }
 
+/// A boolean query parameter as apimachinery's query-parameter conversion reads it
+/// (`Convert_Slice_string_To_bool`): `false` and `0`, in any case, are false; every other value,
+/// the empty one included, is true.
+pub(super) fn go_bool(v: &str) -> bool {
+    !matches!(v.to_ascii_lowercase().as_str(), "false" | "0")
+}
+
+/// The selectors of a list or watch, after the checks kube-apiserver makes on its
+/// `ListOptions` before it reads anything, in its order: `limit` and `timeoutSeconds` must be
+/// integers (400 with Go's `strconv.ParseInt` text, as the query-parameter decoding answers),
+/// then the selectors must parse (400), then apimachinery's
+/// `ValidateListOptions` (422 `Invalid` on `ListOptions.meta.k8s.io`, every rule broken a cause,
+/// in its order). For a list: `resourceVersionMatch` needs a `resourceVersion`, is not allowed
+/// with `continue`, is `Exact` or `NotOlderThan`, and `Exact` is not allowed with version "0";
+/// `sendInitialEvents` is not allowed. For a watch: `sendInitialEvents` needs
+/// `resourceVersionMatch=NotOlderThan`, and `resourceVersionMatch` needs `sendInitialEvents`,
+/// must be `NotOlderThan` and is not allowed with `continue`. A parameter given with an empty
+/// value counts as given, as in Go.
+pub(super) fn list_options(req: &Request, watch: bool) -> Result<Selectors, Box<Status>> {
+    list_integers(req)?;
+    let sel = Selectors::parse(req)?;
+    list_rules(req, watch)?;
+    Ok(sel)
+}
+
+/// `limit` and `timeoutSeconds` as the query-parameter decoding reads them.
+fn list_integers(req: &Request) -> Result<(), Box<Status>> {
+    for key in ["timeoutSeconds", "limit"] {
+        if let Some(v) = req.param(key)
+            && let Err(e) = v.parse::<i64>()
+        {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    "value out of range"
+                }
+                _ => "invalid syntax",
+            };
+            return Err(bad_request(format!(
+                "strconv.ParseInt: parsing {}: {why}",
+                validation::go_quote(v)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `ValidateListOptions`.
+fn list_rules(req: &Request, watch: bool) -> Result<(), Box<Status>> {
+    let forbidden = |detail: &str| validation::FieldError {
+        kind: validation::Kind::Forbidden,
+        field: "resourceVersionMatch".into(),
+        value: validation::Value::Omit,
+        detail: detail.into(),
+    };
+    let not_supported = |m: &str, supported: &str| validation::FieldError {
+        kind: validation::Kind::NotSupported,
+        field: "resourceVersionMatch".into(),
+        value: validation::Value::Str(m.to_owned()),
+        detail: format!("supported values: {supported}"),
+    };
+    let rv = req.param("resourceVersion").unwrap_or("");
+    let continued = !req.param("continue").unwrap_or("").is_empty();
+    let send_initial = req.param("sendInitialEvents").is_some();
+    let matching = req.param("resourceVersionMatch").unwrap_or("");
+    let mut errs = Vec::new();
+    if watch {
+        if send_initial && matching != "NotOlderThan" {
+            errs.push(forbidden(
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !matching.is_empty() {
+            if !send_initial {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if matching != "NotOlderThan" {
+                errs.push(not_supported(matching, "\"NotOlderThan\""));
+            }
+            if continued {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        if !matching.is_empty() {
+            if rv.is_empty() {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if continued {
+                errs.push(forbidden(
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if matching != "Exact" && matching != "NotOlderThan" {
+                errs.push(not_supported(matching, "\"Exact\", \"NotOlderThan\", \"\""));
+            }
+            if matching == "Exact" && rv == "0" {
+                errs.push(forbidden(
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial {
+            errs.push(validation::FieldError {
+                kind: validation::Kind::Forbidden,
+                field: "sendInitialEvents".into(),
+                value: validation::Value::Omit,
+                detail: "sendInitialEvents is forbidden for list".into(),
+            });
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Box::new(validation::invalid_status_of(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            &errs,
+        )))
+    }
+}
+
 /// `resourceVersion`: absent, empty or "0" mean "any"; else a number.
 fn parse_rv(req: &Request) -> Result<Option<u64>, Box<Status>> {
     match req.param("resourceVersion") {
@@ -1138,6 +1224,11 @@ fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Res
         Ok(o) => o,
         Err(st) => return send_status(conn, &st, ctx.keep),
     };
+    if matches!(ctx.output, Output::Table(_))
+        && let Err(st) = check_include_object(ctx)
+    {
+        return send_status(conn, &st, ctx.keep);
+    }
     let rv = obj
         .metadata
         .resource_version
@@ -1156,7 +1247,7 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
     if !ctx.allowed(&action) {
         return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
     }
-    let sel = match Selectors::parse(req) {
+    let sel = match list_options(req, false) {
         Ok(s) => s,
         Err(st) => return send_status(conn, &st, ctx.keep),
     };
@@ -1209,24 +1300,42 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
         })
         .collect();
     let mut cont = None;
-    if limit > 0 && items.len() > limit {
+    // kube-apiserver answers a list at resourceVersion "0" from its watch cache, whole: the
+    // limit is ignored there.
+    let from_cache = req.param("resourceVersion") == Some("0");
+    let mut remaining = None;
+    if limit > 0 && items.len() > limit && !from_cache {
         let next = items[limit].metadata.name.clone().unwrap_or_default();
         cont = Some(URL_SAFE_NO_PAD.encode(json!({"rv": current, "start": next}).to_string()));
+        // As the etcd store: how many items are left, given only when no selector filters
+        // them (etcd counts keys, not matches).
+        if sel.is_everything() {
+            remaining = Some(items.len() - limit);
+        }
         items.truncate(limit);
     }
     if let Output::Table(v) = ctx.output {
         let objs: Vec<CertificateSigningRequest> = items.iter().map(|o| (**o).clone()).collect();
-        let mut t = table(ctx.shared, &objs, Some(current), v);
+        if let Err(st) = check_include_object(ctx) {
+            return send_status(conn, &st, ctx.keep);
+        }
+        let mut t = table(ctx, &objs, Some(current), v);
         if let Some(c) = cont {
             t["metadata"]["continue"] = json!(c);
         }
+        if let Some(n) = remaining {
+            t["metadata"]["remainingItemCount"] = json!(n);
+        }
         return send_json(conn, 200, &t, ctx.keep);
     }
+    let mut meta = json!({"resourceVersion": current.to_string()});
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(n) = remaining {
+        meta["remainingItemCount"] = json!(n);
+    }
     if let Output::PartialList(v) = ctx.output {
-        let mut meta = json!({"resourceVersion": current.to_string()});
-        if let Some(c) = cont {
-            meta["continue"] = json!(c);
-        }
         let l = json!({
             "kind": "PartialObjectMetadataList",
             "apiVersion": format!("meta.k8s.io/{v}"),
@@ -1235,15 +1344,21 @@ fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
         });
         return send_json(conn, 200, &l, ctx.keep);
     }
-    let list = CsrList {
-        api_version: Some(ctx.version.as_str().to_owned()),
-        kind: Some(format!("{KIND_CSR}List")),
-        metadata: ListMeta {
-            resource_version: Some(current.to_string()),
-            continue_token: cont,
-        },
-        items: items.iter().map(|o| ctx.render(o)).collect(),
-    };
+    // The items of a list carry no apiVersion and kind: the list's own say what they are.
+    let list = json!({
+        "kind": format!("{KIND_CSR}List"),
+        "apiVersion": ctx.version.as_str(),
+        "metadata": meta,
+        "items": items
+            .iter()
+            .map(|o| {
+                let mut item = ctx.render(o);
+                item.api_version = None;
+                item.kind = None;
+                item
+            })
+            .collect::<Vec<_>>(),
+    });
     send_json(conn, 200, &list, ctx.keep)
 }
 
@@ -1876,7 +1991,7 @@ fn bookmark_object(ctx: &Ctx<'_>, rv: u64, initial_end: bool) -> Json {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    json!({"kind": KIND_CSR, "apiVersion": ctx.version.as_str(), "metadata": meta, "spec": {"request": null, "signerName": "", "usages": null}, "status": {}})
+    json!({"kind": KIND_CSR, "apiVersion": ctx.version.as_str(), "metadata": meta, "spec": {"request": null, "signerName": ""}, "status": {}})
 }
 
 /// A watch: headers, the initial events, then change events (and bookmarks) until the timeout,
@@ -1907,7 +2022,7 @@ fn watch_stream(
         send_status(conn, &too_many_requests(), ctx.keep)?;
         return Ok(Next::KeepAlive);
     };
-    let sel = match Selectors::parse(req).and_then(|s| s.for_name(name)) {
+    let sel = match list_options(req, true).and_then(|s| s.for_name(name)) {
         Ok(s) => s,
         Err(st) => {
             send_status(conn, &st, ctx.keep)?;
@@ -1921,8 +2036,8 @@ fn watch_stream(
             return Ok(Next::KeepAlive);
         }
     };
-    let bookmarks = req.param("allowWatchBookmarks") == Some("true");
-    let send_initial = req.param("sendInitialEvents") == Some("true");
+    let bookmarks = req.param("allowWatchBookmarks").is_some_and(go_bool);
+    let send_initial = req.param("sendInitialEvents").is_some_and(go_bool);
     let timeout = req
         .param("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())

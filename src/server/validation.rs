@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use crate::csr::KeyUsage;
 use crate::csr::api::{
     CONDITION_APPROVED, CONDITION_DENIED, CONDITION_FAILED, CertificateSigningRequest,
-    LEGACY_UNKNOWN_SIGNER, MIN_EXPIRATION_SECONDS, Status, StatusCause, StatusDetails,
+    LEGACY_UNKNOWN_SIGNER, MIN_EXPIRATION_SECONDS, ObjectMeta, Status, StatusCause, StatusDetails,
 };
 use crate::pki::{CertInfo, ParsedCsr, parse_csr_pem};
 
@@ -127,7 +127,7 @@ impl std::fmt::Display for FieldError {
 }
 
 /// Go's `%q` for the strings that reach it here.
-fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -218,6 +218,7 @@ pub(crate) fn validate_create(
             msg,
         ));
     }
+    errs.extend(validate_labels_and_annotations(&csr.metadata));
     let parsed = match parse_csr_pem(&csr.spec.request) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -386,6 +387,121 @@ fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
     errs
 }
 
+/// apimachinery's `RegexError`: `msg (e.g. 'a',  or 'b', regex used for validation is 'fmt')`.
+fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+    let mut s = format!("{msg} (e.g. ");
+    for (i, e) in examples.iter().enumerate() {
+        if i > 0 {
+            s.push_str(" or ");
+        }
+        let _ = write!(s, "'{e}', ");
+    }
+    let _ = write!(s, "regex used for validation is '{fmt}')");
+    s
+}
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, whole.
+fn is_qualified_name_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    let edge = |c: &u8| c.is_ascii_alphanumeric();
+    b.first().is_some_and(edge)
+        && b.last().is_some_and(edge)
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+
+/// apimachinery `IsQualifiedName` as kube-apiserver 1.37 checks label keys, label selector keys
+/// and annotation keys: an optional DNS-1123 subdomain prefix and `/`, then a name part of at
+/// most 63 bytes of `[-A-Za-z0-9_.]` that starts and ends alphanumeric. A key with more than
+/// one `/` is "a valid label key …" (the wording the real apiserver answers).
+pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let parts: Vec<&str> = value.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                errs.push("prefix part must be non-empty".to_owned());
+            } else {
+                errs.extend(
+                    dns1123_subdomain_errors(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
+            }
+            *name
+        }
+        _ => {
+            errs.push(format!(
+                "a valid label key {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            ));
+            return errs;
+        }
+    };
+    if name.is_empty() {
+        errs.push("name part must be non-empty".to_owned());
+    } else if name.len() > 63 {
+        errs.push("name part must be no more than 63 bytes".to_owned());
+    }
+    if !is_qualified_name_part(name) {
+        errs.push(format!(
+            "name part {}",
+            regex_error(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
+        ));
+    }
+    errs
+}
+
+/// apimachinery `IsValidLabelValue`: empty, or at most 63 bytes of a qualified name part.
+pub(crate) fn label_value_errors(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > 63 {
+        errs.push("must be no more than 63 bytes".to_owned());
+    }
+    if !value.is_empty() && !is_qualified_name_part(value) {
+        errs.push(regex_error(
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+            &format!("({QUALIFIED_NAME_FMT})?"),
+            &["MyValue", "my_value", "12345"],
+        ));
+    }
+    errs
+}
+
+/// The labels and annotations part of `ValidateObjectMeta`: each label key a qualified name and
+/// each value a label value (`ValidateLabels`), each annotation key a qualified name once
+/// lower-cased (`ValidateAnnotations`); every error on the field `metadata.labels` or
+/// `metadata.annotations` with the bad key or value. Keys are checked in their sorted order
+/// (Go walks the maps in a random one).
+pub(crate) fn validate_labels_and_annotations(meta: &ObjectMeta) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let invalid = |field: &str, v: &str, m: String| {
+        FieldError::new(Kind::Invalid, field, Value::Str(v.to_owned()), m)
+    };
+    for (k, v) in meta.labels.iter().flatten() {
+        for m in qualified_name_errors(k) {
+            errs.push(invalid("metadata.labels", k, m));
+        }
+        for m in label_value_errors(v) {
+            errs.push(invalid("metadata.labels", v, m));
+        }
+    }
+    for k in meta.annotations.iter().flatten().map(|(k, _)| k) {
+        for m in qualified_name_errors(&k.to_lowercase()) {
+            errs.push(invalid("metadata.annotations", k, m));
+        }
+    }
+    errs
+}
+
 /// `ValidateCertificateSigningRequestSignerName`: `domain/path`, the domain ≤ 253 characters of
 /// DNS-1123 labels with at least two of them, the path DNS-1123 subdomains, the whole ≤ 571.
 pub(crate) fn validate_signer_name(field: &str, signer: &str) -> Vec<FieldError> {
@@ -478,7 +594,7 @@ pub(crate) fn validate_update(
     old: &CertificateSigningRequest,
     path: UpdatePath,
 ) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+    let mut errs = validate_labels_and_annotations(&new.metadata);
     let empty = Vec::new();
     let new_conds = new.status.as_ref().map_or(&empty, |s| &s.conditions);
     let old_conds = old.status.as_ref().map_or(&empty, |s| &s.conditions);
