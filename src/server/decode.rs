@@ -26,6 +26,8 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::validation::go_quote;
+
 /// The shape of a field, as the Go type declares it.
 #[derive(Clone, Copy)]
 enum Ty {
@@ -371,32 +373,6 @@ impl<'de> Visitor<'de> for Walk<'_> {
         }
         Ok(Value::Object(out))
     }
-}
-
-/// Go's `strconv.Quote` for the field paths that reach it.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let n = c as u32;
-                if n < 0x10000 {
-                    out.push_str(&format!("\\u{n:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{n:08x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A `Warning` header value for `text`, as apimachinery's `NewWarningHeader(299, "-", text)`:

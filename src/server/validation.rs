@@ -126,7 +126,18 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// Go's `%q` for the strings that reach it here.
+/// Go's `unicode.IsPrint`, as far as this crate can tell without Unicode category tables:
+/// control characters, whitespace other than U+0020 and the common format characters (soft
+/// hyphen, zero-width and bidirectional marks, the byte-order mark) are not printable.
+pub(crate) fn go_is_print(c: char) -> bool {
+    !(c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}'))
+}
+
+/// Go's `strconv.Quote` (and so `%q` of a string): `"` and `\` escaped, the short escapes
+/// `\a \b \f \n \r \t \v`, other unprintable characters as `\xNN` below U+0080 and
+/// `\uNNNN` or `\UNNNNNNNN` above.
 pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -134,12 +145,23 @@ pub(crate) fn go_quote(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
             '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            '\u{0b}' => out.push_str("\\v"),
+            c if go_is_print(c) => out.push(c),
+            c if (c as u32) < 0x80 => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c => out.push(c),
+            c if (c as u32) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
         }
     }
     out.push('"');
@@ -177,7 +199,7 @@ pub(crate) fn invalid_status_of(
     st.details = Some(StatusDetails {
         name: Some(name.to_owned()).filter(|n| !n.is_empty()),
         group: Some(group.to_owned()),
-        kind: Some(kind.to_owned()),
+        kind: Some(kind.to_owned()).filter(|k| !k.is_empty()),
         causes: errs
             .iter()
             .map(|e| StatusCause {
@@ -781,6 +803,22 @@ pub(crate) fn validate_certificate(pem: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Expected values printed by Go 1.26's `strconv.Quote`.
+    #[test]
+    fn go_quote_is_strconv_quote() {
+        for (input, go) in [
+            ("plain", r#""plain""#),
+            ("q\"b\\s", r#""q\"b\\s""#),
+            ("\u{07}\u{08}\u{0c}\n\r\t\u{0b}", r#""\a\b\f\n\r\t\v""#),
+            ("\u{01}\u{1f}\u{7f}", r#""\x01\x1f\x7f""#),
+            ("\u{85}\u{ad}", r#""\u0085\u00ad""#),
+            ("é\u{1F600}", "\"é\u{1F600}\""),
+            ("\u{2028}", r#""\u2028""#),
+        ] {
+            assert_eq!(go_quote(input), go, "{input:?}");
+        }
+    }
 
     /// The client's build-time check and this validator agree on every signer name of the
     /// client's table.
