@@ -1099,6 +1099,18 @@ fn error_answers(c: &dyn Cluster) -> Obs {
         ("get an unknown resource of the group", admin.get("/apis/certificates.k8s.io/v1/nosuchthings")),
         ("get an unknown group", admin.get("/apis/nosuch.example.com/v1")),
         ("watch from a future resourceVersion", admin.get(&format!("{CSRS}?watch=true&resourceVersion=999999999&timeoutSeconds=1"))),
+        (
+            "merge patch with force=yes",
+            admin.send_raw("PATCH", &format!("{}?force=yes", csr_path(&name)), "application/merge-patch+json", br#"{"metadata":{"labels":{"a":"b"}}}"#),
+        ),
+        (
+            "merge patch with force=maybe and dryRun=Bad",
+            admin.send_raw("PATCH", &format!("{}?force=maybe&dryRun=Bad", csr_path(&name)), "application/merge-patch+json", br#"{"metadata":{"labels":{"a":"b"}}}"#),
+        ),
+        (
+            "merge patch with an unprintable fieldManager, dryRun=Bad and fieldValidation=X",
+            admin.send_raw("PATCH", &format!("{}?fieldManager=a%01b&dryRun=Bad&fieldValidation=X", csr_path(&name)), "application/merge-patch+json", br#"{"metadata":{"labels":{"a":"b"}}}"#),
+        ),
         // One bad label per case: Go checks a map's keys in a random order.
         ("create with a bad label key and value and a bad annotation key", admin.post(CSRS, &with(&|b| {
             b["metadata"]["labels"] = json!({"-a": "b%"});

@@ -40,7 +40,7 @@ use super::rest::{
     Ctx, WriteOptions, authorized_object, bad_request, create_object, forbidden, not_found,
     replace_object, send_json, send_status,
 };
-use super::validation::UpdatePath;
+use super::validation::{FieldError, Kind, UpdatePath, Value, go_is_print};
 use crate::csr::api::{CertificateSigningRequest, KIND_CSR, Status, StatusCause, StatusDetails};
 
 /// The patch types kube-apiserver accepts for a built-in resource, in its order.
@@ -159,96 +159,56 @@ fn patch_inner(
     }
 }
 
-/// `PatchOptions` from the query, checked as `ValidatePatchOptions`; returns whether this is a
-/// dry run.
+/// `PatchOptions` from the query, checked as `ValidatePatchOptions` (one 422 on
+/// `PatchOptions.meta.k8s.io` with every broken rule, in its order: `force` on a patch that is
+/// not an apply, `fieldManager` missing on an apply, too long or with unprintable characters,
+/// then `dryRun` and `fieldValidation`). `force` counts as given whatever its value, as the
+/// query's conversion makes any value a `*bool`. Returns whether this is a dry run.
 fn patch_options(req: &Request, apply: bool) -> Result<bool, Box<Status>> {
     let manager = req.param("fieldManager").unwrap_or("");
-    let force = req.param("force");
-    // strconv.ParseBool's spellings.
-    let go_bool = [
-        "1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False",
-    ];
-    if let Some(f) = force
-        && !go_bool.contains(&f)
-    {
-        return Err(bad_request(format!(
-            "strconv.ParseBool: parsing {f:?}: invalid syntax"
-        )));
-    }
-    let mut errs: Vec<(&str, &str, String)> = Vec::new();
-    if apply && manager.is_empty() {
-        errs.push((
-            "FieldValueRequired",
-            "fieldManager",
-            "Required value: is required for apply patch".into(),
+    let mut errs = Vec::new();
+    let error = |kind, field: &str, value, detail: String| FieldError {
+        kind,
+        field: field.to_owned(),
+        value,
+        detail,
+    };
+    if !apply && req.param("force").is_some() {
+        errs.push(error(
+            Kind::Forbidden,
+            "force",
+            Value::Omit,
+            "may not be specified for non-apply patch".into(),
         ));
     }
-    if !apply && force.is_some() {
-        errs.push((
-            "FieldValueForbidden",
-            "force",
-            "Forbidden: may not be specified for non-apply patch".into(),
+    if apply && manager.is_empty() {
+        errs.push(error(
+            Kind::Required,
+            "fieldManager",
+            Value::Omit,
+            "is required for apply patch".into(),
         ));
     }
     if manager.len() > FIELD_MANAGER_MAX_LENGTH {
-        errs.push((
-            "FieldValueTooLong",
+        errs.push(error(
+            Kind::TooLong,
             "fieldManager",
-            format!("Too long: may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"),
+            Value::Omit,
+            format!("may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"),
         ));
     }
-    for (i, c) in manager.char_indices() {
-        // Go's unicode.IsPrint: no control characters and no space but U+0020.
-        if c.is_control() || (c.is_whitespace() && c != ' ') {
-            errs.push((
-                "FieldValueInvalid",
-                "fieldManager",
-                format!(
-                    "Invalid value: {manager:?}: invalid character U+{:04X} (at position {i})",
-                    c as u32
-                ),
-            ));
-        }
-    }
-    if let Some(v) = req
-        .param("fieldValidation")
-        .filter(|v| !v.is_empty() && !["Ignore", "Strict", "Warn"].contains(v))
-    {
-        errs.push((
-            "FieldValueNotSupported",
-            "fieldValidation",
-            format!(
-                "Unsupported value: {v:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
-            ),
+    for (i, c) in manager.char_indices().filter(|(_, c)| !go_is_print(*c)) {
+        errs.push(error(
+            Kind::Invalid,
+            "fieldManager",
+            Value::Str(manager.to_owned()),
+            format!("invalid character U+{:04X} (at position {i})", c as u32),
         ));
     }
-    if !errs.is_empty() {
-        let agg: Vec<String> = errs.iter().map(|(_, f, m)| format!("{f}: {m}")).collect();
-        let agg = match agg.as_slice() {
-            [one] => one.clone(),
-            many => format!("[{}]", many.join(", ")),
-        };
-        let mut st = Status::failure(
-            422,
-            "Invalid",
-            format!("PatchOptions.meta.k8s.io \"\" is invalid: {agg}"),
-        );
-        st.details = Some(StatusDetails {
-            group: Some("meta.k8s.io".into()),
-            kind: Some("PatchOptions".into()),
-            causes: errs
-                .into_iter()
-                .map(|(reason, field, message)| StatusCause {
-                    reason: Some(reason.into()),
-                    message: Some(message),
-                    field: Some(field.into()),
-                })
-                .collect(),
-            ..StatusDetails::default()
-        });
-        return Err(Box::new(st));
-    }
-    WriteOptions::from_query(req).dry_run("PatchOptions")
+    let field_validation = req.param("fieldValidation").unwrap_or("");
+    WriteOptions::from_query(req)
+        .validate("PatchOptions", errs, Some(field_validation))
+        .map(|(dry_run, _)| dry_run)
 }
 
 /// go-restful's `Route.matchesContentType` for a PATCH route that consumes `types`: some

@@ -168,7 +168,8 @@ impl WriteOptions {
     /// (`DeleteOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ["x"]: …`).
     /// Returns whether the request is a dry run.
     pub(super) fn dry_run(&self, kind: &str) -> Result<bool, Box<Status>> {
-        self.validate(kind, None).map(|(dry_run, _)| dry_run)
+        self.validate(kind, Vec::new(), None)
+            .map(|(dry_run, _)| dry_run)
     }
 
     /// The options of a create or update (`ValidateCreateOptions`, `ValidateUpdateOptions`):
@@ -181,16 +182,19 @@ impl WriteOptions {
         kind: &str,
     ) -> Result<(bool, FieldValidation), Box<Status>> {
         let fv = req.param("fieldValidation").unwrap_or("");
-        self.validate(kind, Some(fv))
+        self.validate(kind, Vec::new(), Some(fv))
             .map(|(d, f)| (d, f.unwrap_or(FieldValidation::Warn)))
     }
 
-    fn validate(
+    /// The options' checks in apimachinery's order, as one 422 on `kind`: `errs` (the caller's
+    /// own, checked first, as `ValidatePatchOptions` checks `force` and `fieldManager`), then
+    /// `dryRun`, then `fieldValidation` when given. Returns the dry run and the directive.
+    pub(super) fn validate(
         &self,
         kind: &str,
+        mut errs: Vec<validation::FieldError>,
         field_validation: Option<&str>,
     ) -> Result<(bool, Option<FieldValidation>), Box<Status>> {
-        let mut errs = Vec::new();
         if !self.dry_run.iter().all(|v| v == "All") {
             errs.push(validation::FieldError {
                 kind: validation::Kind::NotSupported,
