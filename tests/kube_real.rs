@@ -1058,6 +1058,8 @@ fn the_openapi_documents_are_the_apiservers() {
     );
 }
 
+const SSAR: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+
 /// The same requests, answered with errors, on both: the status code and the `Status` body
 /// (reason, message, details and causes), with the objects' names taken out.
 fn error_answers(c: &dyn Cluster) -> Obs {
@@ -1099,6 +1101,16 @@ fn error_answers(c: &dyn Cluster) -> Obs {
         ("get an unknown resource of the group", admin.get("/apis/certificates.k8s.io/v1/nosuchthings")),
         ("get an unknown group", admin.get("/apis/nosuch.example.com/v1")),
         ("watch from a future resourceVersion", admin.get(&format!("{CSRS}?watch=true&resourceVersion=999999999&timeoutSeconds=1"))),
+        (
+            "SelfSubjectAccessReview with both kinds of attributes",
+            admin.post(SSAR, &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}, "nonResourceAttributes": {"path": "/x", "verb": "get"}}})),
+        ),
+        (
+            "SelfSubjectAccessReview with neither and a name",
+            admin.post(SSAR, &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "metadata": {"name": "n"}, "spec": {}})),
+        ),
         (
             "merge patch with force=yes",
             admin.send_raw("PATCH", &format!("{}?force=yes", csr_path(&name)), "application/merge-patch+json", br#"{"metadata":{"labels":{"a":"b"}}}"#),

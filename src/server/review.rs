@@ -40,8 +40,8 @@ use super::auth::{Action, Decision, UserInfo, Verb};
 use super::http::{Conn, Request};
 use super::protobuf;
 use super::rest::{Next, bad_request, send_json, send_status};
-use super::validation::{GROUP, RESOURCE};
-use crate::csr::api::{Status, StatusCause, StatusDetails};
+use super::validation::{self, FieldError, GROUP, Kind, RESOURCE, Value};
+use crate::csr::api::Status;
 use crate::pki::fmt_time;
 
 const AUTHZ_GROUP: &str = "authorization.k8s.io";
@@ -266,30 +266,8 @@ struct AccessSpec {
 /// `NewInvalid` of a `SelfSubjectAccessReview`. The decoded object's kind is empty (the create
 /// handler decodes into the internal type, whose `TypeMeta` conversion leaves unset), so the
 /// message names the group only, as the apiserver's does.
-fn invalid(errs: &[(&str, String)]) -> Box<Status> {
-    let agg: Vec<String> = errs.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-    let agg = match agg.as_slice() {
-        [one] => one.clone(),
-        many => format!("[{}]", many.join(", ")),
-    };
-    let mut st = Status::failure(
-        422,
-        "Invalid",
-        format!(".{AUTHZ_GROUP} \"\" is invalid: {agg}"),
-    );
-    st.details = Some(StatusDetails {
-        group: Some(AUTHZ_GROUP.into()),
-        causes: errs
-            .iter()
-            .map(|(f, m)| StatusCause {
-                reason: Some("FieldValueInvalid".into()),
-                message: Some(m.clone()),
-                field: Some((*f).into()),
-            })
-            .collect(),
-        ..StatusDetails::default()
-    });
-    Box::new(st)
+fn invalid(errs: &[FieldError]) -> Box<Status> {
+    Box::new(validation::invalid_status_of(AUTHZ_GROUP, "", "", errs))
 }
 
 fn access_review(shared: &Shared, req: &Request, user: &UserInfo) -> Result<Json, Box<Status>> {
@@ -310,15 +288,19 @@ fn access_review(shared: &Shared, req: &Request, user: &UserInfo) -> Result<Json
     let mut errs = Vec::new();
     const ONE_OF: &str =
         "exactly one of nonResourceAttributes or resourceAttributes must be specified";
+    let spec_error = |value: String| FieldError {
+        kind: Kind::Invalid,
+        field: "spec".into(),
+        value: Value::Json(value),
+        detail: ONE_OF.into(),
+    };
     match (&spec.resource_attributes, &spec.non_resource_attributes) {
-        (Some(_), Some(n)) => errs.push((
-            "spec",
-            format!(
-                "Invalid value: {}: {ONE_OF}",
-                json!({"Path": n.path, "Verb": n.verb})
-            ),
-        )),
-        (None, None) => errs.push(("spec", format!("Invalid value: null: {ONE_OF}"))),
+        (Some(_), Some(n)) => {
+            errs.push(spec_error(
+                json!({"Path": n.path, "Verb": n.verb}).to_string(),
+            ));
+        }
+        (None, None) => errs.push(spec_error("null".into())),
         _ => {}
     }
     let mut meta = doc
@@ -328,10 +310,12 @@ fn access_review(shared: &Shared, req: &Request, user: &UserInfo) -> Result<Json
         .unwrap_or_default();
     meta.retain(|k, v| !v.is_null() && k != "managedFields");
     if !meta.is_empty() {
-        errs.push((
-            "metadata",
-            format!("Invalid value: {}: must be empty", Json::Object(meta)),
-        ));
+        errs.push(FieldError {
+            kind: Kind::Invalid,
+            field: "metadata".into(),
+            value: Value::Json(Json::Object(meta).to_string()),
+            detail: "must be empty".into(),
+        });
     }
     if !errs.is_empty() {
         return Err(invalid(&errs));
