@@ -15,20 +15,14 @@ use std::io;
 use super::auth::{Action, Verb};
 use super::http::{Conn, Request};
 use super::rest::{
-    Ctx, delete_checked, delete_options, forbidden, list_options, send_json, send_status,
+    Ctx, authorize, delete_checked, delete_options, list_options, send_json, send_status,
 };
 use crate::csr::api::{CsrList, KIND_CSR, ListMeta};
 
 /// `DELETE …/certificatesigningrequests`.
 pub(super) fn delete_collection(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
-    let action = Action {
-        verb: Verb::DeleteCollection,
-        subresource: None,
-        name: None,
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    if let Err(st) = authorize(ctx, Verb::DeleteCollection, None, None) {
+        return send_status(conn, &st, ctx.keep);
     }
     let sel = match list_options(req, false) {
         Ok(s) => s,

@@ -34,10 +34,10 @@ use std::io;
 
 use serde_json::{Map, Value as Json, json};
 
-use super::auth::{Action, Verb};
+use super::auth::Verb;
 use super::http::{Conn, Request};
 use super::rest::{
-    Ctx, WriteOptions, authorized_object, bad_request, create_object, forbidden, not_found,
+    Ctx, WriteOptions, authorize, authorized_object, bad_request, create_object, not_found,
     replace_object, send_json, send_status,
 };
 use super::validation::{FieldError, Kind, UpdatePath, Value, go_is_print};
@@ -91,15 +91,7 @@ fn patch_inner(
         UpdatePath::Status => Some("status"),
     };
     // The authorization filter runs before the handler: 403 before anything else.
-    let action = Action {
-        verb: Verb::Patch,
-        subresource: sub,
-        name: Some(name),
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return Err(Box::new(forbidden(&ctx.user, &action)));
-    }
+    authorize(ctx, Verb::Patch, sub, Some(name))?;
     let header = req.header("content-type").unwrap_or("");
     if !restful_consumes(header, &PATCH_TYPES) {
         // go-restful's route selection, before the handler: the service error handler turns
@@ -372,15 +364,7 @@ fn create_by_apply(
     applied: &Map<String, Json>,
     dry_run: bool,
 ) -> Result<std::sync::Arc<CertificateSigningRequest>, Box<Status>> {
-    let action = Action {
-        verb: Verb::Create,
-        subresource: None,
-        name: Some(name),
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return Err(Box::new(forbidden(&ctx.user, &action)));
-    }
+    authorize(ctx, Verb::Create, None, Some(name))?;
     let version = ctx.version.as_str();
     check_applied(applied, version)?;
     let mut doc = json!({});

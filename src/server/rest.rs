@@ -1203,24 +1203,42 @@ pub(super) fn authorized_object(
     subresource: Option<&str>,
     name: &str,
 ) -> Result<Arc<CertificateSigningRequest>, Box<Status>> {
-    let mut action = Action {
-        verb,
-        subresource,
-        name: Some(name),
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return Err(Box::new(forbidden(&ctx.user, &action)));
-    }
+    authorize(ctx, verb, subresource, Some(name))?;
     let obj = ctx
         .shared
         .get(name)
         .ok_or_else(|| Box::new(not_found(name)))?;
-    action.object = Some(&obj);
+    let action = Action {
+        verb,
+        subresource,
+        name: Some(name),
+        object: Some(&obj),
+    };
     if !ctx.allowed(&action) {
         return Err(Box::new(forbidden(&ctx.user, &action)));
     }
     Ok(obj)
+}
+
+/// The authorization filter's check, before the object is known: 403 with RBAC's message
+/// when the caller may not `verb` (on `subresource` of `name`, when given).
+pub(super) fn authorize(
+    ctx: &Ctx<'_>,
+    verb: Verb,
+    subresource: Option<&str>,
+    name: Option<&str>,
+) -> Result<(), Box<Status>> {
+    let action = Action {
+        verb,
+        subresource,
+        name,
+        object: None,
+    };
+    if ctx.allowed(&action) {
+        Ok(())
+    } else {
+        Err(Box::new(forbidden(&ctx.user, &action)))
+    }
 }
 
 fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Result<()> {
@@ -1242,14 +1260,8 @@ fn get(ctx: &Ctx<'_>, conn: &mut Conn, name: &str, sub: Option<&str>) -> io::Res
 }
 
 fn list(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
-    let action = Action {
-        verb: Verb::List,
-        subresource: None,
-        name: None,
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    if let Err(st) = authorize(ctx, Verb::List, None, None) {
+        return send_status(conn, &st, ctx.keep);
     }
     let sel = match list_options(req, false) {
         Ok(s) => s,
@@ -1545,14 +1557,8 @@ fn generate_name(prefix: &str) -> String {
 }
 
 fn create(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request) -> io::Result<()> {
-    let action = Action {
-        verb: Verb::Create,
-        subresource: None,
-        name: None,
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        return send_status(conn, &forbidden(&ctx.user, &action), ctx.keep);
+    if let Err(st) = authorize(ctx, Verb::Create, None, None) {
+        return send_status(conn, &st, ctx.keep);
     }
     let decoded = body_format(req).and_then(|format| {
         let (dry_run, directive) =
@@ -2012,14 +2018,8 @@ fn watch_stream(
     malformed: bool,
 ) -> io::Result<Next> {
     let shared = ctx.shared;
-    let action = Action {
-        verb: Verb::Watch,
-        subresource: None,
-        name,
-        object: None,
-    };
-    if !ctx.allowed(&action) {
-        send_status(conn, &forbidden(&ctx.user, &action), ctx.keep)?;
+    if let Err(st) = authorize(ctx, Verb::Watch, None, name) {
+        send_status(conn, &st, ctx.keep)?;
         return Ok(Next::KeepAlive);
     }
     let Some(_slot) = WatchSlot::take(shared, &ctx.user.name) else {
