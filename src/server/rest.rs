@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use super::auth::{Action, Decision, GROUP_UNAUTHENTICATED, USER_ANONYMOUS, UserInfo, Verb};
@@ -25,7 +25,7 @@ use super::negotiate::{self, Output, Route};
 use super::selector::{self, LabelReq, parse_label_selector};
 use super::signer::{self, Work, has_condition};
 use super::state::{EventType, Stored};
-use super::validation::{self, GROUP, RESOURCE, UpdatePath};
+use super::validation::{self, GROUP, RESOURCE, UpdatePath, go_quote};
 use super::{Shared, new_uid, since};
 use crate::csr::ApiVersion;
 use crate::csr::api::{
@@ -791,7 +791,7 @@ fn check_include_object(ctx: &Ctx<'_>) -> Result<(), Box<Status>> {
         None | Some("" | "Metadata" | "Object" | "None") => Ok(()),
         Some(v) => Err(bad_request(format!(
             "Unable to convert to Table as requested: includeObject: Invalid value: {}: must be 'Metadata', 'Object', 'None', or empty",
-            validation::go_quote(v)
+            go_quote(v)
         ))),
     }
 }
@@ -1095,7 +1095,7 @@ fn list_integers(req: &Request) -> Result<(), Box<Status>> {
             };
             return Err(bad_request(format!(
                 "strconv.ParseInt: parsing {}: {why}",
-                validation::go_quote(v)
+                go_quote(v)
             )));
         }
     }
@@ -1470,8 +1470,8 @@ fn decode_body(
                 decode::DecodeError::Value(e) => handled_as(ctx, None, &e),
             })?;
             let handled = |e: &str| handled_as(ctx, Some(&d.value), e);
-            let obj: CertificateSigningRequest =
-                serde_json::from_value(d.value.clone()).map_err(|e| handled(&e.to_string()))?;
+            let obj = CertificateSigningRequest::deserialize(&d.value)
+                .map_err(|e| handled(&e.to_string()))?;
             if !d.strict.is_empty() {
                 match directive {
                     FieldValidation::Strict => {
@@ -1503,10 +1503,16 @@ fn decode_body(
             // 1.37.2 prints it).
             let short = version.rsplit('/').next().unwrap_or(version);
             format!(
-                "{k} in version {short:?} cannot be handled as a {KIND_CSR}: no kind {k:?} is registered for version {version:?} in scheme \"pkg/runtime/scheme.go:111\""
+                "{k} in version {} cannot be handled as a {KIND_CSR}: no kind {} is registered for version {} in scheme \"pkg/runtime/scheme.go:111\"",
+                go_quote(short),
+                go_quote(k),
+                go_quote(version)
             )
         } else {
-            format!("the object provided is unrecognized (must be of type {KIND_CSR}): kind {k:?}")
+            format!(
+                "the object provided is unrecognized (must be of type {KIND_CSR}): kind {}",
+                go_quote(k)
+            )
         }));
     }
     if let Some(v) = obj
