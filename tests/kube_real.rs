@@ -238,6 +238,14 @@ impl Obs {
         self.rows.push((what.into(), value.to_string()));
     }
 
+    /// As [`see`](Self::see), and `value` must be `wanted` on each cluster.
+    fn expect(&mut self, what: impl Into<String>, value: impl ToString, wanted: impl ToString) {
+        let what = what.into();
+        let (value, wanted) = (value.to_string(), wanted.to_string());
+        assert_eq!(value, wanted, "{what}");
+        self.rows.push((what, value));
+    }
+
     /// `what` is known to differ between the two, for `why` (documented in the server's docs).
     fn expect_differ(&mut self, what: &str, why: &'static str) {
         self.differ.push((what.to_owned(), why));
@@ -481,13 +489,14 @@ fn node_client_rotation(c: &dyn Cluster) -> Obs {
             .to_owned()
             + "-…",
     );
-    obs.see(
+    obs.expect(
         "first CSR: sent by",
         if first["spec"]["username"] == c.bootstrap_user().as_str() {
             "the bootstrap token's user"
         } else {
             "someone else"
         },
+        "the bootstrap token's user",
     );
     obs.see("first CSR: groups", {
         let mut g: Vec<String> = first["spec"]["groups"]
@@ -507,13 +516,14 @@ fn node_client_rotation(c: &dyn Cluster) -> Obs {
         assert!(!serials.contains(&next.serial_hex()));
         serials.push(next.serial_hex());
         let o = csr_of(c, &next);
-        obs.see(
+        obs.expect(
             format!("rotation {i}: sent by"),
             if o["spec"]["username"] == node.as_str() {
                 "the node, with its certificate"
             } else {
                 "someone else"
             },
+            "the node, with its certificate",
         );
         obs.see(format!("rotation {i}: conditions"), conditions(&o));
         obs.see(
@@ -607,13 +617,14 @@ fn serving_rotation(c: &dyn Cluster) -> Obs {
             let cert = serving.rotate_now().expect("serving rotation");
             let o = csr_of(c, &cert);
             let (backdate, lifetime) = dates(&o, &cert);
-            obs.see(
+            obs.expect(
                 format!("rotation {i}: sent by"),
                 if o["spec"]["username"] == node.as_str() {
                     "the node"
                 } else {
                     "someone else"
                 },
+                "the node",
             );
             obs.see(
                 format!("rotation {i}: usages"),
@@ -677,13 +688,14 @@ fn tls_bootstrap(c: &dyn Cluster) -> Obs {
             .join("-")
             + "-…",
     );
-    obs.see(
+    obs.expect(
         "sent by",
         if o["spec"]["username"] == c.bootstrap_user().as_str() {
             "the bootstrap token's user"
         } else {
             "someone else"
         },
+        "the bootstrap token's user",
     );
     obs.see("usages", o["spec"]["usages"].to_string());
     obs.see("conditions", conditions(&o));
@@ -713,13 +725,14 @@ fn tls_bootstrap(c: &dyn Cluster) -> Obs {
         .rotate_now()
         .expect("a rotation with the written kubeconfig");
     let o = csr_of(c, &next);
-    obs.see(
+    obs.expect(
         "written kubeconfig: CSR sent by",
         if o["spec"]["username"] == cert.common_name() {
             "the node"
         } else {
             "someone else"
         },
+        "the node",
     );
     obs.see("written kubeconfig: conditions", conditions(&o));
     obs
@@ -787,9 +800,10 @@ fn denied(c: &dyn Cluster) -> Obs {
     let (result, name) = result;
     let err = result.expect_err("a denied CSR gives no certificate");
     obs.see("error", error_text(&err, &name));
-    obs.see(
+    obs.expect(
         "is CsrError::Denied",
         matches!(err, Error::Csr(CsrError::Denied { .. })),
+        true,
     );
     obs.see("conditions", conditions(&csrs_for(c, &cn)[0]));
     obs
@@ -814,12 +828,13 @@ fn deleted_mid_wait(c: &dyn Cluster) -> Obs {
         let r = c.admin().delete(&csr_path(&name));
         (attempt.join().unwrap(), name, r.code)
     });
-    obs.see("delete answer", code);
+    obs.expect("delete answer", code, 200);
     let err = result.expect_err("a deleted CSR gives no certificate");
     obs.see("error", error_text(&err, &name));
-    obs.see(
+    obs.expect(
         "is CsrError::Deleted",
         matches!(err, Error::Csr(CsrError::Deleted { .. })),
+        true,
     );
     obs
 }
@@ -892,7 +907,7 @@ fn watch_expired(c: &dyn Cluster) -> Obs {
         attempt.join().unwrap()
     });
     let cert = result.expect("the certificate, after the relist");
-    obs.see(
+    obs.expect(
         "certificate",
         format!(
             "CN={}",
@@ -902,8 +917,8 @@ fn watch_expired(c: &dyn Cluster) -> Obs {
                 "?"
             }
         ),
+        "CN=<cn>",
     );
-    obs.see("listed again after the 410", true);
     obs
 }
 
@@ -948,36 +963,39 @@ fn restart_adopts(c: &dyn Cluster) -> Obs {
     let wait = Duration::from_secs(2);
     let before = requester_manager(c, &cn, |b| b, store(), wait);
     let first = before.rotate_now();
-    obs.see(
+    obs.expect(
         "first attempt",
         match first {
             Err(Error::Csr(CsrError::Timeout { .. })) => "timed out waiting".to_owned(),
             other => format!("{other:?}"),
         },
+        "timed out waiting",
     );
     drop(before);
-    obs.see("CSRs after the first attempt", csrs_for(c, &cn).len());
+    obs.expect("CSRs after the first attempt", csrs_for(c, &cn).len(), 1);
     let after = requester_manager(c, &cn, |b| b, store(), wait);
     let again = after.rotate_now();
-    obs.see(
+    obs.expect(
         "after the restart",
         match again {
             Err(Error::Csr(CsrError::Timeout { .. })) => "timed out waiting".to_owned(),
             other => format!("{other:?}"),
         },
+        "timed out waiting",
     );
-    obs.see("CSRs after the restart", csrs_for(c, &cn).len());
+    obs.expect("CSRs after the restart", csrs_for(c, &cn).len(), 1);
     approve(c, &pending(c, &cn));
     let cert = after.rotate_now().expect("the adopted CSR's certificate");
-    obs.see(
+    obs.expect(
         "certificate",
         if cert.common_name() == cn {
             "issued for the adopted CSR"
         } else {
             "?"
         },
+        "issued for the adopted CSR",
     );
-    obs.see("CSRs at the end", csrs_for(c, &cn).len());
+    obs.expect("CSRs at the end", csrs_for(c, &cn).len(), 1);
     obs
 }
 
@@ -1443,4 +1461,121 @@ fn a_lists_items_pages_and_boolean_parameters() {
 #[test]
 fn error_answers_and_their_status_bodies() {
     both("error answers and their Status bodies", error_answers);
+}
+
+/// The `certrotate` command (`run --once`) gets a node client certificate with a bootstrap
+/// kubeconfig, writes the plain files (the CA bundle is the kubeconfig's) and runs its hook
+/// once with the new serial; the certificate verifies against the cluster's CA.
+fn command_once(c: &dyn Cluster) -> Obs {
+    use std::os::unix::fs::PermissionsExt;
+    let mut obs = Obs::default();
+    let node = format!("system:node:{}", unique("cmd"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let hook = out.join("hook.txt");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_certrotate"))
+        .args(["run", "--once", "--kubeconfig"])
+        .arg(c.bootstrap_kubeconfig())
+        .args([
+            "--signer-name",
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            "--cn",
+            &node,
+            "--org",
+            "system:nodes",
+            "--usages",
+            "digital signature,client auth",
+            "--expiration-seconds",
+            "3600",
+            "--prefix",
+            "kubelet-client",
+        ])
+        .arg("--dir")
+        .arg(out.join("pki"))
+        .arg("--cert-file")
+        .arg(out.join("tls.crt"))
+        .arg("--key-file")
+        .arg(out.join("tls.key"))
+        .arg("--ca-file")
+        .arg(out.join("ca.crt"))
+        .arg("--exec")
+        .arg(format!("echo \"$CERTROTATE_SERIAL\" >> {}", hook.display()))
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .output()
+        .unwrap();
+    obs.expect("exit code", run.status.code().unwrap_or(-1), 0);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cert = Certificate::from_pem(
+        &std::fs::read(out.join("tls.crt")).unwrap(),
+        &std::fs::read(out.join("tls.key")).unwrap(),
+    )
+    .expect("the written pair");
+    let ca = std::fs::read_to_string(out.join("ca.crt")).unwrap();
+    let kubeconfig_ca = builder(&c.bootstrap_kubeconfig())
+        .ca_bundle_pem()
+        .unwrap()
+        .unwrap();
+    obs.expect(
+        "CA file is the kubeconfig's CA",
+        ca.as_bytes() == kubeconfig_ca.as_slice(),
+        true,
+    );
+    // OpenSSL checks it as a TLS client certificate against the written CA file.
+    let verified = std::process::Command::new("openssl")
+        .args(["verify", "-purpose", "sslclient", "-CAfile"])
+        .arg(out.join("ca.crt"))
+        .arg(out.join("tls.crt"))
+        .output()
+        .expect("openssl (required by the TLS tests too)");
+    obs.expect(
+        "openssl verify -purpose sslclient with the CA file",
+        String::from_utf8_lossy(&verified.stdout)
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        "OK",
+    );
+    obs.see(
+        "subject",
+        format!("CN=<node>, O={}", cert.organizations().join(",")),
+    );
+    assert_eq!(cert.common_name(), node);
+    let mode = |f: &str| std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777;
+    obs.expect(
+        "modes cert, key, CA",
+        format!(
+            "{:o} {:o} {:o}",
+            mode("tls.crt"),
+            mode("tls.key"),
+            mode("ca.crt")
+        ),
+        "644 600 644",
+    );
+    let serials = std::fs::read_to_string(&hook).unwrap();
+    let serial_matches = serials
+        .lines()
+        .map(|l| l.replace(':', "").to_ascii_lowercase())
+        .eq([cert.serial_hex().replace(':', "").to_ascii_lowercase()]);
+    obs.expect(
+        "hook ran once, with the certificate's serial",
+        serial_matches,
+        true,
+    );
+    obs.see("conditions", conditions(&csr_of(c, &cert)));
+    obs
+}
+
+#[test]
+fn the_command_gets_a_node_certificate() {
+    both(
+        "certrotate run --once with a bootstrap kubeconfig",
+        command_once,
+    );
 }
