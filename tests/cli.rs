@@ -968,3 +968,228 @@ fn logs_hold_no_credentials_and_json_lines_parse() {
         }
     }
 }
+
+/// `python3` from PATH, a real peer for signal names and numbers; `None` (after a loud
+/// `SKIPPED` line) outside CI when it is missing, a panic in CI.
+fn python3() -> Option<&'static str> {
+    let found = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("python3");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "python3 is required when CI is set"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: python3 is absent; no signal was checked against it ***\n"
+    );
+    None
+}
+
+/// `--signal`: one rule for every spelling. Every signal the platform has (as Python's `signal`
+/// module names and numbers them, aliases and real-time signals included) is tried by name
+/// without `SIG`, with `sig` in lower case, in mixed case and by number. What is accepted is
+/// exactly what `certrotate run --help` lists, and each accepted spelling is delivered to a real
+/// process as that very signal (the receiver names what it got, with Python's names); what is
+/// refused exits 2 naming the input, SIGKILL and SIGSTOP as signals a process cannot catch.
+#[test]
+fn every_accepted_signal_name_and_number_is_delivered_as_that_signal() {
+    let Some(python) = python3() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(tmp.path(), &[]);
+    let pki = tmp.path().join("pki");
+    let out = run_cmd(&serve, &pki).arg("--once").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The documented list: the names `--help` gives for --signal.
+    let help = Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    let listed: Vec<String> = help
+        .split("on this platform:")
+        .nth(1)
+        .and_then(|t| t.split('(').next())
+        .expect("--help lists the signal names")
+        .split_whitespace()
+        .map(|n| format!("SIG{n}"))
+        .collect();
+    assert!(
+        [
+            "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGWINCH", "SIGQUIT"
+        ]
+        .iter()
+        .all(|n| listed.iter().any(|l| l == n)),
+        "{listed:?}"
+    );
+
+    // Python's view: every SIG* name of its signal module, its number, and the canonical name
+    // of that number.
+    let table = Command::new(python)
+        .args([
+            "-c",
+            "import signal\nfor n in sorted(dir(signal)):\n    \
+             if n.startswith('SIG') and not n.startswith('SIG_'):\n        \
+             v = int(getattr(signal, n))\n        \
+             print(n, v, signal.Signals(v).name)",
+        ])
+        .output()
+        .unwrap();
+    assert!(table.status.success(), "{}", text(&table));
+    let table: Vec<(String, i32, String)> = String::from_utf8_lossy(&table.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].to_owned(), f[1].parse().unwrap(), f[2].to_owned())
+        })
+        .collect();
+    assert!(table.len() >= 30, "{table:?}");
+
+    // The receiver: catches every signal it can and writes the name of each it gets.
+    let got = tmp.path().join("got");
+    let ready = tmp.path().join("ready");
+    let receiver = Running(
+        Command::new(python)
+            .args([
+                "-c",
+                "import signal, sys\nout = open(sys.argv[1], 'a', buffering=1)\n\
+                 def h(n, f):\n    out.write(signal.Signals(n).name + '\\n')\n\
+                 for s in signal.valid_signals():\n    \
+                 if s in (signal.SIGKILL, signal.SIGSTOP):\n        continue\n    \
+                 try:\n        signal.signal(s, h)\n    except (OSError, ValueError):\n        pass\n\
+                 open(sys.argv[2], 'w').close()\nwhile True:\n    signal.pause()",
+            ])
+            .arg(&got)
+            .arg(&ready)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the signal receiver", BOUND, || {
+        ready.exists().then_some(())
+    });
+    let pid = receiver.0.id().to_string();
+
+    let mut runs = 0;
+    let mut try_spelling = |spelling: &str| -> Result<String, String> {
+        runs += 1;
+        let out = Command::new(BIN)
+            .args(["run", "--once", "--kubeconfig"])
+            .arg(serve.admin_kubeconfig())
+            .args(["--signer-name", "example.com/cli-test", "--cn", "cli-test"])
+            .args(["--usages", "digital signature,server auth", "--dir"])
+            .arg(&pki)
+            // A new plain file each time, so that each pass delivers and signals.
+            .arg("--cert-file")
+            .arg(tmp.path().join(format!("out/{runs}.crt")))
+            .arg(format!("--signal={spelling}"))
+            .args(["--pid", &pid])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match out.status.code() {
+            Some(0) => {
+                let seen = wait_for(&format!("the receiver to get {spelling:?}"), BOUND, || {
+                    let l = lines(&got);
+                    (l.len() == runs).then(|| l.last().cloned()).flatten()
+                });
+                Ok(seen)
+            }
+            Some(2) => {
+                assert!(
+                    stderr.contains(&format!("{spelling:?}")),
+                    "the refusal names the input: {stderr}"
+                );
+                runs -= 1;
+                Err(stderr)
+            }
+            _ => panic!("--signal {spelling:?}: {}", text(&out)),
+        }
+    };
+
+    let mut accepted_names = Vec::new();
+    let mut numbers_done = Vec::new();
+    for (name, number, canonical) in &table {
+        let bare = &name[3..];
+        let mixed: String = bare
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_lowercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let lower_sig = name.to_ascii_lowercase();
+        let by_name: Vec<Result<String, String>> = [bare.to_owned(), lower_sig, mixed]
+            .iter()
+            .map(|s| try_spelling(s))
+            .collect();
+        let should = listed.contains(name) && name == canonical;
+        for r in &by_name {
+            match r {
+                Ok(seen) => {
+                    assert!(should, "{name} is not documented but was accepted");
+                    assert_eq!(seen, canonical, "--signal for {name} delivered {seen}");
+                }
+                Err(why) => {
+                    assert!(!should, "{name} is documented but was refused: {why}");
+                    if name == "SIGKILL" || name == "SIGSTOP" {
+                        assert!(why.contains("cannot catch"), "{why}");
+                    } else {
+                        assert!(why.contains("unknown signal"), "{why}");
+                    }
+                }
+            }
+        }
+        if should {
+            accepted_names.push(name.clone());
+        }
+        if !numbers_done.contains(number) {
+            numbers_done.push(*number);
+            match try_spelling(&number.to_string()) {
+                Ok(seen) => {
+                    assert!(
+                        listed.contains(canonical),
+                        "{number} ({canonical}) is not documented but was accepted"
+                    );
+                    assert_eq!(&seen, canonical, "--signal {number} delivered {seen}");
+                }
+                Err(why) => assert!(
+                    !listed.contains(canonical),
+                    "{number} ({canonical}) is documented but was refused: {why}"
+                ),
+            }
+        }
+    }
+    accepted_names.sort();
+    let mut documented = listed.clone();
+    documented.sort();
+    assert_eq!(
+        accepted_names, documented,
+        "each documented name is a signal the platform has"
+    );
+
+    // Not signals at all.
+    for bad in [
+        "",
+        "FOO",
+        "SIG",
+        "SIGSIGHUP",
+        " HUP",
+        "HUP ",
+        "+1",
+        "-1",
+        "0",
+        "65",
+        "RTMIN+1",
+        "1.0",
+    ] {
+        let why = try_spelling(bad).expect_err(bad);
+        assert!(why.contains("unknown signal"), "{bad:?}: {why}");
+    }
+}

@@ -13,7 +13,21 @@ use crate::signals::Stop;
 /// How often a running command is checked for exit, timeout or a stop request.
 const POLL: Duration = Duration::from_millis(10);
 
-/// A signal given by name (`HUP`, `SIGHUP`, any case) or number, as `kill(1)` takes it.
+/// Signals that a process cannot catch, block or ignore: sent on each rotation they would end
+/// (KILL) or freeze (STOP) the program instead of telling it about its new certificate.
+const UNCATCHABLE: [Signal; 2] = [Signal::KILL, Signal::STOP];
+
+/// A signal `--signal` takes. The rule, one for every spelling:
+///
+/// - a name of the platform's standard signals as `signal-hook` lists them (`SIGHUP`,
+///   `SIGUSR1`, ...; see [`accepted`]), with or without the `SIG` prefix, in any case: `HUP`,
+///   `SIGHUP`, `hup`, `sigHup`;
+/// - or the number of one of those signals on this platform, decimal digits only (`1`, `10`),
+///   as `kill -l` prints it;
+/// - except SIGKILL and SIGSTOP, which a process cannot catch.
+///
+/// Nothing else: no whitespace, no sign, no aliases the list lacks (`IOT`, `POLL`), no
+/// real-time signals (`RTMIN+1`).
 #[derive(Copy, Clone, Debug)]
 pub struct SignalSpec {
     /// The signal.
@@ -22,31 +36,81 @@ pub struct SignalSpec {
     pub name: &'static str,
 }
 
+/// Every signal `--signal` takes, in number order.
+pub fn accepted() -> impl Iterator<Item = SignalSpec> {
+    (1..=64).filter_map(|n| {
+        let signal = Signal::from_named_raw(n)?;
+        let name = signal_hook::low_level::signal_name(n)?;
+        (!UNCATCHABLE.contains(&signal)).then_some(SignalSpec { signal, name })
+    })
+}
+
+/// The help text of `--signal`, with the names this platform has.
+pub fn help() -> String {
+    let names: Vec<&str> = accepted()
+        .map(|s| s.name.strip_prefix("SIG").unwrap_or(s.name))
+        .collect();
+    format!(
+        "Signal to send after each new certificate, to --pid or to the process named by \
+         --pid-file. A name, with or without SIG, in any case, or its number on this platform: {} \
+         (SIGKILL and SIGSTOP are refused: a process cannot catch them)",
+        names.join(" ")
+    )
+}
+
 impl std::str::FromStr for SignalSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<SignalSpec, String> {
-        let upper = s.trim().to_ascii_uppercase();
-        let wanted = if upper.starts_with("SIG") {
-            upper.clone()
+        let found = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let n = s.parse::<i32>().ok();
+            let found = n.and_then(|n| accepted().find(|a| a.signal.as_raw() == n));
+            if found.is_none()
+                && let Some(u) = n.and_then(|n| UNCATCHABLE.iter().find(|u| u.as_raw() == n))
+            {
+                return Err(uncatchable(s, *u));
+            }
+            found
         } else {
-            format!("SIG{upper}")
+            let upper = s.to_ascii_uppercase();
+            let wanted = if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            };
+            let found = accepted().find(|a| a.name == wanted);
+            if found.is_none()
+                && let Some(u) = UNCATCHABLE
+                    .iter()
+                    .find(|u| signal_hook::low_level::signal_name(u.as_raw()) == Some(&wanted))
+            {
+                return Err(uncatchable(s, *u));
+            }
+            found
         };
-        // The names come from signal-hook's table of the platform's signals.
-        let number = match upper.parse::<i32>() {
-            Ok(n) => Some(n),
-            Err(_) => (1..=64).find(|n| signal_hook::low_level::signal_name(*n) == Some(&wanted)),
-        };
-        let found = number.and_then(|n| {
-            Some(SignalSpec {
-                signal: Signal::from_named_raw(n)?,
-                name: signal_hook::low_level::signal_name(n)?,
-            })
-        });
         found.ok_or_else(|| {
-            format!("unknown signal {s:?} (give a name such as HUP or USR1, or a number)")
+            let names: Vec<&str> = accepted()
+                .map(|a| a.name.strip_prefix("SIG").unwrap_or(a.name))
+                .collect();
+            format!(
+                "unknown signal {s:?}: give one of {} (with or without SIG, any case) or its number",
+                names.join(" ")
+            )
         })
     }
+}
+
+fn uncatchable(given: &str, signal: Signal) -> String {
+    let name = signal_hook::low_level::signal_name(signal.as_raw()).unwrap_or("this signal");
+    let effect = if signal == Signal::KILL {
+        "end"
+    } else {
+        "freeze"
+    };
+    format!(
+        "signal {given:?} is {name}, which a process cannot catch: it would {effect} the \
+         program instead of telling it about the new certificate (use --exec to restart it)"
+    )
 }
 
 /// Where the process to signal is found.

@@ -93,9 +93,8 @@ pub struct RunArgs {
     /// Seconds the --exec command may run before it (and its process group) is killed.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     exec_timeout: u64,
-    /// Signal to send after each new certificate (HUP, USR1, ... or a number), to --pid or to
-    /// the process named by --pid-file.
-    #[arg(long, value_name = "SIG")]
+    // The help lists the names of this platform (see `hooks::SignalSpec` for the rule).
+    #[arg(long, value_name = "SIG", help = crate::hooks::help())]
     signal: Option<SignalSpec>,
     /// Process to signal.
     #[arg(long, requires = "signal", conflicts_with = "pid_file")]
