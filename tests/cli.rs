@@ -1193,3 +1193,69 @@ fn every_accepted_signal_name_and_number_is_delivered_as_that_signal() {
         assert!(why.contains("unknown signal"), "{bad:?}: {why}");
     }
 }
+
+/// `--owner UID:GID`: as root the plain files are given to that owner with their documented
+/// modes; a process that is not root is refused at start (exit 2) naming the cause, before it
+/// reads anything; `--owner` without a plain file is refused. Skipped (with the reason printed)
+/// when the test does not run as root.
+#[test]
+fn owner_is_applied_as_root_and_refused_to_other_users() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::geteuid().is_root() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: not running as root; --owner was not checked ***\n"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(tmp.path(), &[]);
+    let out = tmp.path().join("out");
+    let out_run = run_cmd(&serve, &tmp.path().join("pki"))
+        .args(["--once", "--owner", "65534:65534", "--cert-file"])
+        .arg(out.join("tls.crt"))
+        .arg("--key-file")
+        .arg(out.join("tls.key"))
+        .arg("--ca-file")
+        .arg(out.join("ca.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(out_run.status.code(), Some(0), "{}", text(&out_run));
+    for (file, want_mode) in [("tls.crt", 0o644), ("tls.key", 0o600), ("ca.crt", 0o644)] {
+        let meta = fs::metadata(out.join(file)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{file}");
+        assert_eq!(meta.mode() & 0o7777, want_mode, "{file}");
+    }
+
+    let refused = run_cmd(&serve, &tmp.path().join("pki"))
+        .args(["--once", "--owner", "65534:65534"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("none was given"),
+        "{}",
+        text(&refused)
+    );
+
+    // The same command as user nobody: refused before the kubeconfig (which nobody cannot
+    // read) is opened.
+    let as_nobody = run_cmd(&serve, &tmp.path().join("pki-nobody"))
+        .args(["--once", "--owner", "0:0", "--cert-file"])
+        .arg(tmp.path().join("nobody/tls.crt"))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(as_nobody.status.code(), Some(2), "{}", text(&as_nobody));
+    let stderr = String::from_utf8_lossy(&as_nobody.stderr);
+    assert!(
+        stderr.contains("--owner 0:0: giving the written files to another user needs root")
+            && stderr.contains("uid 65534"),
+        "{}",
+        text(&as_nobody)
+    );
+    assert!(!tmp.path().join("nobody").exists());
+}

@@ -10,13 +10,41 @@ pub const CERT_MODE: u32 = 0o644;
 /// Mode of `--key-file`: the private key, for its owner only.
 pub const KEY_MODE: u32 = 0o600;
 
-/// A file owner (`--owner UID[:GID]`); applied only when the process may change owners.
+/// A file owner (`--owner UID[:GID]`) of the plain files. Giving a file to another user needs
+/// root: [`Owner::check`] refuses it up front for any other process.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     /// User id.
     pub uid: u32,
     /// Group id; `None` leaves the group as created.
     pub gid: Option<u32>,
+}
+
+impl Owner {
+    /// Whether this process may give its files to this owner: root may give them to anyone;
+    /// another user only to itself (its own uid, and its own gid if a group is named).
+    ///
+    /// # Errors
+    /// A message naming the owner and the uid this process runs as.
+    pub fn check(&self) -> Result<(), String> {
+        let euid = rustix::process::geteuid();
+        let egid = rustix::process::getegid();
+        if euid.is_root()
+            || (self.uid == euid.as_raw() && self.gid.is_none_or(|g| g == egid.as_raw()))
+        {
+            return Ok(());
+        }
+        let owner = match self.gid {
+            Some(g) => format!("{}:{g}", self.uid),
+            None => self.uid.to_string(),
+        };
+        Err(format!(
+            "--owner {owner}: giving the written files to another user needs root (this process \
+             runs as uid {}, gid {})",
+            euid.as_raw(),
+            egid.as_raw()
+        ))
+    }
 }
 
 impl std::str::FromStr for Owner {

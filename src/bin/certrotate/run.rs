@@ -81,7 +81,8 @@ pub struct RunArgs {
     /// here, mode 0644, atomically.
     #[arg(long)]
     ca_file: Option<PathBuf>,
-    /// Owner of the plain files, UID[:GID] (changing owners needs root).
+    /// Owner of the plain files (--cert-file, --key-file, --ca-file), numeric UID[:GID]. Needs
+    /// root unless it is this process's own user; refused at start otherwise (exit 2).
     #[arg(long, value_name = "UID[:GID]")]
     owner: Option<Owner>,
     /// Shell command (/bin/sh -c) run once after each new certificate is written, never two at
@@ -249,6 +250,14 @@ fn client_builder(args: &RunArgs) -> Result<KubeCsrClientBuilder, Failure> {
 
 /// Runs `certrotate run`.
 pub fn main(args: RunArgs) -> Result<(), Failure> {
+    if let Some(owner) = &args.owner {
+        if args.cert_file.is_none() && args.key_file.is_none() && args.ca_file.is_none() {
+            return Err(usage(
+                "--owner applies to --cert-file, --key-file and --ca-file, and none was given",
+            ));
+        }
+        owner.check().map_err(usage)?;
+    }
     let stop = signals::install().map_err(|e| failed(format!("cannot handle signals: {e}")))?;
     let builder = client_builder(&args)?;
     let ca_pem = match &args.ca_file {
