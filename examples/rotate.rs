@@ -11,6 +11,10 @@
 //! With `--kubeconfig PATH --signer-name NAME` the same runs against a real cluster (someone or
 //! something must approve the CSRs there; certificates then live at least 10 minutes).
 //!
+//! SIGINT (Ctrl-C) or SIGTERM stops it early: the manager and the servers stop and the temporary
+//! directory (which holds the demo's kubeconfig, client key included, mode 0600) is removed;
+//! the exit code is then 128 + the signal number (130, 143).
+//!
 //! ```sh
 //! cargo run --features server --example rotate
 //! cargo run --features server --example rotate -- --duration 25 --lifetime 10
@@ -25,6 +29,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use certrotate::kubeconfig::Kubeconfig;
 use certrotate::pki::{CertInfo, fmt_time};
@@ -106,9 +113,21 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let args = Args::parse();
-    match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+    // Before anything is created: a SIGINT or SIGTERM from here on ends `run` early, through its
+    // normal clean-up, instead of killing the process with its temporary directory left behind.
+    let stop = match stop_signals() {
+        Ok(rx) => rx,
+        Err(e) => {
+            eprintln!("rotate: cannot handle SIGINT and SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&args, &stop) {
+        Ok(Ended::Passed) => ExitCode::SUCCESS,
+        Ok(Ended::Failed) => ExitCode::FAILURE,
+        Ok(Ended::Interrupted(signal)) => {
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX))
+        }
         Err(e) => {
             eprintln!("rotate: {e}");
             let mut source = e.source();
@@ -121,8 +140,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<bool, BoxError> {
+/// How `run` ended.
+enum Ended {
+    /// The check passed.
+    Passed,
+    /// The check failed (the reason is printed).
+    Failed,
+    /// Stopped early by this signal.
+    Interrupted(i32),
+}
+
+/// A channel that receives the number of each SIGINT and SIGTERM.
+fn stop_signals() -> std::io::Result<Receiver<i32>> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+fn run(args: &Args, stop_signal: &Receiver<i32>) -> Result<Ended, BoxError> {
+    // Removed when `run` returns, on every path: success, failure, error, interruption.
     let temp = tempfile::tempdir()?;
+    println!("temporary directory: {}", temp.path().display());
     let cert_dir = args
         .cert_dir
         .clone()
@@ -224,13 +271,19 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     let mut serials: Vec<String> = Vec::new(); // distinct, in the order first seen
     if manager.current().is_none() {
         println!("waiting for the first certificate ...");
-        if first
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_err()
-        {
-            println!("FAILED: no certificate within {} s", args.duration);
-            manager.stop();
-            return Ok(false);
+        crossbeam_channel::select! {
+            recv(first) -> _ => {}
+            recv(stop_signal) -> signal => {
+                let signal = signal.unwrap_or(SIGINT);
+                println!("interrupted ({}): stopping and removing the temporary directory", name(signal));
+                manager.stop();
+                return Ok(Ended::Interrupted(signal));
+            }
+            default(deadline.saturating_duration_since(Instant::now())) => {
+                println!("FAILED: no certificate within {} s", args.duration);
+                manager.stop();
+                return Ok(Ended::Failed);
+            }
         }
     }
     drop(first);
@@ -248,6 +301,7 @@ fn run(args: &Args) -> Result<bool, BoxError> {
 
     // The client: one full handshake per interval, printing the serial it was served.
     let (mut ok, mut failed) = (0u32, 0u32);
+    let mut interrupted = None;
     let client = match &verify_ca {
         Some(ca) => Some(client_config(ca)?),
         None => {
@@ -271,10 +325,16 @@ fn run(args: &Args) -> Result<bool, BoxError> {
                 }
             }
         }
-        std::thread::sleep(
-            Duration::from_secs(args.interval.max(1))
-                .min(deadline.saturating_duration_since(Instant::now())),
-        );
+        let pause = Duration::from_secs(args.interval.max(1))
+            .min(deadline.saturating_duration_since(Instant::now()));
+        if let Ok(signal) = stop_signal.recv_timeout(pause) {
+            println!(
+                "interrupted ({}): stopping and removing the temporary directory",
+                name(signal)
+            );
+            interrupted = Some(signal);
+            break;
+        }
     }
 
     manager.stop();
@@ -286,6 +346,9 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     let _ = printer.join();
     if let Some(s) = server {
         s.shutdown();
+    }
+    if let Some(signal) = interrupted {
+        return Ok(Ended::Interrupted(signal));
     }
 
     println!();
@@ -311,20 +374,24 @@ fn run(args: &Args) -> Result<bool, BoxError> {
     if embedded {
         if serials.len() >= 3 {
             println!("OK: the certificate rotated under a live server with no restart");
-            Ok(true)
+            Ok(Ended::Passed)
         } else {
             println!(
                 "FAILED: the client saw {} distinct serial(s), expected at least 3; run longer (--duration) or with shorter certificates (--lifetime)",
                 serials.len()
             );
-            Ok(false)
+            Ok(Ended::Failed)
         }
     } else if ok > 0 || client.is_none() {
-        Ok(true)
+        Ok(Ended::Passed)
     } else {
         println!("FAILED: no successful handshake with the rotated certificate");
-        Ok(false)
+        Ok(Ended::Failed)
     }
+}
+
+fn name(signal: i32) -> &'static str {
+    signal_hook::low_level::signal_name(signal).unwrap_or("signal")
 }
 
 /// Accepts connections until `stop`; each gets a TLS handshake and a one-line HTTP answer.

@@ -1259,3 +1259,103 @@ fn owner_is_applied_as_root_and_refused_to_other_users() {
     );
     assert!(!tmp.path().join("nobody").exists());
 }
+
+/// Builds the `rotate` example with the features this test was built with and returns its
+/// path (a no-op build when `cargo test` already built it).
+fn rotate_example() -> PathBuf {
+    let all = cfg!(all(
+        feature = "server",
+        feature = "cli",
+        feature = "prometheus",
+        feature = "test-util"
+    ));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--example",
+        "rotate",
+        "--message-format",
+        "json",
+    ]);
+    if all {
+        cmd.arg("--all-features");
+    } else {
+        cmd.args(["--features", "server,cli"]);
+    }
+    // Without what cargo set for this test process only: a build script that reads one of
+    // them (ring's reads CARGO_MANIFEST_DIR) would otherwise be rebuilt here and again by the
+    // next plain `cargo` command.
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("CARGO_PKG_")
+            || n.starts_with("CARGO_BIN_EXE_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&n.as_ref())
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    let out = cmd.stderr(Stdio::inherit()).output().expect("cargo build");
+    assert!(out.status.success(), "building the rotate example failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "rotate")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .expect("the rotate example's executable")
+}
+
+/// The `rotate` example removes its temporary directory (with the demo kubeconfig, which holds
+/// a client key and is 0600) when SIGINT arrives mid-run or SIGTERM arrives while it starts,
+/// and exits 128 + the signal number.
+#[test]
+fn rotate_example_removes_its_temporary_directory_on_sigint_and_sigterm() {
+    let example = rotate_example();
+    for (sig, when) in [
+        (Signal::INT, "HTTPS server on"),
+        (Signal::TERM, "certificate directory:"),
+    ] {
+        let mut child = Running(
+            Command::new(&example)
+                .args(["--duration", "60", "--lifetime", "3"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut temp = None;
+        wait_for(&format!("the example to print {when:?}"), BOUND, || {
+            let line = rx.recv_timeout(BOUND).ok()?;
+            // The pairs go to `pki` in the temporary directory, next to the kubeconfig.
+            if let Some(dir) = line.strip_prefix("certificate directory: ") {
+                temp = Path::new(dir).parent().map(Path::to_path_buf);
+            }
+            line.starts_with(when).then_some(())
+        });
+        let temp = temp.expect("the example printed its temporary directory");
+        assert!(temp.is_dir());
+        if sig == Signal::INT {
+            assert_eq!(mode(&temp.join("kubeconfig")), 0o600);
+        }
+        signal(&child.0, sig);
+        let (status, _) = wait_exit(&mut child.0, BOUND);
+        assert!(!temp.exists(), "{sig:?} left {}", temp.display());
+        assert_eq!(status.code(), Some(128 + sig.as_raw()), "{sig:?}");
+    }
+}
