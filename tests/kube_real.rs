@@ -45,6 +45,8 @@ use certrotate::{
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+#[path = "support/go_peer.rs"]
+mod go_peer;
 #[path = "support/kube_apiserver.rs"]
 mod kube_apiserver;
 mod server_common;
@@ -1578,4 +1580,234 @@ fn the_command_gets_a_node_certificate() {
         "certrotate run --once with a bootstrap kubeconfig",
         command_once,
     );
+}
+
+// ---- deploy/rbac.yaml on the real cluster ----
+
+/// `kubectl auth can-i VERB RESOURCE [--subresource S] --as USER`: whether the real
+/// apiserver's RBAC allows it.
+fn can_i(kubectl: &Path, admin: &Path, user: &str, verb: &str, resource: &str) -> bool {
+    let (resource, subresource) = match resource.split_once('#') {
+        Some((r, s)) => (r, Some(s)),
+        None => (resource, None),
+    };
+    let mut cmd = std::process::Command::new(kubectl);
+    cmd.arg("--kubeconfig")
+        .arg(admin)
+        // Every namespace (and none for cluster-scoped resources).
+        .args([
+            "auth",
+            "can-i",
+            "--all-namespaces",
+            verb,
+            resource,
+            "--as",
+            user,
+        ]);
+    if let Some(s) = subresource {
+        cmd.args(["--subresource", s]);
+    }
+    let out = cmd.output().unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    // A resource type kubectl does not know (it warns on stderr) would be asked about as an
+    // unknown type, and its "no" would say nothing.
+    assert!(
+        out.stderr.is_empty(),
+        "kubectl auth can-i {verb} {resource}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match (out.status.code(), answer.as_str()) {
+        (Some(0), "yes") => true,
+        (Some(1), "no") => false,
+        _ => panic!(
+            "kubectl auth can-i {verb} {resource} --as {user}: {:?} {answer} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Whether `user` may `verb` the signer `signer` (resource `signers` of certificates.k8s.io,
+/// named by the signer name), by a SubjectAccessReview created with the real kubectl:
+/// `kubectl auth can-i` cannot ask it, `signers` being no resource type the API serves.
+fn may_for_signer(kubectl: &Path, admin: &Path, user: &str, verb: &str, signer: &str) -> bool {
+    use std::io::Write;
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": ["system:authenticated"],
+            "resourceAttributes": {
+                "group": "certificates.k8s.io",
+                "resource": "signers",
+                "name": signer,
+                "verb": verb,
+            },
+        },
+    });
+    let mut child = std::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(admin)
+        .args(["create", "-f", "-", "-o", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(review.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "SubjectAccessReview: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["status"]["allowed"].as_bool().expect("status.allowed")
+}
+
+/// The signer of client certificates for kube-apiserver, which deploy/rbac.yaml is for.
+const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+
+/// `deploy/rbac.yaml`, applied with the real kubectl to the real kube-apiserver, gives the
+/// requester (the service account and the user of the certificate's CN, as bound there)
+/// exactly the verbs certrotate uses on CSRs (create, get, list, watch; none before the file is
+/// applied) and nothing more: no update, patch, delete, approval, status, signer approval or
+/// signing, no other resource. The approver role, bound to a user, may approve for
+/// kubernetes.io/kube-apiserver-client only, and may not create or delete CSRs.
+#[test]
+fn deploy_rbac_grants_what_certrotate_needs_and_nothing_more() {
+    let _serial = SERIAL.lock();
+    let Some(peer) = real() else {
+        eprintln!("\n*** SKIPPED: deploy/rbac.yaml was not checked (no Go) ***\n");
+        return;
+    };
+    let Some(kubectl) = go_peer::build("kubectl") else {
+        return;
+    };
+    let admin = peer.admin_kubeconfig();
+    const CSRS_R: &str = "certificatesigningrequests.certificates.k8s.io";
+    let requesters = [
+        "system:serviceaccount:my-namespace:my-service",
+        "my-service",
+    ];
+    let needed = ["create", "get", "list", "watch"];
+    for user in requesters {
+        for verb in needed {
+            assert!(
+                !can_i(&kubectl, &admin, user, verb, CSRS_R),
+                "{user} may {verb} CSRs before deploy/rbac.yaml is applied"
+            );
+        }
+    }
+    let apply = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["apply", "-f"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        apply.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let not_granted = [
+        ("update", CSRS_R),
+        ("patch", CSRS_R),
+        ("delete", CSRS_R),
+        ("deletecollection", CSRS_R),
+        (
+            "update",
+            "certificatesigningrequests.certificates.k8s.io#approval",
+        ),
+        (
+            "update",
+            "certificatesigningrequests.certificates.k8s.io#status",
+        ),
+        ("get", "secrets"),
+        ("create", "pods"),
+        ("create", "serviceaccounts/token"),
+    ];
+    for user in requesters {
+        for verb in needed {
+            assert!(
+                can_i(&kubectl, &admin, user, verb, CSRS_R),
+                "{user} may not {verb} CSRs"
+            );
+        }
+        for (verb, resource) in not_granted {
+            assert!(
+                !can_i(&kubectl, &admin, user, verb, resource),
+                "{user} may {verb} {resource}"
+            );
+        }
+        for signer in [CLIENT_SIGNER, "kubernetes.io/kubelet-serving"] {
+            for verb in ["approve", "sign"] {
+                assert!(
+                    !may_for_signer(&kubectl, &admin, user, verb, signer),
+                    "{user} may {verb} for {signer}"
+                );
+            }
+        }
+    }
+
+    // The approver role, bound as its comment says.
+    let approver = unique("approver");
+    let bind = std::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["create", "clusterrolebinding", &approver])
+        .args(["--clusterrole", "certrotate-approver", "--user", &approver])
+        .output()
+        .unwrap();
+    assert!(
+        bind.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bind.stderr)
+    );
+    for (verb, signer, allowed) in [
+        ("approve", CLIENT_SIGNER, true),
+        ("approve", "kubernetes.io/kubelet-serving", false),
+        (
+            "approve",
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            false,
+        ),
+        ("sign", CLIENT_SIGNER, false),
+    ] {
+        assert_eq!(
+            may_for_signer(&kubectl, &admin, &approver, verb, signer),
+            allowed,
+            "approver: {verb} for {signer}"
+        );
+    }
+    for (verb, resource, allowed) in [
+        ("get", CSRS_R, true),
+        ("list", CSRS_R, true),
+        ("watch", CSRS_R, true),
+        (
+            "update",
+            "certificatesigningrequests.certificates.k8s.io#approval",
+            true,
+        ),
+        ("create", CSRS_R, false),
+        ("delete", CSRS_R, false),
+        (
+            "update",
+            "certificatesigningrequests.certificates.k8s.io#status",
+            false,
+        ),
+    ] {
+        assert_eq!(
+            can_i(&kubectl, &admin, &approver, verb, resource),
+            allowed,
+            "approver: {verb} {resource}"
+        );
+    }
 }
