@@ -45,6 +45,8 @@ use certrotate::{
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+// kubectl; kube_apiserver keeps its own copy of this module private.
+#[allow(clippy::duplicate_mod)]
 #[path = "support/go_peer.rs"]
 mod go_peer;
 #[path = "support/kube_apiserver.rs"]
