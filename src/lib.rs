@@ -172,6 +172,11 @@ pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
 pub use store::{FileStore, MemoryStore, Store, StoreError};
 pub use template::CsrTemplate;
 
+/// The rustls certrotate is built with (only its `ring` provider enabled): use it rather than a
+/// `rustls` dependency of your own, whose default features would bring a second crypto provider
+/// (see [`tls`](crate::tls#one-crypto-provider-whatever-else-the-program-links)).
+pub use rustls;
+
 /// The README's Rust code, compiled (and run where it can run) with the doctests, so that what
 /// a new user copies works.
 #[cfg(doctest)]

@@ -75,6 +75,40 @@
 //! }
 //! ```
 //! (tests/tls.rs has a complete `agent_for`.)
+//!
+//! # One crypto provider, whatever else the program links
+//! rustls 0.23 picks its cryptography from a [`CryptoProvider`]. Its `ClientConfig::builder()`
+//! and `ServerConfig::builder()` take the process-default provider and, when none was
+//! installed, pick one from rustls's crate features; when those name two (`ring` and
+//! `aws-lc-rs`), they panic. A program gets two as soon as it depends on certrotate (which enables
+//! `ring`) and on plain `rustls = "0.23"` (whose default features enable `aws-lc-rs`), or on any
+//! crate that enables the other one.
+//!
+//! certrotate never reads the process default: every config, verifier and signing key it makes
+//! is built with its own provider, [`crypto_provider`] (`ring`), passed explicitly. Build yours
+//! the same way, and nothing depends on which providers the dependency graph enables:
+//!
+//! - [`client_config_builder`] and [`server_config_builder`] start a rustls config with that
+//!   provider (TLS 1.2 and 1.3); [`client_config`] and [`server_config`] are complete ones;
+//! - `certrotate::rustls` is the rustls certrotate is built with, so a program need not add a
+//!   `rustls` dependency of its own (and with it, `aws-lc-rs`); if it does, write it
+//!   `rustls = { version = "0.23", default-features = false, features = ["ring", "std", "tls12"] }`;
+//! - for code you do not control that calls `builder()` (another library's HTTP or gRPC client),
+//!   call [`install_default_provider`] once at the start of `main`.
+//!
+//! ```
+//! # fn main() -> Result<(), certrotate::Error> {
+//! use certrotate::rustls;
+//! // Not `rustls::ClientConfig::builder()`: that one may panic, this one cannot.
+//! let config: rustls::ClientConfig = certrotate::tls::client_config_builder()?
+//!     .with_root_certificates(rustls::RootCertStore::empty())
+//!     .with_no_client_auth();
+//! # let _ = config;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Inside this crate, clippy refuses the provider-less builders (`clippy.toml`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -87,10 +121,11 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::time_provider::TimeProvider;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ConfigBuilder, RootCertStore, ServerConfig, WantsVerifier};
 
 use crate::clock::{Clock, Window};
 use crate::error::Error;
@@ -208,6 +243,58 @@ impl TimeProvider for ClockTime {
             .ok()
             .map(UnixTime::since_unix_epoch)
     }
+}
+
+/// A rustls `ClientConfig` builder with certrotate's crypto provider ([`crypto_provider`],
+/// `ring`) and TLS 1.2 and 1.3, ready for its verifier: the replacement for
+/// `rustls::ClientConfig::builder()` that never reads the process-default provider, so it cannot
+/// panic when the program's dependencies enable two (see the [module docs](self)).
+///
+/// # Errors
+/// [`Error::Tls`] if the provider supports neither protocol version (`ring` supports both).
+pub fn client_config_builder() -> Result<ConfigBuilder<ClientConfig, WantsVerifier>, Error> {
+    ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// A rustls `ServerConfig` builder with certrotate's crypto provider ([`crypto_provider`],
+/// `ring`) and TLS 1.2 and 1.3, ready for its client verifier: the replacement for
+/// `rustls::ServerConfig::builder()` that never reads the process-default provider (see the
+/// [module docs](self)).
+///
+/// # Errors
+/// [`Error::Tls`] if the provider supports neither protocol version (`ring` supports both).
+pub fn server_config_builder() -> Result<ConfigBuilder<ServerConfig, WantsVerifier>, Error> {
+    ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// Makes certrotate's crypto provider ([`crypto_provider`], `ring`) the process default when no
+/// default is installed yet, and returns the default in force (an earlier one is kept).
+///
+/// certrotate itself never needs this. It is for code that calls `rustls::ClientConfig::builder()`
+/// or `ServerConfig::builder()` (other libraries' clients and servers), which panics when no
+/// default is installed and the dependency graph enables both `ring` and `aws-lc-rs`; call it
+/// once at the start of `main`, before such code runs.
+///
+/// ```
+/// use certrotate::rustls;
+/// let provider = certrotate::tls::install_default_provider();
+/// let default = rustls::crypto::CryptoProvider::get_default().expect("installed");
+/// assert!(std::sync::Arc::ptr_eq(default, &provider));
+/// // From here on the provider-less builders work, however many providers are enabled.
+/// #[allow(clippy::disallowed_methods)]
+/// let _ = rustls::ClientConfig::builder();
+/// ```
+#[allow(clippy::disallowed_methods)] // the one place that reads the default, to return it
+pub fn install_default_provider() -> Arc<CryptoProvider> {
+    // Losing a race with another installer is fine: whichever was first stays, and is returned.
+    let _ = CryptoProvider::install_default(CryptoProvider::clone(&crypto_provider()));
+    CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(crypto_provider)
 }
 
 /// A rustls server config that serves `manager`'s current certificate (TLS 1.2 and 1.3, the
