@@ -212,6 +212,7 @@ impl CsrClient for FakeClient {
                     name: format!("csr-{}", st.next_id),
                     uid: format!("uid-{}", st.next_id),
                     api_version: ApiVersion::V1,
+                    resource_version: String::new(),
                 };
                 st.requests.push((csr.clone(), request.clone()));
                 Ok(csr)

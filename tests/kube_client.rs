@@ -34,13 +34,14 @@ fn paths(api: &FakeApi) -> Vec<String> {
 #[test]
 fn create_on_v1_sends_generate_name_signer_usages_and_no_expiration() {
     let api = FakeApi::new();
-    let (_c, csr) = create_v1(&api);
+    let (_c, csr) = create_v1_fresh(&api);
     assert_eq!(
         csr,
         CsrRef {
             name: "csr-1".into(),
             uid: "uid-1".into(),
-            api_version: ApiVersion::V1
+            api_version: ApiVersion::V1,
+            resource_version: "101".into(),
         }
     );
     let log = api.requests();
@@ -158,14 +159,29 @@ fn v1_404_falls_back_to_v1beta1_for_create_list_and_watch() {
     )]);
     let got = wait(&client, &csr, LONG).unwrap();
     assert_eq!(got, cert.as_bytes());
+    // The request was just created: watched from the create's version, on v1beta1, unlisted.
     assert_eq!(
         paths(&api),
         [
             format!("POST {V1}"),
             format!("POST {V1BETA1}"),
-            format!("GET {V1BETA1}"),
             format!("WATCH {V1BETA1}"),
         ]
+    );
+    let mut csr = csr;
+    csr.resource_version.clear();
+    api.push_watch(vec![Step::Event(
+        "MODIFIED",
+        with_cert(
+            with_condition(api.object(&csr.name), "Approved", "AutoApproved", "ok"),
+            &cert,
+        ),
+    )]);
+    // Without it (adopted, say), the list too goes to v1beta1.
+    wait(&client, &csr, LONG).unwrap();
+    assert_eq!(
+        paths(&api)[3..],
+        [format!("GET {V1BETA1}"), format!("WATCH {V1BETA1}")]
     );
 }
 
@@ -236,7 +252,18 @@ fn already_exists_with_compatible_csr_is_adopted() {
     let first = client.create(&req).unwrap();
     // The same request again (a restart): adopted, same uid.
     let again = client.create(&req).unwrap();
-    assert_eq!(again, first);
+    assert_eq!(
+        (&again.name, &again.uid, again.api_version),
+        (&first.name, &first.uid, first.api_version)
+    );
+    // Its status unknown until listed: the wait lists first.
+    assert_eq!(
+        (
+            first.resource_version.as_str(),
+            again.resource_version.as_str()
+        ),
+        ("101", "")
+    );
     assert_eq!(
         paths(&api),
         [
@@ -553,6 +580,102 @@ fn c12_410_on_watch_relists_and_rewatches() {
             format!("WATCH {V1}")
         ]
     );
+}
+
+/// A request this client has just created has no history before its creation: the wait
+/// watches from the create's resourceVersion with no list before it (one round trip less than
+/// client-go's list+watch).
+#[test]
+fn a_request_just_created_is_watched_from_the_creates_version_without_a_list() {
+    let api = FakeApi::new();
+    let (client, csr) = create_v1_fresh(&api);
+    assert_eq!(csr.resource_version, "101");
+    let cert = api.sign(&csr.name);
+    api.push_watch(vec![Step::Event(
+        "MODIFIED",
+        with_cert(
+            with_condition(api.object(&csr.name), "Approved", "", ""),
+            &cert,
+        ),
+    )]);
+    assert_eq!(wait(&client, &csr, LONG).unwrap(), cert.as_bytes());
+    assert_eq!(paths(&api), [format!("POST {V1}"), format!("WATCH {V1}")]);
+    let log = api.requests();
+    assert_eq!(log[1].q("resourceVersion"), Some("101"));
+    assert_eq!(log[1].q("fieldSelector"), Some("metadata.name=csr-1"));
+}
+
+/// The create's version compacted away before the wait began (410), or any other failure of
+/// that first watch: the wait lists at once (no backoff pause: the retry interval here is an
+/// hour, longer than the wait), then watches from the list's version, as any wait does.
+#[test]
+fn a_watch_from_the_creates_version_that_fails_leads_to_the_list() {
+    for reply in [
+        Reply::status(410, "Expired", "too old resource version: 101 (500)"),
+        Reply::status(
+            504,
+            "Timeout",
+            "Too large resource version: 101, current: 100",
+        ),
+        Reply::plain(500, "etcd is sad"),
+    ] {
+        let api = FakeApi::new();
+        let client = api
+            .builder()
+            .retry_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+        let csr = client.create(&req).unwrap();
+        let cert = api.sign(&csr.name);
+        api.push_watch(vec![Step::Http(reply)]);
+        api.push_watch(vec![Step::Event(
+            "MODIFIED",
+            with_cert(
+                with_condition(api.object(&csr.name), "Approved", "", ""),
+                &cert,
+            ),
+        )]);
+        assert_eq!(wait(&client, &csr, LONG).unwrap(), cert.as_bytes());
+        assert_eq!(
+            paths(&api),
+            [
+                format!("POST {V1}"),
+                format!("WATCH {V1}"),
+                format!("GET {V1}"),
+                format!("WATCH {V1}")
+            ]
+        );
+        let log = api.requests();
+        assert_eq!(log[1].q("resourceVersion"), Some("101"));
+        assert_eq!(log[2].q("fieldSelector"), Some("metadata.name=csr-1"));
+    }
+}
+
+/// A create answered with a status already set (kube-apiserver clears it on create) is not
+/// taken as the start of the request's history: its wait lists first.
+#[test]
+fn a_create_answer_with_a_status_leaves_the_version_unknown() {
+    for status in [
+        json!({"conditions": [{"type": "Approved", "status": "True"}]}),
+        json!({"certificate": "Zm9v"}),
+    ] {
+        let api = FakeApi::new();
+        let client = api.builder().build().unwrap();
+        let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
+        let mut answer = json!({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+            "metadata": {"name": "csr-x", "uid": "uid-x", "resourceVersion": "7"},
+            "spec": {"request": "", "signerName": CLIENT_SIGNER, "usages": []},
+        });
+        answer["status"] = status.clone();
+        api.state
+            .lock()
+            .create_replies
+            .push_back(Reply::json(201, &answer));
+        let csr = client.create(&req).unwrap();
+        assert_eq!(csr.resource_version, "", "{status}");
+    }
 }
 
 #[test]
@@ -898,7 +1021,8 @@ fn cancel_during_a_retry_pause_returns_within_100ms() {
         .build()
         .unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
+    let mut csr = client.create(&req).unwrap();
+    csr.resource_version.clear(); // listed first
     {
         let mut st = api.state.lock();
         st.list_replies

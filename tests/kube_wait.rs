@@ -139,7 +139,8 @@ fn always_410_backoff_follows_the_reflector_schedule_on_the_clock() {
             .build()
             .unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        let csr = client.create(&req).unwrap();
+        let mut csr = client.create(&req).unwrap();
+        csr.resource_version.clear(); // every round lists, the first one too
         let cancel = Cancel::new();
         let c2 = cancel.clone();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
@@ -413,6 +414,7 @@ fn request_absent_from_the_list_times_out_saying_not_found() {
         name: "csr-gone".into(),
         uid: "uid-gone".into(),
         api_version: certrotate::csr::ApiVersion::V1,
+        resource_version: String::new(),
     };
     let err = wait(&client, &csr, Duration::from_millis(500)).unwrap_err();
     assert!(

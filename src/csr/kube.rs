@@ -15,7 +15,14 @@
 //! - **Wait**: list with `fieldSelector=metadata.name=<name>`, then watch from the list's
 //!   `resourceVersion`, resuming a watch the server ends and re-listing after `410 Expired`,
 //!   until the CSR is approved and issued, denied, failed, deleted or replaced (uid change), or
-//!   the wait times out or is cancelled.
+//!   the wait times out or is cancelled. For a request this client has just created
+//!   ([`CsrRef::resource_version`] set), the first watch starts from the create's
+//!   `resourceVersion` with no list before it: a new object carries no status, so everything
+//!   that can happen to it comes after that version, and the wait saves one round trip. Any
+//!   failure of that watch (a `410` because the version was compacted away, a `504` from a
+//!   watch cache that has not caught up with it) leads at once to the list as above (after the
+//!   server's `Retry-After`, if it gave one). client-go's `WaitForCertificate` always lists
+//!   first (an informer's list+watch).
 //!
 //! # Status rules of the wait
 //! As client-go's `WaitForCertificate`, every condition of an observed object is read: a
@@ -1055,7 +1062,17 @@ impl KubeCsrClient {
         let resp = self.post(agent, "create", &path, &body)?;
         let bytes = self.body("create", &path, resp, self.max_object_size)?;
         let created = decode_csr("create", &bytes, version)?;
-        csr_ref("create", &created, version)
+        let mut csr = csr_ref("create", &created, version)?;
+        // A new object's history starts at its creation; one that already carries a status (not
+        // something kube-apiserver answers) is listed first instead, so that status is read.
+        if created
+            .status
+            .as_ref()
+            .is_none_or(|s| s.conditions.is_empty() && s.certificate.is_none())
+        {
+            csr.resource_version = created.metadata.resource_version.unwrap_or_default();
+        }
+        Ok(csr)
     }
 
     fn get_csr(
@@ -1417,31 +1434,27 @@ impl Waiter<'_> {
         let versions = [first, other_version(first)];
         // None before the first list; then the least pause before the next one.
         let mut relist_after: Option<Duration> = None;
+        // A request just created is watched from its creation's version, without a list.
+        let mut created_at = Some(self.csr.resource_version.clone()).filter(|rv| !rv.is_empty());
         'relist: loop {
             if let Some(at_least) = relist_after.take() {
                 self.backoff(at_least)?;
             }
-            let (version, list) = match self.list_round(&versions) {
-                Ok(l) => l,
-                Err(ListFailed::Fatal(e)) => return Err(e),
-                Err(ListFailed::Retry(at_least)) => {
-                    relist_after = Some(at_least);
-                    continue;
-                }
-            };
-            let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
-            let mut found = false;
-            for item in &list.items {
-                if item.metadata.name.as_deref() == Some(self.name()) {
-                    found = true;
-                    if let Some(cert) = self.observe(item)? {
-                        return Ok(cert);
+            let unlisted = created_at.is_some();
+            let (version, mut rv) = match created_at.take() {
+                Some(rv) => (first, rv),
+                None => match self.list_round(&versions) {
+                    Ok((version, list)) => match self.observe_list(&list)? {
+                        Some(cert) => return Ok(cert),
+                        None => (version, list.metadata.resource_version.unwrap_or_default()),
+                    },
+                    Err(ListFailed::Fatal(e)) => return Err(e),
+                    Err(ListFailed::Retry(at_least)) => {
+                        relist_after = Some(at_least);
+                        continue;
                     }
-                }
-            }
-            if !found {
-                self.progress = WaitProgress::NotFound;
-            }
+                },
+            };
             loop {
                 self.check()?;
                 let end = self.watch(version, &mut rv)?;
@@ -1454,6 +1467,12 @@ impl Waiter<'_> {
                             self.name()
                         );
                     }
+                    // The watch from the create's version failed: list now (as a wait that
+                    // listed first would have), after the server's Retry-After if any.
+                    WatchEnd::Relist(at_least) if unlisted => {
+                        self.pause(at_least)?;
+                        continue 'relist;
+                    }
                     WatchEnd::Relist(at_least) => {
                         relist_after = Some(at_least);
                         continue 'relist;
@@ -1461,6 +1480,24 @@ impl Waiter<'_> {
                 }
             }
         }
+    }
+
+    /// Takes note of a list's item for our name: its certificate when issued, else what the wait
+    /// now knows (`NotFound` when the list does not have it).
+    fn observe_list(&mut self, list: &CsrList) -> Result<Option<Vec<u8>>, CsrError> {
+        let mut found = false;
+        for item in &list.items {
+            if item.metadata.name.as_deref() == Some(self.name()) {
+                found = true;
+                if let Some(cert) = self.observe(item)? {
+                    return Ok(Some(cert));
+                }
+            }
+        }
+        if !found {
+            self.progress = WaitProgress::NotFound;
+        }
+        Ok(None)
     }
 
     /// Lists the CSR under the preferred version, then the other, until one answers. Protocol
@@ -2062,6 +2099,7 @@ fn csr_ref(
         name,
         uid,
         api_version: version,
+        resource_version: String::new(),
     })
 }
 

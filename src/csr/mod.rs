@@ -205,6 +205,10 @@ pub struct CsrRef {
     pub uid: String,
     /// Which API version it lives under.
     pub api_version: ApiVersion,
+    /// `metadata.resourceVersion` of the object as the create answered it, for a request this
+    /// client has just created; empty when unknown (an adopted request, say). [`KubeCsrClient`]'s
+    /// wait watches from it without listing first.
+    pub resource_version: String,
 }
 
 /// Talks to a CSR API: creates requests and waits for their certificates (client-go

@@ -908,8 +908,18 @@ pub fn wait(
     client.wait_for_certificate(csr, timeout, &certrotate::Cancel::new())
 }
 
-/// A client of `api` and a client-certificate CSR it created on v1.
+/// A client of `api` and a client-certificate CSR it created on v1, referred to without the
+/// create's resourceVersion (as an adopted request is), so that its wait lists before it
+/// watches: the list+watch rules are what the tests of the wait are about. A wait for a request
+/// just created watches from the create's version without listing (see [`create_v1_fresh`]).
 pub fn create_v1(api: &FakeApi) -> (certrotate::KubeCsrClient, certrotate::CsrRef) {
+    let (client, mut csr) = create_v1_fresh(api);
+    csr.resource_version.clear();
+    (client, csr)
+}
+
+/// A client of `api` and a client-certificate CSR it created on v1, as the create returned it.
+pub fn create_v1_fresh(api: &FakeApi) -> (certrotate::KubeCsrClient, certrotate::CsrRef) {
     use certrotate::CsrClient;
     let client = api.builder().build().unwrap();
     let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
