@@ -7,6 +7,7 @@
 //! only their own layer.
 
 use crate::csr::CsrError;
+use crate::pki::PkiError;
 use crate::store::StoreError;
 
 /// Errors from building, running and asking a certificate manager, and from certificate parsing.
@@ -22,21 +23,9 @@ pub enum Error {
     #[error("unable to generate a new private key: {0}")]
     KeyGeneration(String),
 
-    /// A new or supplied key is too weak for a CSR (client-go: "the new key is insecure").
-    #[error("the new key is insecure: {0}")]
-    InsecureKey(String),
-
-    /// A private key could not be parsed or used.
-    #[error("invalid private key: {0}")]
-    InvalidKey(String),
-
-    /// A certificate or chain could not be parsed.
-    #[error("invalid certificate: {0}")]
-    InvalidCertificate(String),
-
-    /// The private key is not the one the certificate was issued for.
-    #[error("private key does not match the certificate")]
-    KeyMismatch,
+    /// A key, certificate or CSR could not be parsed, checked or made; see [`PkiError`].
+    #[error(transparent)]
+    Pki(#[from] PkiError),
 
     /// A rotation was due but the template source has nothing to request.
     #[error("unable to create a csr, no template available")]
@@ -63,13 +52,6 @@ pub enum Error {
     /// The store failed; see [`StoreError`].
     #[error(transparent)]
     Store(#[from] StoreError),
-
-    /// The CSR API returned a certificate that fails verification, so it was not used.
-    #[error("issued certificate rejected: {reason}")]
-    IssuedCertificate {
-        /// Which check failed.
-        reason: String,
-    },
 
     /// The manager was stopped before or during the operation.
     #[error("certificate manager stopped")]

@@ -51,13 +51,15 @@ use rand::{RngExt, SeedableRng};
 use thread_local::ThreadLocal;
 
 use crate::clock::{Clock, SystemClock, Window};
-use crate::csr::{Cancel, CancelReason, CsrClient, KeyUsage};
+use crate::csr::{BoxError, Cancel, CancelReason, ClientFactory, CsrClient, KeyUsage};
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, Histogram};
 use crate::pki::{Certificate, KeyAlgorithm, PrivateKey};
+use crate::resolver::CertResolver;
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::template::CsrTemplate;
-use crate::tls::CertResolver;
+
+mod rotation;
 
 /// What every certificate manager offers (client-go `certificate.Manager`).
 pub trait Manager: Send + Sync {
@@ -81,15 +83,6 @@ pub trait Manager: Send + Sync {
     /// answering (401, 403, 404 with a `Status` body).
     fn server_healthy(&self) -> bool;
 }
-
-/// A boxed error from user code (factories, generators).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Builds a CSR client for one rotation attempt, given the current certificate (`None` when
-/// there is none, or it has expired): with `Some`, a client may authenticate with it; with
-/// `None`, with bootstrap credentials.
-pub type ClientFactory =
-    Arc<dyn Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, BoxError> + Send + Sync>;
 
 /// Produces the template to request, or `None` when there is nothing to request yet.
 pub type TemplateFn = Arc<dyn Fn() -> Option<CsrTemplate> + Send + Sync>;
@@ -589,7 +582,7 @@ pub(crate) struct Shared {
     pub(crate) write_gate: Mutex<bool>,
     pub(crate) rng: Mutex<StdRng>,
     /// This manager's request without an answer yet (key included), reused by the next attempt.
-    pub(crate) pending: Mutex<Option<crate::rotation::PendingRequest>>,
+    pub(crate) pending: Mutex<Option<rotation::PendingRequest>>,
     /// A certificate issued and verified whose store failed; the next attempt stores it.
     pub(crate) unstored: Mutex<Option<Certificate>>,
     subscribers: Mutex<Vec<Subscriber>>,
@@ -938,8 +931,8 @@ impl CertificateManager {
     ///
     /// # Errors
     /// [`Error::Store`] when the store cannot be written (with a client factory) or fails to
-    /// read other than by holding a corrupt pair; [`Error::InvalidCertificate`],
-    /// [`Error::InvalidKey`] or [`Error::KeyMismatch`] when the bootstrap pair does not parse.
+    /// read other than by holding a corrupt pair; [`Error::Pki`] (invalid certificate, invalid
+    /// key, or a key that does not match) when the bootstrap pair does not parse.
     pub fn new(config: Config) -> Result<CertificateManager, Error> {
         if config.client_factory.is_some() {
             config.store.check_writable()?;
@@ -1020,7 +1013,7 @@ impl CertificateManager {
     /// the current certificate does not satisfy it and it differs from the last request, the
     /// in-flight wait (if any) is cancelled and a new CSR is sent. Cheap when nothing changed.
     pub fn notify_template_changed(&self) {
-        crate::rotation::check_template(&self.shared);
+        rotation::check_template(&self.shared);
     }
 
     /// A subscription that receives each new certificate published after this call (by a
@@ -1065,7 +1058,7 @@ impl CertificateManager {
         if *self.shared.write_gate.lock() {
             return Err(Error::Stopped);
         }
-        crate::rotation::attempt(&self.shared)
+        rotation::attempt(&self.shared)
     }
 
     /// Time until the current certificate's NotAfter (zero when it has passed), or `None`
@@ -1109,7 +1102,7 @@ impl Manager for CertificateManager {
             threads.running = true;
             return;
         }
-        match crate::rotation::spawn(&self.shared) {
+        match rotation::spawn(&self.shared) {
             Ok((stop_tx, handles)) => {
                 threads.handles = handles;
                 threads.stop_tx = Some(stop_tx);

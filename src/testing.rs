@@ -16,8 +16,8 @@ use parking_lot::Mutex;
 
 use crate::clock::Clock;
 pub use crate::clock::fake::FakeClock;
+use crate::csr::BoxError;
 use crate::csr::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest};
-use crate::manager::BoxError;
 use crate::pki::{Certificate, CertificateAuthority, parse_csr_pem};
 
 /// What the fake API reports as it is used.
@@ -287,7 +287,7 @@ impl CsrClient for FakeClient {
 
 impl FakeClient {
     fn issue(&self, req: &CsrRequest) -> Result<Vec<u8>, CsrError> {
-        let invalid = |e: crate::Error| CsrError::InvalidResponse {
+        let invalid = |e: crate::pki::PkiError| CsrError::InvalidResponse {
             op: "wait",
             message: e.to_string(),
         };

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certrotate::csr::CsrError;
 use certrotate::metrics::GaugeFn;
+use certrotate::pki::PkiError;
 use certrotate::testing::{ApiEvent, CreateStep, FakeClock, FakeCsrApi, WaitStep, api_error};
 use certrotate::{
     Certificate, CertificateManager, Clock, Config, ConfigBuilder, CsrTemplate, Error,
@@ -331,7 +332,7 @@ fn cert_satisfies_template() {
         ),
     ];
     for (name, cert, template, want) in cases {
-        let got = certrotate::template::cert_satisfies_template(cert, template.as_ref());
+        let got = certrotate::pki::cert_satisfies_template(cert, template.as_ref());
         assert_eq!(got, want, "{name}");
     }
 }
@@ -758,7 +759,7 @@ fn generate_key_config() {
     )
     .unwrap();
     let err = m.rotate_now().unwrap_err();
-    assert!(matches!(err, Error::InsecureKey(_)), "{err}");
+    assert!(matches!(err, Error::Pki(PkiError::InsecureKey(_))), "{err}");
     assert_eq!(rig.api.created(), 0);
 }
 
@@ -1129,7 +1130,8 @@ fn issued_chains_a_tls_peer_refuses_fail_the_attempt_and_keep_the_old_cert() {
         rig.api.script_wait(WaitStep::Respond(make));
         let err = m.rotate_now().unwrap_err();
         assert!(
-            matches!(err, Error::IssuedCertificate { .. }) && err.to_string().contains(want),
+            matches!(err, Error::Pki(PkiError::IssuedCertificate { .. }))
+                && err.to_string().contains(want),
             "{name}: {err}"
         );
         assert_eq!(failures.load(Ordering::SeqCst), 1, "{name}: counted");

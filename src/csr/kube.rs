@@ -108,13 +108,13 @@ use ureq::Agent;
 use ureq::http::Response;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
+use super::ConfigError;
 use super::api::{self, CertificateSigningRequest, CsrList, Status, WatchEvent};
 use super::backoff::RelistBackoff;
 use super::http::{NoServerVerification, RootsVerifier, RustlsConnector};
 use super::proxy::ProxyEnv;
 use super::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest, WaitProgress};
 use crate::clock::{Clock, SystemClock};
-use crate::kubeconfig::{ConfigError, Kubeconfig};
 use crate::pki::{self, CertInfo, Certificate};
 
 /// Default limit of one object or error body (4 MiB).
@@ -746,13 +746,13 @@ impl KubeCsrClientBuilder {
     /// time. Its errors are [`ConfigError`]s, boxed.
     pub fn factory(
         self,
-    ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, crate::BoxError>
+    ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, super::BoxError>
     + Send
     + Sync
     + 'static {
         move |cert| match self.client_for(cert) {
             Ok(c) => Ok(Box::new(c) as Box<dyn CsrClient>),
-            Err(e) => Err(Box::new(e) as crate::BoxError),
+            Err(e) => Err(Box::new(e) as super::BoxError),
         }
     }
 }
@@ -886,25 +886,6 @@ impl KubeCsrClient {
     /// A builder for the API server at `server`.
     pub fn builder(server: impl Into<String>) -> KubeCsrClientBuilder {
         KubeCsrClientBuilder::new(server)
-    }
-
-    /// A client for the `current-context` of the kubeconfig at `path`.
-    ///
-    /// # Errors
-    /// Any [`ConfigError`] of loading, resolving or building.
-    pub fn from_kubeconfig(
-        path: impl AsRef<std::path::Path>,
-    ) -> Result<KubeCsrClient, ConfigError> {
-        Kubeconfig::load(path)?.client_builder(None)?.build()
-    }
-
-    /// A client for the `current-context` of the default kubeconfig (`KUBECONFIG`, which may
-    /// list several files merged as kubectl does, else `~/.kube/config`).
-    ///
-    /// # Errors
-    /// Any [`ConfigError`] of loading, resolving or building.
-    pub fn from_default_kubeconfig() -> Result<KubeCsrClient, ConfigError> {
-        Kubeconfig::load_default()?.client_builder(None)?.build()
     }
 
     /// A client with the pod's in-cluster configuration (see

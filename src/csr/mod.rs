@@ -13,6 +13,7 @@ mod http;
 mod kube;
 mod proxy;
 
+pub use crate::usages::{KeyUsage, UnknownKeyUsage};
 pub use kube::{
     APPROVED_NOT_ISSUED_WARN_FRACTION, DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE,
     DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient, KubeCsrClientBuilder,
@@ -20,143 +21,96 @@ pub use kube::{
 pub(crate) use kube::{PemSource, absolute};
 
 use std::fmt;
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-/// A key usage the CSR API knows (`certificates.k8s.io/v1` `KeyUsage`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A boxed error from user code (factories, generators).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds a CSR client for one rotation attempt, given the current certificate (`None` when
+/// there is none, or it has expired): with `Some`, a client may authenticate with it; with
+/// `None`, with bootstrap credentials.
+pub type ClientFactory = Arc<
+    dyn Fn(Option<&crate::pki::Certificate>) -> Result<Box<dyn CsrClient>, BoxError> + Send + Sync,
+>;
+
+/// Errors of reading a kubeconfig or configuring a client from one.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KeyUsage {
-    /// `signing`
-    Signing,
-    /// `digital signature`
-    DigitalSignature,
-    /// `content commitment`
-    ContentCommitment,
-    /// `key encipherment`
-    KeyEncipherment,
-    /// `key agreement`
-    KeyAgreement,
-    /// `data encipherment`
-    DataEncipherment,
-    /// `cert sign`
-    CertSign,
-    /// `crl sign`
-    CrlSign,
-    /// `encipher only`
-    EncipherOnly,
-    /// `decipher only`
-    DecipherOnly,
-    /// `any`
-    Any,
-    /// `server auth`
-    ServerAuth,
-    /// `client auth`
-    ClientAuth,
-    /// `code signing`
-    CodeSigning,
-    /// `email protection`
-    EmailProtection,
-    /// `s/mime`
-    SMime,
-    /// `ipsec end system`
-    IpsecEndSystem,
-    /// `ipsec tunnel`
-    IpsecTunnel,
-    /// `ipsec user`
-    IpsecUser,
-    /// `timestamping`
-    Timestamping,
-    /// `ocsp signing`
-    OcspSigning,
-    /// `microsoft sgc`
-    MicrosoftSgc,
-    /// `netscape sgc`
-    NetscapeSgc,
-}
-
-impl KeyUsage {
-    /// Every usage, in the API's order.
-    pub const ALL: [KeyUsage; 23] = [
-        KeyUsage::Signing,
-        KeyUsage::DigitalSignature,
-        KeyUsage::ContentCommitment,
-        KeyUsage::KeyEncipherment,
-        KeyUsage::KeyAgreement,
-        KeyUsage::DataEncipherment,
-        KeyUsage::CertSign,
-        KeyUsage::CrlSign,
-        KeyUsage::EncipherOnly,
-        KeyUsage::DecipherOnly,
-        KeyUsage::Any,
-        KeyUsage::ServerAuth,
-        KeyUsage::ClientAuth,
-        KeyUsage::CodeSigning,
-        KeyUsage::EmailProtection,
-        KeyUsage::SMime,
-        KeyUsage::IpsecEndSystem,
-        KeyUsage::IpsecTunnel,
-        KeyUsage::IpsecUser,
-        KeyUsage::Timestamping,
-        KeyUsage::OcspSigning,
-        KeyUsage::MicrosoftSgc,
-        KeyUsage::NetscapeSgc,
-    ];
-
-    /// The API's string for this usage (`"digital signature"`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            KeyUsage::Signing => "signing",
-            KeyUsage::DigitalSignature => "digital signature",
-            KeyUsage::ContentCommitment => "content commitment",
-            KeyUsage::KeyEncipherment => "key encipherment",
-            KeyUsage::KeyAgreement => "key agreement",
-            KeyUsage::DataEncipherment => "data encipherment",
-            KeyUsage::CertSign => "cert sign",
-            KeyUsage::CrlSign => "crl sign",
-            KeyUsage::EncipherOnly => "encipher only",
-            KeyUsage::DecipherOnly => "decipher only",
-            KeyUsage::Any => "any",
-            KeyUsage::ServerAuth => "server auth",
-            KeyUsage::ClientAuth => "client auth",
-            KeyUsage::CodeSigning => "code signing",
-            KeyUsage::EmailProtection => "email protection",
-            KeyUsage::SMime => "s/mime",
-            KeyUsage::IpsecEndSystem => "ipsec end system",
-            KeyUsage::IpsecTunnel => "ipsec tunnel",
-            KeyUsage::IpsecUser => "ipsec user",
-            KeyUsage::Timestamping => "timestamping",
-            KeyUsage::OcspSigning => "ocsp signing",
-            KeyUsage::MicrosoftSgc => "microsoft sgc",
-            KeyUsage::NetscapeSgc => "netscape sgc",
-        }
-    }
-}
-
-impl fmt::Display for KeyUsage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error of parsing an unknown usage string.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown key usage {0:?}")]
-pub struct UnknownKeyUsage(pub String);
-
-impl FromStr for KeyUsage {
-    type Err = UnknownKeyUsage;
-
-    fn from_str(s: &str) -> Result<KeyUsage, UnknownKeyUsage> {
-        KeyUsage::ALL
-            .into_iter()
-            .find(|u| u.as_str() == s)
-            .ok_or_else(|| UnknownKeyUsage(s.to_owned()))
-    }
+pub enum ConfigError {
+    /// A kubeconfig file could not be read.
+    #[error("cannot read kubeconfig {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A kubeconfig file is not valid YAML/JSON of the expected shape.
+    #[error("cannot parse kubeconfig {}: {message}", path.display())]
+    Parse {
+        /// The file (or `<memory>`).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// None of the candidate kubeconfig files exists.
+    #[error("no kubeconfig found (looked at {searched})")]
+    NotFound {
+        /// The paths tried, comma-separated.
+        searched: String,
+    },
+    /// No context was asked for and the kubeconfig has no `current-context`.
+    #[error("kubeconfig has no current-context and no context was given")]
+    NoCurrentContext,
+    /// A context, cluster or user named by the kubeconfig does not exist.
+    #[error("kubeconfig has no {kind} named {name:?}")]
+    Missing {
+        /// `context`, `cluster` or `user`.
+        kind: &'static str,
+        /// The name looked for.
+        name: String,
+    },
+    /// The selected user or cluster uses a feature certrotate does not implement.
+    #[error("kubeconfig {owner} uses {field:?}, which certrotate does not support; {hint}")]
+    Unsupported {
+        /// `user "name"` or `cluster "name"`.
+        owner: String,
+        /// The kubeconfig field (`exec`, `auth-provider`, `username`, …).
+        field: &'static str,
+        /// What to use instead.
+        hint: &'static str,
+    },
+    /// A file named by the configuration (CA, client certificate, key, token) cannot be read.
+    #[error("cannot read {what} {}", path.display())]
+    ReadFile {
+        /// `certificate authority`, `client certificate`, `client key` or `token file`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value is missing or invalid (server URL, CA PEM, certificate/key pair, …).
+    #[error("invalid {what}: {message}")]
+    Invalid {
+        /// Which setting.
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// [`in_cluster`](KubeCsrClientBuilder::in_cluster) was called outside a pod.
+    #[error("not running in a cluster: {message}")]
+    NotInCluster {
+        /// What is missing.
+        message: String,
+    },
 }
 
 /// The API version a CSR was created with.

@@ -279,7 +279,7 @@ pub enum ServerError {
     Thread(#[source] std::io::Error),
     /// The CA or a certificate could not be made.
     #[error("cannot make CSR API server certificates: {0}")]
-    Pki(#[source] crate::Error),
+    Pki(#[source] crate::pki::PkiError),
     /// The TLS configuration was refused.
     #[error("cannot configure TLS for the CSR API server: {0}")]
     Tls(String),

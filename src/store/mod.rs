@@ -85,7 +85,7 @@ pub enum StoreError {
     },
     /// A pair given to `update` is not usable; nothing was written.
     #[error("refusing to store invalid certificate/key pair: {0}")]
-    InvalidPair(#[source] Box<crate::Error>),
+    InvalidPair(#[source] crate::pki::PkiError),
     /// An I/O operation failed.
     #[error("cannot {op} {}", path.display())]
     Io {

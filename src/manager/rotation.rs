@@ -132,7 +132,7 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
         let template = shared.template();
         let forced = shared.forced.load(Ordering::Relaxed);
         let due_now =
-            forced || !crate::template::cert_satisfies_template(cert.as_deref(), template.as_ref());
+            forced || !crate::pki::cert_satisfies_template(cert.as_deref(), template.as_ref());
         let deadline = match (&cert, due_now) {
             (Some(c), false) => shared.deadline_of(c),
             _ => now,
