@@ -146,6 +146,7 @@ pub mod kubelet;
 mod manager;
 pub mod metrics;
 pub mod pki;
+mod report;
 mod resolver;
 pub mod schedule;
 #[cfg(feature = "server")]

@@ -55,6 +55,7 @@ use crate::csr::{BoxError, Cancel, CancelReason, ClientFactory, CsrClient, KeyUs
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, Histogram};
 use crate::pki::{Certificate, KeyAlgorithm, PrivateKey};
+use crate::report::Chain;
 use crate::resolver::CertResolver;
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::template::CsrTemplate;
@@ -404,10 +405,19 @@ impl ConfigBuilder {
     /// gives for the configured key algorithm, when no key generator is set): requests that
     /// `certificates.k8s.io/v1` refuses.
     pub fn build(self) -> Result<Config, Error> {
-        let invalid = |m: &str| Err(Error::InvalidConfig(m.to_owned()));
+        let invalid = |setting: &'static str, problem: &str| {
+            Err(Error::InvalidConfig {
+                setting,
+                problem: problem.to_owned(),
+            })
+        };
         let usages = match (self.usages, self.usages_fn) {
-            (Some(_), Some(_)) => return invalid("cannot specify both usages_fn and usages"),
-            (None, None) => return invalid("either usages_fn or usages should be specified"),
+            (Some(_), Some(_)) => {
+                return invalid("usages_fn", "cannot specify both usages_fn and usages");
+            }
+            (None, None) => {
+                return invalid("usages", "either usages_fn or usages should be specified");
+            }
             (Some(list), None) => UsagesSource::List(list),
             (None, Some(f)) => UsagesSource::PerKey(f),
         };
@@ -415,47 +425,64 @@ impl ConfigBuilder {
             .requested_lifetime
             .filter(|l| *l < MIN_REQUESTED_LIFETIME)
         {
-            return Err(Error::InvalidConfig(format!(
-                "requested lifetime {} is below the CSR API minimum of 600 seconds",
-                crate::pki::fmt_duration(l)
-            )));
+            return Err(Error::InvalidConfig {
+                setting: "requested_lifetime",
+                problem: format!(
+                    "requested lifetime {} is below the CSR API minimum of 600 seconds",
+                    crate::pki::fmt_duration(l)
+                ),
+            });
         }
         let poll = self
             .template_poll_interval
             .unwrap_or(Some(DEFAULT_TEMPLATE_POLL_INTERVAL));
         if poll == Some(Duration::ZERO) {
-            return invalid("template poll interval must not be zero (use None to turn it off)");
+            return invalid(
+                "template_poll_interval",
+                "template poll interval must not be zero (use None to turn it off)",
+            );
         }
         let slice = self.max_sleep_slice.unwrap_or(DEFAULT_MAX_SLEEP_SLICE);
         if slice.is_zero() {
-            return invalid("max sleep slice must not be zero");
+            return invalid("max_sleep_slice", "max sleep slice must not be zero");
         }
         let wait = self
             .certificate_wait_timeout
             .unwrap_or(DEFAULT_CERTIFICATE_WAIT_TIMEOUT);
         if wait.is_zero() {
-            return invalid("certificate wait timeout must not be zero");
+            return invalid(
+                "certificate_wait_timeout",
+                "certificate wait timeout must not be zero",
+            );
         }
         let stack = self.thread_stack_size.unwrap_or(DEFAULT_THREAD_STACK_SIZE);
         if stack < 64 * 1024 {
-            return invalid("thread stack size must be at least 64 KiB");
+            return invalid(
+                "thread_stack_size",
+                "thread stack size must be at least 64 KiB",
+            );
         }
         let signer_name = self.signer_name.unwrap_or_default();
         let key_algorithm = self.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
         if self.client_factory.is_some() && !self.allow_legacy_v1beta1 {
             if signer_name.is_empty() {
                 return invalid(
+                    "signer_name",
                     "a signer name is required: certificates.k8s.io/v1 requires spec.signerName \
                      (allow_legacy_v1beta1 sends requests without one to the removed v1beta1 API)",
                 );
             }
             if let Some(problem) = crate::csr::signer_name_problem(&signer_name) {
-                return Err(Error::InvalidConfig(format!(
-                    "signer name {signer_name:?} is refused by certificates.k8s.io/v1: {problem}"
-                )));
+                return Err(Error::InvalidConfig {
+                    setting: "signer_name",
+                    problem: format!(
+                        "signer name {signer_name:?} is refused by certificates.k8s.io/v1: {problem}"
+                    ),
+                });
             }
             if signer_name == crate::csr::api::LEGACY_UNKNOWN_SIGNER {
                 return invalid(
+                    "signer_name",
                     "signer name kubernetes.io/legacy-unknown is refused by certificates.k8s.io/v1 \
                      (allow_legacy_v1beta1 sends it to the removed v1beta1 API)",
                 );
@@ -468,6 +495,7 @@ impl ConfigBuilder {
             };
             if empty {
                 return invalid(
+                    "usages",
                     "usages must not be empty: certificates.k8s.io/v1 requires at least one \
                      (allow_legacy_v1beta1 sends requests without usages to the removed v1beta1 API)",
                 );
@@ -728,7 +756,7 @@ impl Shared {
     pub(crate) fn new_key(&self) -> Result<PrivateKey, Error> {
         let key = match &self.config.key {
             KeySource::Algorithm(alg) => PrivateKey::generate(*alg)?,
-            KeySource::Generator(g) => g().map_err(|e| Error::KeyGeneration(e.to_string()))?,
+            KeySource::Generator(g) => g().map_err(Error::KeyGeneration)?,
         };
         key.check_strength()?;
         Ok(key)
@@ -967,8 +995,9 @@ impl CertificateManager {
                         let boot = Certificate::from_pem(cert_pem, key_pem)?;
                         if let Err(e) = config.store.update(cert_pem, key_pem) {
                             log::warn!(
-                                "{}: unable to set the bootstrap certificate as the current one in the store: {e}",
-                                config.name
+                                "{}: unable to set the bootstrap certificate as the current one in the store: {}",
+                                config.name,
+                                Chain(&e)
                             );
                         }
                         Some(boot)

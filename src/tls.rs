@@ -97,12 +97,15 @@ pub use crate::resolver::CertResolver;
 /// [`Error::Tls`] when the bundle holds no certificate or one is not a usable trust anchor.
 pub fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> =
-        parse_chain_pem(ca_pem).map_err(|e| Error::Tls(format!("CA bundle: {e}")))?;
+    let certs: Vec<CertificateDer<'static>> = parse_chain_pem(ca_pem).map_err(|e| Error::Tls {
+        part: "CA bundle",
+        source: Box::new(e),
+    })?;
     for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| Error::Tls(format!("CA bundle: {e}")))?;
+        roots.add(cert).map_err(|e| Error::Tls {
+            part: "CA bundle",
+            source: Box::new(e),
+        })?;
     }
     Ok(roots)
 }
@@ -141,14 +144,20 @@ pub fn server_config(
     let builder =
         ServerConfig::builder_with_details(provider.clone(), Arc::new(ClockTime(resolver.clock())))
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .map_err(|e| Error::Tls {
+                part: "protocol versions",
+                source: Box::new(e),
+            })?;
     let builder = match client_ca_pem {
         None => builder.with_no_client_auth(),
         Some(pem) => {
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(pem)?), provider)
                     .build()
-                    .map_err(|e| Error::Tls(e.to_string()))?;
+                    .map_err(|e| Error::Tls {
+                        part: "client certificate verifier",
+                        source: Box::new(e),
+                    })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -180,7 +189,10 @@ pub fn client_config(
         Arc::new(ClockTime(resolver.clock())),
     )
     .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Tls(e.to_string()))?
+    .map_err(|e| Error::Tls {
+        part: "protocol versions",
+        source: Box::new(e),
+    })?
     .with_root_certificates(root_store(server_ca_pem)?)
     .with_client_cert_resolver(resolver);
     config.resumption = Resumption::disabled();

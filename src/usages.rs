@@ -137,3 +137,18 @@ impl FromStr for KeyUsage {
             .ok_or_else(|| UnknownKeyUsage(s.to_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_usage_message_quotes_the_string() {
+        let e = "digital signatures".parse::<KeyUsage>().unwrap_err();
+        crate::report::check_table(
+            &[(e, "unknown key usage \"digital signatures\"")],
+            |_| "UnknownKeyUsage",
+            1,
+        );
+    }
+}

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "data and vocabulary",
-        &["clock", "usages", "template", "metrics"],
+        &["clock", "usages", "template", "metrics", "report"],
     ),
     ("certificates and keys", &["pki"]),
     (

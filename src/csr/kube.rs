@@ -116,6 +116,7 @@ use super::proxy::ProxyEnv;
 use super::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest, WaitProgress};
 use crate::clock::{Clock, SystemClock};
 use crate::pki::{self, CertInfo, Certificate};
+use crate::report::{CauseText, Chain};
 
 /// Default limit of one object or error body (4 MiB).
 pub const DEFAULT_MAX_OBJECT_SIZE: usize = 4 << 20;
@@ -908,8 +909,10 @@ impl KubeCsrClient {
         let resp = self
             .get(&self.agent().0, "retrieve", "/healthz", timeout, None)
             .map_err(|e| match e {
-                CsrError::Transport { message, .. } => message,
-                other => other.to_string(),
+                CsrError::Transport {
+                    request, source, ..
+                } => format!("{request}: {}", Chain(&*source)),
+                other => Chain(&other).to_string(),
             })?;
         let code = resp.status().as_u16();
         if (200..300).contains(&code) {
@@ -1581,8 +1584,8 @@ impl Waiter<'_> {
                     }
                     self.failed(CsrError::Transport {
                         op: "watch",
-                        message: format!("reading the watch of {:?}: {e}", self.name()),
-                        source: Some(Box::new(e)),
+                        request: format!("reading the watch of {:?}", self.name()),
+                        source: Box::new(e),
                     });
                     return Ok(WatchEnd::Relist(Duration::ZERO));
                 }
@@ -1707,7 +1710,7 @@ impl Waiter<'_> {
 }
 
 /// A copy of a list or watch error for [`CsrError::Timeout`]'s source. Transport errors keep
-/// their message; their inner source (a ureq error, not cloneable) is not kept.
+/// their request and the text of their cause (a ureq error, not cloneable).
 fn clone_error(e: &CsrError) -> CsrError {
     match e {
         CsrError::Api { op, path, error } => CsrError::Api {
@@ -1715,14 +1718,18 @@ fn clone_error(e: &CsrError) -> CsrError {
             path: path.clone(),
             error: error.clone(),
         },
-        CsrError::Transport { op, message, .. } => CsrError::Transport {
+        CsrError::Transport {
             op,
-            message: message.clone(),
-            source: None,
+            request,
+            source,
+        } => CsrError::Transport {
+            op,
+            request: request.clone(),
+            source: Box::new(CauseText(Chain(&**source).to_string())),
         },
         other => CsrError::InvalidResponse {
             op: "watch",
-            message: other.to_string(),
+            message: Chain(other).to_string(),
         },
     }
 }
@@ -1985,8 +1992,8 @@ fn read_limited(
 fn transport_error(op: &'static str, method: &str, url: &str, e: ureq::Error) -> CsrError {
     CsrError::Transport {
         op,
-        message: format!("{method} {url}: {e}"),
-        source: Some(Box::new(e)),
+        request: format!("{method} {url}"),
+        source: Box::new(e),
     }
 }
 

@@ -280,15 +280,16 @@ pub enum CsrError {
         error: ApiError,
     },
     /// The request did not get an answer (connection refused, TLS failure, reset, …).
-    #[error("cannot {op} certificate signing request: {message}")]
+    #[error("cannot {op} certificate signing request: {request}")]
     Transport {
         /// `create`, `retrieve`, `list` or `watch`.
         op: &'static str,
-        /// What failed, with the URL.
-        message: String,
-        /// The underlying error.
+        /// The request that failed: the method and URL (`POST https://…`), or what was being
+        /// read (`reading the watch of "csr-…"`).
+        request: String,
+        /// Why it failed: the HTTP client's error (connection refused, a TLS alert, …).
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        source: BoxError,
     },
     /// No certificate came within the wait timeout. The message ends with a hint from what the
     /// wait last saw (see [`WaitProgress`]); when the last list or watch failed and nothing
@@ -823,8 +824,9 @@ pub(crate) mod tests {
                 "Transport error on create",
                 CsrError::Transport {
                     op: "create",
-                    message: "connection refused".into(),
-                    source: None,
+                    request: "POST https://127.0.0.1:1/apis/certificates.k8s.io/v1/certificatesigningrequests"
+                        .into(),
+                    source: "connection refused".into(),
                 },
                 false,
             ),
@@ -876,5 +878,224 @@ pub(crate) mod tests {
             ),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::report::check_table;
+
+    fn csr_variant(e: &CsrError) -> &'static str {
+        match e {
+            CsrError::Api { .. } => "Api",
+            CsrError::Transport { .. } => "Transport",
+            CsrError::Timeout { .. } => "Timeout",
+            CsrError::Cancelled { .. } => "Cancelled",
+            CsrError::Denied { .. } => "Denied",
+            CsrError::Failed { .. } => "Failed",
+            CsrError::Deleted { .. } => "Deleted",
+            CsrError::UidChanged { .. } => "UidChanged",
+            CsrError::InvalidResponse { .. } => "InvalidResponse",
+            CsrError::Incompatible { .. } => "Incompatible",
+        }
+    }
+
+    #[test]
+    fn every_csr_error_message_says_its_own_step_and_leaves_the_cause_to_source() {
+        let forbidden = ApiError {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "user cannot create".into(),
+            is_status: true,
+            retry_after: None,
+        };
+        let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+        let transport = || CsrError::Transport {
+            op: "list",
+            request: format!("GET https://10.0.0.1:6443{path}"),
+            source: "connection refused".into(),
+        };
+        let rows = [
+            (
+                CsrError::Api {
+                    op: "create",
+                    path: path.into(),
+                    error: forbidden,
+                },
+                "cannot create certificate signing request at \
+                 /apis/certificates.k8s.io/v1/certificatesigningrequests: \
+                 user cannot create (HTTP 403, Forbidden)",
+            ),
+            (
+                transport(),
+                "cannot list certificate signing request: \
+                 GET https://10.0.0.1:6443/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            ),
+            (
+                CsrError::Timeout {
+                    name: "csr-1".into(),
+                    waited: Duration::from_secs(900),
+                    progress: WaitProgress::Pending {
+                        signer_name: Some("example.com/signer".into()),
+                    },
+                    last_error: None,
+                },
+                "timed out waiting for certificate signing request \"csr-1\" after 15m0s; \
+                 is an approver running for example.com/signer?",
+            ),
+            (
+                CsrError::Timeout {
+                    name: "csr-1".into(),
+                    waited: Duration::from_secs(900),
+                    progress: WaitProgress::Unseen,
+                    last_error: Some(Box::new(transport())),
+                },
+                "timed out waiting for certificate signing request \"csr-1\" after 15m0s; \
+                 the last attempt to read it failed",
+            ),
+            (
+                CsrError::Cancelled {
+                    name: "csr-1".into(),
+                },
+                "waiting for certificate signing request \"csr-1\" was cancelled",
+            ),
+            (
+                CsrError::Denied {
+                    name: "csr-1".into(),
+                    reason: "NotMyNode".into(),
+                    message: "wrong node".into(),
+                },
+                "certificate signing request \"csr-1\" is denied, reason: NotMyNode, message: wrong node",
+            ),
+            (
+                CsrError::Failed {
+                    name: "csr-1".into(),
+                    reason: "SignerError".into(),
+                    message: "HSM offline".into(),
+                },
+                "certificate signing request \"csr-1\" failed, reason: SignerError, message: HSM offline",
+            ),
+            (
+                CsrError::Deleted {
+                    name: "csr-1".into(),
+                },
+                "csr \"csr-1\" was deleted",
+            ),
+            (
+                CsrError::UidChanged {
+                    name: "csr-1".into(),
+                    expected: "uid-a".into(),
+                    got: "uid-b".into(),
+                },
+                "csr \"csr-1\" changed UIDs (expected uid-a, got uid-b)",
+            ),
+            (
+                CsrError::InvalidResponse {
+                    op: "watch",
+                    message: "unknown watch event type \"BOGUS\"".into(),
+                },
+                "invalid response to watch certificate signing request: \
+                 unknown watch event type \"BOGUS\"",
+            ),
+            (
+                CsrError::Incompatible {
+                    name: "csr-1".into(),
+                    message: "the public key differs".into(),
+                },
+                "retrieved csr is not compatible: the public key differs",
+            ),
+        ];
+        check_table(&rows, csr_variant, 10);
+        // The transport cause is one step away, printed once along the chain.
+        assert_eq!(
+            crate::report::Chain(&rows[1].0).to_string(),
+            "cannot list certificate signing request: GET \
+             https://10.0.0.1:6443/apis/certificates.k8s.io/v1/certificatesigningrequests: \
+             connection refused"
+        );
+    }
+
+    fn config_variant(e: &ConfigError) -> &'static str {
+        match e {
+            ConfigError::Read { .. } => "Read",
+            ConfigError::Parse { .. } => "Parse",
+            ConfigError::NotFound { .. } => "NotFound",
+            ConfigError::NoCurrentContext => "NoCurrentContext",
+            ConfigError::Missing { .. } => "Missing",
+            ConfigError::Unsupported { .. } => "Unsupported",
+            ConfigError::ReadFile { .. } => "ReadFile",
+            ConfigError::Invalid { .. } => "Invalid",
+            ConfigError::NotInCluster { .. } => "NotInCluster",
+        }
+    }
+
+    #[test]
+    fn every_config_error_message_names_the_file_or_setting() {
+        let rows = [
+            (
+                ConfigError::Read {
+                    path: "/root/.kube/config".into(),
+                    source: std::io::Error::other("permission denied"),
+                },
+                "cannot read kubeconfig /root/.kube/config",
+            ),
+            (
+                ConfigError::Parse {
+                    path: "/root/.kube/config".into(),
+                    message: "clusters: invalid type: string, expected a sequence".into(),
+                },
+                "cannot parse kubeconfig /root/.kube/config: \
+                 clusters: invalid type: string, expected a sequence",
+            ),
+            (
+                ConfigError::NotFound {
+                    searched: "/a, /b".into(),
+                },
+                "no kubeconfig found (looked at /a, /b)",
+            ),
+            (
+                ConfigError::NoCurrentContext,
+                "kubeconfig has no current-context and no context was given",
+            ),
+            (
+                ConfigError::Missing {
+                    kind: "cluster",
+                    name: "prod".into(),
+                },
+                "kubeconfig has no cluster named \"prod\"",
+            ),
+            (
+                ConfigError::Unsupported {
+                    owner: "user \"admin\"".into(),
+                    field: "exec",
+                    hint: "use a token file or a client certificate",
+                },
+                "kubeconfig user \"admin\" uses \"exec\", which certrotate does not support; \
+                 use a token file or a client certificate",
+            ),
+            (
+                ConfigError::ReadFile {
+                    what: "certificate authority",
+                    path: "/etc/ca.pem".into(),
+                    source: std::io::Error::other("no such file"),
+                },
+                "cannot read certificate authority /etc/ca.pem",
+            ),
+            (
+                ConfigError::Invalid {
+                    what: "server URL",
+                    message: "\"ftp://x\": scheme must be https".into(),
+                },
+                "invalid server URL: \"ftp://x\": scheme must be https",
+            ),
+            (
+                ConfigError::NotInCluster {
+                    message: "KUBERNETES_SERVICE_HOST is not set".into(),
+                },
+                "not running in a cluster: KUBERNETES_SERVICE_HOST is not set",
+            ),
+        ];
+        check_table(&rows, config_variant, 9);
     }
 }

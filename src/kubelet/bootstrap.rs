@@ -83,6 +83,7 @@ use crate::manager::CertificateManager;
 use crate::pki::{
     self, CertInfo, Certificate, KeyAlgorithm, PkiError, PrivateKey, fmt_duration, fmt_time,
 };
+use crate::report::Chain;
 use crate::store::{FileStore, Store, StoreError};
 use crate::template::CsrTemplate;
 
@@ -508,7 +509,10 @@ pub fn load_client_cert_with(
         }
         Ok(None) => None,
         Err(e) => {
-            log::warn!("stored client certificate is unusable ({e}); bootstrapping a new one");
+            log::warn!(
+                "stored client certificate is unusable ({}); bootstrapping a new one",
+                Chain(&e)
+            );
             None
         }
     };

@@ -75,6 +75,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod bootstrap;
+#[cfg(test)]
+mod error_tests;
 #[cfg(feature = "prometheus")]
 mod prom;
 #[cfg(feature = "prometheus")]

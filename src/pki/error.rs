@@ -33,3 +33,53 @@ pub enum PkiError {
         reason: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::check_table;
+
+    fn variant(e: &PkiError) -> &'static str {
+        match e {
+            PkiError::KeyGeneration(_) => "KeyGeneration",
+            PkiError::InsecureKey(_) => "InsecureKey",
+            PkiError::InvalidKey(_) => "InvalidKey",
+            PkiError::InvalidCertificate(_) => "InvalidCertificate",
+            PkiError::KeyMismatch => "KeyMismatch",
+            PkiError::IssuedCertificate { .. } => "IssuedCertificate",
+        }
+    }
+
+    #[test]
+    fn every_message_names_the_step_and_the_fault() {
+        let rows = [
+            (
+                PkiError::KeyGeneration("unsupported key algorithm: RSA-2048".into()),
+                "unable to generate a new private key: unsupported key algorithm: RSA-2048",
+            ),
+            (
+                PkiError::InsecureKey("RSA key size 1024 bits is below the minimum of 2048".into()),
+                "the new key is insecure: RSA key size 1024 bits is below the minimum of 2048",
+            ),
+            (
+                PkiError::InvalidKey("no private key PEM block found".into()),
+                "invalid private key: no private key PEM block found",
+            ),
+            (
+                PkiError::InvalidCertificate("trailing bytes after certificate".into()),
+                "invalid certificate: trailing bytes after certificate",
+            ),
+            (
+                PkiError::KeyMismatch,
+                "private key does not match the certificate",
+            ),
+            (
+                PkiError::IssuedCertificate {
+                    reason: "it has expired".into(),
+                },
+                "issued certificate rejected: it has expired",
+            ),
+        ];
+        check_table(&rows, variant, 6);
+    }
+}

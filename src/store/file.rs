@@ -17,6 +17,7 @@ use rustls::pki_types::pem::{PemObject, SectionKind};
 use super::{Store, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::pki::{self, Certificate, PkiError, pem_encode};
+use crate::report::Chain;
 
 /// How many timestamped pairs a [`FileStore`] keeps by default, besides the current one.
 pub const DEFAULT_RETENTION: usize = 5;
@@ -621,7 +622,7 @@ impl Store for FileStore {
             path.display()
         );
         if let Err(e) = self.prune() {
-            log::warn!("cannot prune old certificate files: {e}");
+            log::warn!("cannot prune old certificate files: {}", Chain(&e));
         }
         Ok(cert)
     }
