@@ -25,11 +25,11 @@ use crate::pki::{Certificate, CertificateAuthority, parse_csr_pem};
 pub enum ApiEvent {
     /// The factory built a client; the serial of the certificate it was given, if any.
     ClientBuilt(Option<String>),
-    /// A create call was answered: the CSR name, or the error text.
+    /// A create call was answered: the CSR name, or the error text with its causes.
     Created(Result<String, String>),
     /// A wait started for this CSR.
     WaitStarted(String),
-    /// A wait ended: `Ok` with the CSR name, or the error text.
+    /// A wait ended: `Ok` with the CSR name, or the error text with its causes.
     WaitEnded(Result<String, String>),
 }
 
@@ -222,7 +222,7 @@ impl CsrClient for FakeClient {
             result
                 .as_ref()
                 .map(|c| c.name.clone())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::report::Chain(e).to_string()),
         ));
         result
     }
@@ -279,7 +279,7 @@ impl CsrClient for FakeClient {
             result
                 .as_ref()
                 .map(|_| csr.name.clone())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::report::Chain(e).to_string()),
         ));
         result
     }

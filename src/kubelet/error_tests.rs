@@ -65,7 +65,7 @@ fn every_bootstrap_message_names_the_file_or_node_and_leaves_the_cause_to_source
         (
             BootstrapError::Csr {
                 node: "node-1".into(),
-                source: Box::new(PkiError::KeyGeneration("cannot sign: bad key".into())),
+                source: Box::new(PkiError::Signing(rcgen::Error::RingUnspecified)),
             },
             "cannot make the certificate signing request for node \"node-1\"",
         ),

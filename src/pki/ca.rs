@@ -31,7 +31,8 @@ impl CertificateAuthority {
     /// to `not_after`.
     ///
     /// # Errors
-    /// [`PkiError::KeyGeneration`] when key generation or signing fails.
+    /// [`PkiError::KeyGeneration`] when key generation fails, [`PkiError::Signing`] when
+    /// signing does.
     pub fn new(
         common_name: &str,
         not_before: SystemTime,
@@ -118,7 +119,7 @@ impl CertificateAuthority {
     /// KeyUsage/ExtKeyUsage, not a CA, a 128-bit random serial. Returns one PEM block.
     ///
     /// # Errors
-    /// [`PkiError::KeyGeneration`] when signing fails.
+    /// [`PkiError::Signing`] when signing fails.
     pub fn sign_csr(
         &self,
         csr: &ParsedCsr,
@@ -154,7 +155,7 @@ impl CertificateAuthority {
     /// key as a [`Certificate`] (chain: the leaf only).
     ///
     /// # Errors
-    /// [`PkiError::KeyGeneration`] when signing fails.
+    /// [`PkiError::Signing`] when signing fails.
     pub fn issue(
         &self,
         template: &CsrTemplate,
@@ -170,7 +171,7 @@ impl CertificateAuthority {
     /// As [`issue`](CertificateAuthority::issue) but returns the leaf PEM only.
     ///
     /// # Errors
-    /// [`PkiError::KeyGeneration`] when signing fails.
+    /// [`PkiError::Signing`] when signing fails.
     pub fn issue_pem(
         &self,
         template: &CsrTemplate,

@@ -20,7 +20,7 @@ const OID_EXTENSION_REQUEST: &[u64] = &[1, 2, 840, 113549, 1, 9, 14];
 ///
 /// # Errors
 /// [`PkiError::InvalidKey`] when the key cannot sign (an unsupported curve), or
-/// [`PkiError::KeyGeneration`] when signing itself fails.
+/// [`PkiError::Signing`] when signing itself fails.
 pub fn build_csr_pem(template: &CsrTemplate, key: &PrivateKey) -> Result<String, PkiError> {
     let signer = key.signer()?;
     let spki = key.public_key_der();

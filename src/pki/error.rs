@@ -5,10 +5,15 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PkiError {
-    /// A new private key could not be made, or signing with one failed (client-go: "unable to
-    /// generate a new private key").
+    /// A new private key could not be made (client-go: "unable to generate a new private
+    /// key").
     #[error("unable to generate a new private key: {0}")]
     KeyGeneration(String),
+
+    /// Signing a CSR or a certificate with a key failed. The source is the signing library's
+    /// error.
+    #[error("cannot sign with the private key")]
+    Signing(#[source] rcgen::Error),
 
     /// A new or supplied key is too weak for a CSR (client-go: "the new key is insecure").
     #[error("the new key is insecure: {0}")]
@@ -42,6 +47,7 @@ mod tests {
     fn variant(e: &PkiError) -> &'static str {
         match e {
             PkiError::KeyGeneration(_) => "KeyGeneration",
+            PkiError::Signing(_) => "Signing",
             PkiError::InsecureKey(_) => "InsecureKey",
             PkiError::InvalidKey(_) => "InvalidKey",
             PkiError::InvalidCertificate(_) => "InvalidCertificate",
@@ -56,6 +62,10 @@ mod tests {
             (
                 PkiError::KeyGeneration("unsupported key algorithm: RSA-2048".into()),
                 "unable to generate a new private key: unsupported key algorithm: RSA-2048",
+            ),
+            (
+                PkiError::Signing(rcgen::Error::RingUnspecified),
+                "cannot sign with the private key",
             ),
             (
                 PkiError::InsecureKey("RSA key size 1024 bits is below the minimum of 2048".into()),
@@ -80,6 +90,6 @@ mod tests {
                 "issued certificate rejected: it has expired",
             ),
         ];
-        check_table(&rows, variant, 6);
+        check_table(&rows, variant, 7);
     }
 }

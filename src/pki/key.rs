@@ -351,10 +351,7 @@ impl Signer {
     /// shape of both a PKCS#10 request and an X.509 certificate.
     pub(crate) fn sign_der(&self, tbs: &[u8]) -> Result<Vec<u8>, PkiError> {
         use rcgen::SigningKey;
-        let signature = self
-            .pair
-            .sign(tbs)
-            .map_err(|e| PkiError::KeyGeneration(format!("cannot sign: {e}")))?;
+        let signature = self.pair.sign(tbs).map_err(PkiError::Signing)?;
         Ok(yasna::construct_der(|w| {
             w.write_sequence(|w| {
                 w.next().write_der(tbs);

@@ -128,7 +128,7 @@ pub(crate) fn usage_extensions(usages: &[KeyUsage]) -> (u16, Vec<&'static [u64]>
 /// Encodes and signs one certificate; returns its DER.
 ///
 /// # Errors
-/// [`PkiError::KeyGeneration`] when signing fails.
+/// [`PkiError::Signing`] when signing fails.
 pub(crate) fn build_certificate(spec: &CertSpec<'_>, signer: &Signer) -> Result<Vec<u8>, PkiError> {
     let tbs = yasna::construct_der(|w| {
         w.write_sequence(|w| {

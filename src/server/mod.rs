@@ -1150,7 +1150,7 @@ mod error_tests {
                 "cannot start a CSR API server thread",
             ),
             (
-                ServerError::Pki(PkiError::KeyGeneration("cannot sign: bad key".into())),
+                ServerError::Pki(PkiError::Signing(rcgen::Error::RingUnspecified)),
                 "cannot make CSR API server certificates",
             ),
             (
