@@ -76,8 +76,11 @@
 //! the allowance ahead.
 //!
 //! # Errors
-//! The manager and the PKI functions return [`Error`]; the CSR API's cases are [`CsrError`] and
-//! the store's [`StoreError`], reachable through it. Setting things up has its own types:
+//! The manager returns [`Error`]; the CSR API's cases are [`CsrError`], the store's
+//! [`StoreError`] and the key and certificate functions' [`pki::PkiError`], each reachable
+//! through it. Each message says what failed at its own step (which setting, which file,
+//! which request) and leaves the cause to `source()`, never repeating it, so print the chain
+//! to show everything. Setting things up has its own types:
 //! [`kubeconfig::ConfigError`] for kubeconfigs and client settings, `server::ServerError` for
 //! the embedded server, [`kubelet::bootstrap::BootstrapError`] for TLS bootstrap. A failed
 //! rotation never replaces or damages the stored or served certificate; it increments the

@@ -77,7 +77,7 @@ pub struct ParsedCsr {
 /// validation).
 ///
 /// # Errors
-/// [`PkiError::InvalidCertificate`] with the apiserver's wording where it has one: a PEM block of
+/// [`PkiError::InvalidCsr`] with the apiserver's wording where it has one: a PEM block of
 /// another type ("PEM block type must be CERTIFICATE REQUEST"), DER that does not parse, or a
 /// signature that does not verify.
 pub fn parse_csr_pem(pem: &[u8]) -> Result<ParsedCsr, PkiError> {
@@ -86,14 +86,12 @@ pub fn parse_csr_pem(pem: &[u8]) -> Result<ParsedCsr, PkiError> {
     let (kind, der) = match first.next() {
         Some(Ok(item)) => item,
         Some(Err(e)) => {
-            return Err(PkiError::InvalidCertificate(format!(
-                "cannot read PEM: {e}"
-            )));
+            return Err(PkiError::InvalidCsr(format!("cannot read PEM: {e}")));
         }
-        None => return Err(PkiError::InvalidCertificate("PEM block not found".into())),
+        None => return Err(PkiError::InvalidCsr("PEM block not found".into())),
     };
     if kind != SectionKind::Csr {
-        return Err(PkiError::InvalidCertificate(
+        return Err(PkiError::InvalidCsr(
             "PEM block type must be CERTIFICATE REQUEST".into(),
         ));
     }
@@ -107,14 +105,12 @@ pub fn parse_csr_pem(pem: &[u8]) -> Result<ParsedCsr, PkiError> {
 pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, PkiError> {
     use x509_parser::prelude::*;
     let (rest, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| PkiError::InvalidCertificate(format!("cannot parse CSR: {e}")))?;
+        .map_err(|e| PkiError::InvalidCsr(format!("cannot parse CSR: {e}")))?;
     if !rest.is_empty() {
-        return Err(PkiError::InvalidCertificate(
-            "trailing bytes after CSR".into(),
-        ));
+        return Err(PkiError::InvalidCsr("trailing bytes after CSR".into()));
     }
     csr.verify_signature()
-        .map_err(|e| PkiError::InvalidCertificate(format!("CSR signature does not verify: {e}")))?;
+        .map_err(|e| PkiError::InvalidCsr(format!("CSR signature does not verify: {e}")))?;
     let info = &csr.certification_request_info;
     let subject = &info.subject;
     let strings = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| {
@@ -150,7 +146,7 @@ pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, PkiError> {
                         GeneralName::IPAddress(b) => match super::ip_from_bytes(b) {
                             Some(ip) => parsed.ip_addresses.push(ip),
                             None => {
-                                return Err(PkiError::InvalidCertificate(format!(
+                                return Err(PkiError::InvalidCsr(format!(
                                     "IP SAN of {} bytes in CSR",
                                     b.len()
                                 )));

@@ -23,9 +23,15 @@ pub enum PkiError {
     #[error("invalid private key: {0}")]
     InvalidKey(String),
 
-    /// A certificate, chain or CSR could not be parsed.
+    /// A certificate or chain could not be parsed.
     #[error("invalid certificate: {0}")]
     InvalidCertificate(String),
+
+    /// A certificate signing request (PKCS#10) could not be parsed, or its signature does not
+    /// verify. The text is kube-apiserver's where it has one (`PEM block type must be
+    /// CERTIFICATE REQUEST`).
+    #[error("invalid certificate signing request: {0}")]
+    InvalidCsr(String),
 
     /// The private key is not the one the certificate was issued for.
     #[error("private key does not match the certificate")]
@@ -51,6 +57,7 @@ mod tests {
             PkiError::InsecureKey(_) => "InsecureKey",
             PkiError::InvalidKey(_) => "InvalidKey",
             PkiError::InvalidCertificate(_) => "InvalidCertificate",
+            PkiError::InvalidCsr(_) => "InvalidCsr",
             PkiError::KeyMismatch => "KeyMismatch",
             PkiError::IssuedCertificate { .. } => "IssuedCertificate",
         }
@@ -80,6 +87,10 @@ mod tests {
                 "invalid certificate: trailing bytes after certificate",
             ),
             (
+                PkiError::InvalidCsr("PEM block type must be CERTIFICATE REQUEST".into()),
+                "invalid certificate signing request: PEM block type must be CERTIFICATE REQUEST",
+            ),
+            (
                 PkiError::KeyMismatch,
                 "private key does not match the certificate",
             ),
@@ -90,6 +101,6 @@ mod tests {
                 "issued certificate rejected: it has expired",
             ),
         ];
-        check_table(&rows, variant, 7);
+        check_table(&rows, variant, 8);
     }
 }

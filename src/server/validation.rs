@@ -323,7 +323,7 @@ pub(crate) fn validate_create(
 /// name its own parser's steps).
 fn csr_error_text(pem: &[u8], e: &crate::pki::PkiError) -> String {
     let m = match e {
-        crate::pki::PkiError::InvalidCertificate(m) => m.clone(),
+        crate::pki::PkiError::InvalidCsr(m) => m.clone(),
         other => other.to_string(),
     };
     if m == "PEM block not found" || m.starts_with("cannot read PEM") {
