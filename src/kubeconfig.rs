@@ -3,7 +3,7 @@
 //! in-cluster service-account configuration.
 //!
 //! This module owns reading configuration. It leaves talking to the API to
-//! [`KubeCsrClient`](crate::csr::KubeCsrClient): resolving a context gives a
+//! [`KubeCsrClient`]: resolving a context gives a
 //! [`KubeCsrClientBuilder`], which reads the files it points at each time it builds a client, so
 //! a rotated `tokenFile` or client certificate file is picked up by the next client.
 //!
@@ -43,85 +43,11 @@ use base64::engine::general_purpose::STANDARD;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-use crate::csr::KubeCsrClientBuilder;
+pub use crate::csr::ConfigError;
+use crate::csr::{KubeCsrClient, KubeCsrClientBuilder};
 
 /// The standard location of the in-cluster service-account token and CA.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// Errors of reading a kubeconfig or configuring a client from one.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A kubeconfig file could not be read.
-    #[error("cannot read kubeconfig {}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A kubeconfig file is not valid YAML/JSON of the expected shape.
-    #[error("cannot parse kubeconfig {}: {message}", path.display())]
-    Parse {
-        /// The file (or `<memory>`).
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// None of the candidate kubeconfig files exists.
-    #[error("no kubeconfig found (looked at {searched})")]
-    NotFound {
-        /// The paths tried, comma-separated.
-        searched: String,
-    },
-    /// No context was asked for and the kubeconfig has no `current-context`.
-    #[error("kubeconfig has no current-context and no context was given")]
-    NoCurrentContext,
-    /// A context, cluster or user named by the kubeconfig does not exist.
-    #[error("kubeconfig has no {kind} named {name:?}")]
-    Missing {
-        /// `context`, `cluster` or `user`.
-        kind: &'static str,
-        /// The name looked for.
-        name: String,
-    },
-    /// The selected user or cluster uses a feature certrotate does not implement.
-    #[error("kubeconfig {owner} uses {field:?}, which certrotate does not support; {hint}")]
-    Unsupported {
-        /// `user "name"` or `cluster "name"`.
-        owner: String,
-        /// The kubeconfig field (`exec`, `auth-provider`, `username`, …).
-        field: &'static str,
-        /// What to use instead.
-        hint: &'static str,
-    },
-    /// A file named by the configuration (CA, client certificate, key, token) cannot be read.
-    #[error("cannot read {what} {}", path.display())]
-    ReadFile {
-        /// `certificate authority`, `client certificate`, `client key` or `token file`.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A value is missing or invalid (server URL, CA PEM, certificate/key pair, …).
-    #[error("invalid {what}: {message}")]
-    Invalid {
-        /// Which setting.
-        what: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// [`in_cluster`](KubeCsrClientBuilder::in_cluster) was called outside a pod.
-    #[error("not running in a cluster: {message}")]
-    NotInCluster {
-        /// What is missing.
-        message: String,
-    },
-}
 
 /// A parsed kubeconfig, possibly merged from several files.
 ///
@@ -676,6 +602,29 @@ fn resolve(p: &mut Option<PathBuf>, base: &Path) {
         && path.is_relative()
     {
         *path = base.join(&*path);
+    }
+}
+
+/// Clients from kubeconfig files; here rather than in [`crate::csr`] so that the CSR API layer
+/// does not depend on the kubeconfig reader above it.
+impl KubeCsrClient {
+    /// A client for the `current-context` of the kubeconfig at `path`.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`] of loading, resolving or building.
+    pub fn from_kubeconfig(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<KubeCsrClient, ConfigError> {
+        Kubeconfig::load(path)?.client_builder(None)?.build()
+    }
+
+    /// A client for the `current-context` of the default kubeconfig (`KUBECONFIG`, which may
+    /// list several files merged as kubectl does, else `~/.kube/config`).
+    ///
+    /// # Errors
+    /// Any [`ConfigError`] of loading, resolving or building.
+    pub fn from_default_kubeconfig() -> Result<KubeCsrClient, ConfigError> {
+        Kubeconfig::load_default()?.client_builder(None)?.build()
     }
 }
 

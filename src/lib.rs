@@ -76,8 +76,11 @@
 //! the allowance ahead.
 //!
 //! # Errors
-//! The manager and the PKI functions return [`Error`]; the CSR API's cases are [`CsrError`] and
-//! the store's [`StoreError`], reachable through it. Setting things up has its own types:
+//! The manager returns [`Error`]; the CSR API's cases are [`CsrError`], the store's
+//! [`StoreError`] and the key and certificate functions' [`pki::PkiError`], each reachable
+//! through it. Each message says what failed at its own step (which setting, which file,
+//! which request) and leaves the cause to `source()`, never repeating it, so print the chain
+//! to show everything. Setting things up has its own types:
 //! [`kubeconfig::ConfigError`] for kubeconfigs and client settings, `server::ServerError` for
 //! the embedded server, [`kubelet::bootstrap::BootstrapError`] for TLS bootstrap. A failed
 //! rotation never replaces or damages the stored or served certificate; it increments the
@@ -90,7 +93,7 @@
 //! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback),
 //!   `server::CsrApiServer`.
 //! - `prometheus`: the [`metrics`] traits for the `prometheus` crate's counter, histogram and
-//!   gauge, and `metrics::KubeletMetrics`, the kubelet's certificate metrics registered in a
+//!   gauge, and `kubelet::KubeletMetrics`, the kubelet's certificate metrics registered in a
 //!   `prometheus::Registry` and wired into a config in one call.
 //! - `cli`: the `certrotate` command (`run`, `serve`, `status`; see the README, "Run it as a
 //!   daemon"). It turns on `server` and `prometheus` and adds command-line parsing and signal
@@ -146,7 +149,8 @@ pub mod kubelet;
 mod manager;
 pub mod metrics;
 pub mod pki;
-mod rotation;
+mod report;
+mod resolver;
 pub mod schedule;
 #[cfg(feature = "server")]
 pub mod server;
@@ -155,18 +159,18 @@ pub mod template;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod tls;
+mod usages;
 
 pub use clock::{Clock, SystemClock, Timer};
 pub use csr::{
-    Cancel, CancelReason, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage, KubeCsrClient,
-    KubeCsrClientBuilder,
+    BoxError, Cancel, CancelReason, ClientFactory, CsrClient, CsrError, CsrRef, CsrRequest,
+    KeyUsage, KubeCsrClient, KubeCsrClientBuilder,
 };
 pub use error::Error;
 pub use manager::{
-    BoxError, CertificateManager, ClientFactory, Config, ConfigBuilder,
-    DEFAULT_CERTIFICATE_WAIT_TIMEOUT, DEFAULT_MAX_SLEEP_SLICE, DEFAULT_TEMPLATE_POLL_INTERVAL,
-    DEFAULT_THREAD_STACK_SIZE, KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, Subscription,
-    TemplateFn, UsagesFn,
+    CertificateManager, Config, ConfigBuilder, DEFAULT_CERTIFICATE_WAIT_TIMEOUT,
+    DEFAULT_MAX_SLEEP_SLICE, DEFAULT_TEMPLATE_POLL_INTERVAL, DEFAULT_THREAD_STACK_SIZE,
+    KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, Subscription, TemplateFn, UsagesFn,
 };
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
 pub use store::{FileStore, MemoryStore, Store, StoreError};

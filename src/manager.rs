@@ -51,13 +51,16 @@ use rand::{RngExt, SeedableRng};
 use thread_local::ThreadLocal;
 
 use crate::clock::{Clock, SystemClock, Window};
-use crate::csr::{Cancel, CancelReason, CsrClient, KeyUsage};
+use crate::csr::{BoxError, Cancel, CancelReason, ClientFactory, CsrClient, KeyUsage};
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, Histogram};
 use crate::pki::{Certificate, KeyAlgorithm, PrivateKey};
+use crate::report::Chain;
+use crate::resolver::CertResolver;
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::template::CsrTemplate;
-use crate::tls::CertResolver;
+
+mod rotation;
 
 /// What every certificate manager offers (client-go `certificate.Manager`).
 pub trait Manager: Send + Sync {
@@ -81,15 +84,6 @@ pub trait Manager: Send + Sync {
     /// answering (401, 403, 404 with a `Status` body).
     fn server_healthy(&self) -> bool;
 }
-
-/// A boxed error from user code (factories, generators).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Builds a CSR client for one rotation attempt, given the current certificate (`None` when
-/// there is none, or it has expired): with `Some`, a client may authenticate with it; with
-/// `None`, with bootstrap credentials.
-pub type ClientFactory =
-    Arc<dyn Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, BoxError> + Send + Sync>;
 
 /// Produces the template to request, or `None` when there is nothing to request yet.
 pub type TemplateFn = Arc<dyn Fn() -> Option<CsrTemplate> + Send + Sync>;
@@ -411,10 +405,19 @@ impl ConfigBuilder {
     /// gives for the configured key algorithm, when no key generator is set): requests that
     /// `certificates.k8s.io/v1` refuses.
     pub fn build(self) -> Result<Config, Error> {
-        let invalid = |m: &str| Err(Error::InvalidConfig(m.to_owned()));
+        let invalid = |setting: &'static str, problem: &str| {
+            Err(Error::InvalidConfig {
+                setting,
+                problem: problem.to_owned(),
+            })
+        };
         let usages = match (self.usages, self.usages_fn) {
-            (Some(_), Some(_)) => return invalid("cannot specify both usages_fn and usages"),
-            (None, None) => return invalid("either usages_fn or usages should be specified"),
+            (Some(_), Some(_)) => {
+                return invalid("usages_fn", "cannot specify both usages_fn and usages");
+            }
+            (None, None) => {
+                return invalid("usages", "either usages_fn or usages should be specified");
+            }
             (Some(list), None) => UsagesSource::List(list),
             (None, Some(f)) => UsagesSource::PerKey(f),
         };
@@ -422,47 +425,64 @@ impl ConfigBuilder {
             .requested_lifetime
             .filter(|l| *l < MIN_REQUESTED_LIFETIME)
         {
-            return Err(Error::InvalidConfig(format!(
-                "requested lifetime {} is below the CSR API minimum of 600 seconds",
-                crate::pki::fmt_duration(l)
-            )));
+            return Err(Error::InvalidConfig {
+                setting: "requested_lifetime",
+                problem: format!(
+                    "requested lifetime {} is below the CSR API minimum of 600 seconds",
+                    crate::pki::fmt_duration(l)
+                ),
+            });
         }
         let poll = self
             .template_poll_interval
             .unwrap_or(Some(DEFAULT_TEMPLATE_POLL_INTERVAL));
         if poll == Some(Duration::ZERO) {
-            return invalid("template poll interval must not be zero (use None to turn it off)");
+            return invalid(
+                "template_poll_interval",
+                "template poll interval must not be zero (use None to turn it off)",
+            );
         }
         let slice = self.max_sleep_slice.unwrap_or(DEFAULT_MAX_SLEEP_SLICE);
         if slice.is_zero() {
-            return invalid("max sleep slice must not be zero");
+            return invalid("max_sleep_slice", "max sleep slice must not be zero");
         }
         let wait = self
             .certificate_wait_timeout
             .unwrap_or(DEFAULT_CERTIFICATE_WAIT_TIMEOUT);
         if wait.is_zero() {
-            return invalid("certificate wait timeout must not be zero");
+            return invalid(
+                "certificate_wait_timeout",
+                "certificate wait timeout must not be zero",
+            );
         }
         let stack = self.thread_stack_size.unwrap_or(DEFAULT_THREAD_STACK_SIZE);
         if stack < 64 * 1024 {
-            return invalid("thread stack size must be at least 64 KiB");
+            return invalid(
+                "thread_stack_size",
+                "thread stack size must be at least 64 KiB",
+            );
         }
         let signer_name = self.signer_name.unwrap_or_default();
         let key_algorithm = self.key_algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
         if self.client_factory.is_some() && !self.allow_legacy_v1beta1 {
             if signer_name.is_empty() {
                 return invalid(
+                    "signer_name",
                     "a signer name is required: certificates.k8s.io/v1 requires spec.signerName \
                      (allow_legacy_v1beta1 sends requests without one to the removed v1beta1 API)",
                 );
             }
             if let Some(problem) = crate::csr::signer_name_problem(&signer_name) {
-                return Err(Error::InvalidConfig(format!(
-                    "signer name {signer_name:?} is refused by certificates.k8s.io/v1: {problem}"
-                )));
+                return Err(Error::InvalidConfig {
+                    setting: "signer_name",
+                    problem: format!(
+                        "signer name {signer_name:?} is refused by certificates.k8s.io/v1: {problem}"
+                    ),
+                });
             }
             if signer_name == crate::csr::api::LEGACY_UNKNOWN_SIGNER {
                 return invalid(
+                    "signer_name",
                     "signer name kubernetes.io/legacy-unknown is refused by certificates.k8s.io/v1 \
                      (allow_legacy_v1beta1 sends it to the removed v1beta1 API)",
                 );
@@ -475,6 +495,7 @@ impl ConfigBuilder {
             };
             if empty {
                 return invalid(
+                    "usages",
                     "usages must not be empty: certificates.k8s.io/v1 requires at least one \
                      (allow_legacy_v1beta1 sends requests without usages to the removed v1beta1 API)",
                 );
@@ -589,7 +610,7 @@ pub(crate) struct Shared {
     pub(crate) write_gate: Mutex<bool>,
     pub(crate) rng: Mutex<StdRng>,
     /// This manager's request without an answer yet (key included), reused by the next attempt.
-    pub(crate) pending: Mutex<Option<crate::rotation::PendingRequest>>,
+    pub(crate) pending: Mutex<Option<rotation::PendingRequest>>,
     /// A certificate issued and verified whose store failed; the next attempt stores it.
     pub(crate) unstored: Mutex<Option<Certificate>>,
     subscribers: Mutex<Vec<Subscriber>>,
@@ -735,7 +756,7 @@ impl Shared {
     pub(crate) fn new_key(&self) -> Result<PrivateKey, Error> {
         let key = match &self.config.key {
             KeySource::Algorithm(alg) => PrivateKey::generate(*alg)?,
-            KeySource::Generator(g) => g().map_err(|e| Error::KeyGeneration(e.to_string()))?,
+            KeySource::Generator(g) => g().map_err(Error::KeyGeneration)?,
         };
         key.check_strength()?;
         Ok(key)
@@ -938,8 +959,8 @@ impl CertificateManager {
     ///
     /// # Errors
     /// [`Error::Store`] when the store cannot be written (with a client factory) or fails to
-    /// read other than by holding a corrupt pair; [`Error::InvalidCertificate`],
-    /// [`Error::InvalidKey`] or [`Error::KeyMismatch`] when the bootstrap pair does not parse.
+    /// read other than by holding a corrupt pair; [`Error::Pki`] (invalid certificate, invalid
+    /// key, or a key that does not match) when the bootstrap pair does not parse.
     pub fn new(config: Config) -> Result<CertificateManager, Error> {
         if config.client_factory.is_some() {
             config.store.check_writable()?;
@@ -974,8 +995,9 @@ impl CertificateManager {
                         let boot = Certificate::from_pem(cert_pem, key_pem)?;
                         if let Err(e) = config.store.update(cert_pem, key_pem) {
                             log::warn!(
-                                "{}: unable to set the bootstrap certificate as the current one in the store: {e}",
-                                config.name
+                                "{}: unable to set the bootstrap certificate as the current one in the store: {}",
+                                config.name,
+                                Chain(&e)
                             );
                         }
                         Some(boot)
@@ -1020,7 +1042,7 @@ impl CertificateManager {
     /// the current certificate does not satisfy it and it differs from the last request, the
     /// in-flight wait (if any) is cancelled and a new CSR is sent. Cheap when nothing changed.
     pub fn notify_template_changed(&self) {
-        crate::rotation::check_template(&self.shared);
+        rotation::check_template(&self.shared);
     }
 
     /// A subscription that receives each new certificate published after this call (by a
@@ -1065,7 +1087,7 @@ impl CertificateManager {
         if *self.shared.write_gate.lock() {
             return Err(Error::Stopped);
         }
-        crate::rotation::attempt(&self.shared)
+        rotation::attempt(&self.shared)
     }
 
     /// Time until the current certificate's NotAfter (zero when it has passed), or `None`
@@ -1109,7 +1131,7 @@ impl Manager for CertificateManager {
             threads.running = true;
             return;
         }
-        match crate::rotation::spawn(&self.shared) {
+        match rotation::spawn(&self.shared) {
             Ok((stop_tx, handles)) => {
                 threads.handles = handles;
                 threads.stop_tx = Some(stop_tx);

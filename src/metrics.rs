@@ -6,7 +6,7 @@
 //! names; the kubelet presets carry the kubelet's names, help texts and buckets.
 //!
 //! With feature `prometheus`, the `prometheus` crate's `IntCounter`, `Counter`, `Histogram`
-//! and `Gauge` implement these traits, and `KubeletMetrics` registers the kubelet's
+//! and `Gauge` implement these traits; `kubelet::KubeletMetrics` registers the kubelet's
 //! certificate metrics in a `prometheus::Registry` and wires them into a manager's config.
 
 /// A histogram (client-go `Histogram`). The manager observes, at each successful rotation, how
@@ -53,5 +53,3 @@ impl<F: Fn(f64) + Send + Sync> Gauge for GaugeFn<F> {
 
 #[cfg(feature = "prometheus")]
 mod prom;
-#[cfg(feature = "prometheus")]
-pub use prom::KubeletMetrics;

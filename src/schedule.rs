@@ -27,7 +27,8 @@ use std::time::{Duration, SystemTime};
 use rand::{Rng, RngExt};
 
 use crate::pki::Certificate;
-use crate::template::{CsrTemplate, cert_satisfies_template};
+use crate::pki::cert_satisfies_template;
+use crate::template::CsrTemplate;
 
 /// Lower bound of the rotation point, as a fraction of the lifetime.
 pub const DEADLINE_MIN_FRACTION: f64 = 0.7;

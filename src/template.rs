@@ -1,15 +1,15 @@
-//! The CSR template — the subject and SANs a certificate must carry — and the rule that decides
-//! whether a certificate already satisfies it.
+//! The CSR template — the subject and SANs a certificate must carry.
 //!
-//! The rule is client-go's `certSatisfiesTemplate`: the common name must be equal, and the
+//! Whether a certificate already satisfies a template ([`CsrTemplate::satisfied_by`],
+//! [`crate::pki::cert_satisfies_template`]) is decided next to the certificate, in
+//! [`crate::pki`], so that this module, which the certificate code builds CSRs from, depends on
+//! nothing. The rule is client-go's `certSatisfiesTemplate`: the common name must be equal, and the
 //! template's organizations, DNS names and IP addresses must each be a subset of the
 //! certificate's. Extra values in the certificate are fine, so a certificate issued with more
 //! SANs than asked for (some signers add them) does not cause a rotation loop. Organizational
 //! units, emails and URIs go into the CSR but, as in client-go, are not compared.
 
 use std::net::IpAddr;
-
-use crate::pki::Certificate;
 
 /// The subject and subject alternative names to request, mirroring the fields of Go's
 /// `x509.CertificateRequest` template that client-go uses.
@@ -86,38 +86,5 @@ impl CsrTemplate {
     pub fn with_uri(mut self, uri: impl Into<String>) -> CsrTemplate {
         self.uris.push(uri.into());
         self
-    }
-
-    /// Whether `cert` already satisfies this template (client-go `certSatisfiesTemplate`): the
-    /// common names are equal and the template's organizations, DNS names and IP addresses are
-    /// each contained in the certificate's. IPs compare by value, with IPv4-mapped IPv6
-    /// addresses taken as IPv4 (Go compares their text, which prints them the same way).
-    pub fn satisfied_by(&self, cert: &Certificate) -> bool {
-        if cert.common_name() != self.common_name {
-            return false;
-        }
-        let subset = |want: &[String], have: &[String]| want.iter().all(|w| have.contains(w));
-        if !subset(&self.organizations, cert.organizations()) {
-            return false;
-        }
-        if !subset(&self.dns_names, cert.dns_names()) {
-            return false;
-        }
-        self.ip_addresses.iter().all(|want| {
-            let want = want.to_canonical();
-            cert.ip_addresses()
-                .iter()
-                .any(|have| have.to_canonical() == want)
-        })
-    }
-}
-
-/// [`CsrTemplate::satisfied_by`] with client-go's handling of absent values: no certificate
-/// never satisfies, and no template is satisfied by any certificate.
-pub fn cert_satisfies_template(cert: Option<&Certificate>, template: Option<&CsrTemplate>) -> bool {
-    match (cert, template) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(c), Some(t)) => t.satisfied_by(c),
     }
 }

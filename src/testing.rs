@@ -16,8 +16,8 @@ use parking_lot::Mutex;
 
 use crate::clock::Clock;
 pub use crate::clock::fake::FakeClock;
+use crate::csr::BoxError;
 use crate::csr::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest};
-use crate::manager::BoxError;
 use crate::pki::{Certificate, CertificateAuthority, parse_csr_pem};
 
 /// What the fake API reports as it is used.
@@ -25,11 +25,11 @@ use crate::pki::{Certificate, CertificateAuthority, parse_csr_pem};
 pub enum ApiEvent {
     /// The factory built a client; the serial of the certificate it was given, if any.
     ClientBuilt(Option<String>),
-    /// A create call was answered: the CSR name, or the error text.
+    /// A create call was answered: the CSR name, or the error text with its causes.
     Created(Result<String, String>),
     /// A wait started for this CSR.
     WaitStarted(String),
-    /// A wait ended: `Ok` with the CSR name, or the error text.
+    /// A wait ended: `Ok` with the CSR name, or the error text with its causes.
     WaitEnded(Result<String, String>),
 }
 
@@ -223,7 +223,7 @@ impl CsrClient for FakeClient {
             result
                 .as_ref()
                 .map(|c| c.name.clone())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::report::Chain(e).to_string()),
         ));
         result
     }
@@ -280,7 +280,7 @@ impl CsrClient for FakeClient {
             result
                 .as_ref()
                 .map(|_| csr.name.clone())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::report::Chain(e).to_string()),
         ));
         result
     }
@@ -288,7 +288,7 @@ impl CsrClient for FakeClient {
 
 impl FakeClient {
     fn issue(&self, req: &CsrRequest) -> Result<Vec<u8>, CsrError> {
-        let invalid = |e: crate::Error| CsrError::InvalidResponse {
+        let invalid = |e: crate::pki::PkiError| CsrError::InvalidResponse {
             op: "wait",
             message: e.to_string(),
         };

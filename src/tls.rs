@@ -110,15 +110,8 @@
 //!
 //! Inside this crate, clippy refuses the provider-less builders (`clippy.toml`).
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
-
-use arc_swap::ArcSwapOption;
-use rustls::SignatureScheme;
-use rustls::client::ResolvesClientCert;
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
@@ -127,93 +120,11 @@ use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, ConfigBuilder, RootCertStore, ServerConfig, WantsVerifier};
 
-use crate::clock::{Clock, Window};
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::manager::CertificateManager;
-use crate::pki::{Certificate, crypto_provider, parse_chain_pem};
-
-struct Entry {
-    key: Arc<CertifiedKey>,
-    /// Offered only while the clock is in this window: from NotBefore less the allowance
-    /// ([`Certificate::usable_from`]) to NotAfter, as [`Manager::current`](crate::Manager::current).
-    valid: Window,
-}
-
-/// A rustls server and client certificate resolver that always offers the manager's current
-/// certificate (see [`CertificateManager::resolver`](crate::CertificateManager::resolver)).
-pub struct CertResolver {
-    /// Invariant: `Some` only for a certificate rustls can sign with.
-    current: ArcSwapOption<Entry>,
-    clock: Arc<dyn Clock>,
-}
-
-impl fmt::Debug for CertResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertResolver")
-            .field("has_certs", &self.current.load().is_some())
-            .finish()
-    }
-}
-
-impl CertResolver {
-    /// An empty resolver reading expiry against `clock`.
-    pub fn new(clock: Arc<dyn Clock>) -> CertResolver {
-        CertResolver {
-            current: ArcSwapOption::empty(),
-            clock,
-        }
-    }
-
-    /// Offers `cert` from the next handshake on, or nothing for `None` (or a certificate rustls
-    /// cannot sign with, such as RSA below 2048 bits).
-    pub fn set(&self, cert: Option<&Certificate>) {
-        let entry = cert.and_then(|c| {
-            c.certified_key().map(|key| {
-                Arc::new(Entry {
-                    key: key.clone(),
-                    valid: Window::new(c.usable_from(), c.not_after()),
-                })
-            })
-        });
-        self.current.store(entry);
-    }
-
-    /// The clock expiry is read against.
-    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
-        self.clock.clone()
-    }
-
-    fn get(&self) -> Option<Arc<CertifiedKey>> {
-        let guard = self.current.load();
-        let entry = guard.as_ref()?;
-        if !entry.valid.contains_now(&*self.clock) {
-            return None;
-        }
-        Some(entry.key.clone())
-    }
-}
-
-impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.get()
-    }
-}
-
-impl ResolvesClientCert for CertResolver {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        self.get()
-    }
-
-    /// True only while a usable (unexpired, signable) certificate exists; rustls asks at the
-    /// start of every handshake and sends no client certificate when this is false.
-    fn has_certs(&self) -> bool {
-        self.get().is_some()
-    }
-}
+use crate::pki::{crypto_provider, parse_chain_pem};
+pub use crate::resolver::CertResolver;
 
 /// Parses a PEM bundle of CA certificates into a root store.
 ///
@@ -221,12 +132,15 @@ impl ResolvesClientCert for CertResolver {
 /// [`Error::Tls`] when the bundle holds no certificate or one is not a usable trust anchor.
 pub fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> =
-        parse_chain_pem(ca_pem).map_err(|e| Error::Tls(format!("CA bundle: {e}")))?;
+    let certs: Vec<CertificateDer<'static>> = parse_chain_pem(ca_pem).map_err(|e| Error::Tls {
+        part: "CA bundle",
+        source: Box::new(e),
+    })?;
     for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| Error::Tls(format!("CA bundle: {e}")))?;
+        roots.add(cert).map_err(|e| Error::Tls {
+            part: "CA bundle",
+            source: Box::new(e),
+        })?;
     }
     Ok(roots)
 }
@@ -317,14 +231,20 @@ pub fn server_config(
     let builder =
         ServerConfig::builder_with_details(provider.clone(), Arc::new(ClockTime(resolver.clock())))
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .map_err(|e| Error::Tls {
+                part: "protocol versions",
+                source: Box::new(e),
+            })?;
     let builder = match client_ca_pem {
         None => builder.with_no_client_auth(),
         Some(pem) => {
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(root_store(pem)?), provider)
                     .build()
-                    .map_err(|e| Error::Tls(e.to_string()))?;
+                    .map_err(|e| Error::Tls {
+                        part: "client certificate verifier",
+                        source: Box::new(e),
+                    })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -356,7 +276,10 @@ pub fn client_config(
         Arc::new(ClockTime(resolver.clock())),
     )
     .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Tls(e.to_string()))?
+    .map_err(|e| Error::Tls {
+        part: "protocol versions",
+        source: Box::new(e),
+    })?
     .with_root_certificates(root_store(server_ca_pem)?)
     .with_client_cert_resolver(resolver);
     config.resumption = Resumption::disabled();

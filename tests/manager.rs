@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use certrotate::csr::CsrError;
 use certrotate::metrics::GaugeFn;
+use certrotate::pki::PkiError;
 use certrotate::testing::{ApiEvent, CreateStep, FakeClock, FakeCsrApi, WaitStep, api_error};
 use certrotate::{
     Certificate, CertificateManager, Clock, Config, ConfigBuilder, CsrTemplate, Error,
@@ -219,7 +220,7 @@ fn config_requires_usages_and_a_lifetime_the_api_accepts() {
     ];
     for (name, builder, want) in cases {
         let err = builder.build().unwrap_err();
-        assert!(matches!(err, Error::InvalidConfig(_)), "{name}: {err}");
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{name}: {err}");
         assert!(err.to_string().contains(want), "{name}: {err}");
     }
     Config::builder()
@@ -331,7 +332,7 @@ fn cert_satisfies_template() {
         ),
     ];
     for (name, cert, template, want) in cases {
-        let got = certrotate::template::cert_satisfies_template(cert, template.as_ref());
+        let got = certrotate::pki::cert_satisfies_template(cert, template.as_ref());
         assert_eq!(got, want, "{name}");
     }
 }
@@ -551,8 +552,9 @@ fn initialize_csr_client_cases() {
 fn server_health() {
     let transport = || CsrError::Transport {
         op: "create",
-        message: "connection refused".into(),
-        source: None,
+        request: "POST https://127.0.0.1:1/apis/certificates.k8s.io/v1/certificatesigningrequests"
+            .into(),
+        source: "connection refused".into(),
     };
     let cases: Vec<(&str, Option<CsrError>, bool)> = vec![
         ("Current certificate, bootstrap certificate", None, true),
@@ -746,7 +748,10 @@ fn generate_key_config() {
     .unwrap();
     let err = m.rotate_now().unwrap_err();
     assert!(matches!(err, Error::KeyGeneration(_)), "{err}");
-    assert!(err.to_string().contains("parsing error"), "{err}");
+    assert_eq!(
+        chain(&err),
+        "unable to generate a new private key: parsing error"
+    );
 
     // a weak key from a generator is refused before any CSR.
     let rig = Rig::new();
@@ -758,7 +763,7 @@ fn generate_key_config() {
     )
     .unwrap();
     let err = m.rotate_now().unwrap_err();
-    assert!(matches!(err, Error::InsecureKey(_)), "{err}");
+    assert!(matches!(err, Error::Pki(PkiError::InsecureKey(_))), "{err}");
     assert_eq!(rig.api.created(), 0);
 }
 
@@ -1129,7 +1134,8 @@ fn issued_chains_a_tls_peer_refuses_fail_the_attempt_and_keep_the_old_cert() {
         rig.api.script_wait(WaitStep::Respond(make));
         let err = m.rotate_now().unwrap_err();
         assert!(
-            matches!(err, Error::IssuedCertificate { .. }) && err.to_string().contains(want),
+            matches!(err, Error::Pki(PkiError::IssuedCertificate { .. }))
+                && err.to_string().contains(want),
             "{name}: {err}"
         );
         assert_eq!(failures.load(Ordering::SeqCst), 1, "{name}: counted");
@@ -1720,8 +1726,10 @@ fn backoff_is_not_reset_by_template_polls_while_creates_fail() {
     for _ in 0..100 {
         rig.api.script_create(CreateStep::Fail(CsrError::Transport {
             op: "create",
-            message: "connection refused".into(),
-            source: None,
+            request:
+                "POST https://127.0.0.1:1/apis/certificates.k8s.io/v1/certificatesigningrequests"
+                    .into(),
+            source: "connection refused".into(),
         }));
     }
     let (failures, c) = counter();
@@ -1928,8 +1936,10 @@ impl certrotate::CsrClient for HangingCreate {
         let _ = self.release.recv();
         Err(CsrError::Transport {
             op: "create",
-            message: "connection reset".into(),
-            source: None,
+            request:
+                "POST https://127.0.0.1:1/apis/certificates.k8s.io/v1/certificatesigningrequests"
+                    .into(),
+            source: "connection reset".into(),
         })
     }
 
@@ -2292,7 +2302,7 @@ fn config_refuses_requests_that_certificates_v1_refuses() {
     ];
     for (name, builder, want) in cases {
         let err = builder.build().unwrap_err();
-        assert!(matches!(err, Error::InvalidConfig(_)), "{name}: {err}");
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{name}: {err}");
         assert!(err.to_string().contains(want), "{name}: {err}");
         assert!(err.to_string().contains("v1"), "{name}: {err}");
     }
@@ -2335,7 +2345,7 @@ fn empty_usages_for_the_generated_key_fail_the_attempt_without_a_csr() {
     )
     .unwrap();
     let err = m.rotate_now().unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
     assert!(err.to_string().contains("no usages"), "{err}");
     assert_eq!(rig.api.created(), 0);
 }

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certrotate::pki::{self, NOT_BEFORE_ALLOWANCE, crypto_provider, verify_issued};
-use certrotate::{CsrTemplate, Error, KeyAlgorithm, KeyUsage, PrivateKey};
+use certrotate::pki::{self, NOT_BEFORE_ALLOWANCE, PkiError, crypto_provider, verify_issued};
+use certrotate::{CsrTemplate, KeyAlgorithm, KeyUsage, PrivateKey};
 use rcgen::{
     BasicConstraints, CertificateParams, CidrSubnet, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose as Eku, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose as Ku,
@@ -531,7 +531,7 @@ fn issued_chains_are_judged_as_tls_peers_judge_them() {
         );
         match (case.want, &ours) {
             (None, Ok(_)) => {}
-            (Some(want), Err(e @ Error::IssuedCertificate { .. })) => {
+            (Some(want), Err(e @ PkiError::IssuedCertificate { .. })) => {
                 assert!(e.to_string().contains(want), "{}: {e}", case.name)
             }
             (_, other) => panic!("{}: got {other:?}", case.name),

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certrotate::pki::{self, CertificateAuthority, parse_csr_pem, verify_issued};
-use certrotate::{Certificate, CsrTemplate, Error, KeyAlgorithm, KeyUsage, PrivateKey};
+use certrotate::pki::{self, CertificateAuthority, PkiError, parse_csr_pem, verify_issued};
+use certrotate::{Certificate, CsrTemplate, KeyAlgorithm, KeyUsage, PrivateKey};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -65,7 +65,7 @@ fn two_cert_chain_keeps_both_certificates() {
 #[test]
 fn key_of_another_cert_is_a_mismatch() {
     let err = Certificate::from_pem(&fixture("store.crt"), &fixture("bootstrap.key")).unwrap_err();
-    assert!(matches!(err, Error::KeyMismatch), "{err}");
+    assert!(matches!(err, PkiError::KeyMismatch), "{err}");
 }
 
 #[test]
@@ -85,7 +85,10 @@ fn bad_cert_bytes_are_errors() {
         ),
     ] {
         let err = Certificate::from_pem(&bytes, &key).unwrap_err();
-        assert!(matches!(err, Error::InvalidCertificate(_)), "{name}: {err}");
+        assert!(
+            matches!(err, PkiError::InvalidCertificate(_)),
+            "{name}: {err}"
+        );
     }
 }
 
@@ -300,7 +303,7 @@ fn issued_chain_is_checked_before_use() {
     for (name, pem, want) in cases {
         let err = verify_issued(pem.as_bytes(), &key, Some(&t), &usages, now).unwrap_err();
         assert!(
-            matches!(err, Error::IssuedCertificate { .. }),
+            matches!(err, PkiError::IssuedCertificate { .. }),
             "{name}: {err}"
         );
         assert!(err.to_string().contains(want), "{name}: {err}");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use certrotate::metrics::KubeletMetrics;
+use certrotate::kubelet::KubeletMetrics;
 use certrotate::testing::{CreateStep, FakeCsrApi, api_error};
 use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock};
 use prometheus::{Encoder, Registry, TextEncoder};

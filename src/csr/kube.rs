@@ -115,14 +115,15 @@ use ureq::Agent;
 use ureq::http::Response;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
+use super::ConfigError;
 use super::api::{self, CertificateSigningRequest, CsrList, Status, WatchEvent};
 use super::backoff::RelistBackoff;
 use super::http::{NoServerVerification, RootsVerifier, RustlsConnector};
 use super::proxy::ProxyEnv;
 use super::{ApiError, ApiVersion, Cancel, CsrClient, CsrError, CsrRef, CsrRequest, WaitProgress};
 use crate::clock::{Clock, SystemClock};
-use crate::kubeconfig::{ConfigError, Kubeconfig};
 use crate::pki::{self, CertInfo, Certificate};
+use crate::report::{CauseText, Chain};
 
 /// Default limit of one object or error body (4 MiB).
 pub const DEFAULT_MAX_OBJECT_SIZE: usize = 4 << 20;
@@ -753,13 +754,13 @@ impl KubeCsrClientBuilder {
     /// time. Its errors are [`ConfigError`]s, boxed.
     pub fn factory(
         self,
-    ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, crate::BoxError>
+    ) -> impl Fn(Option<&Certificate>) -> Result<Box<dyn CsrClient>, super::BoxError>
     + Send
     + Sync
     + 'static {
         move |cert| match self.client_for(cert) {
             Ok(c) => Ok(Box::new(c) as Box<dyn CsrClient>),
-            Err(e) => Err(Box::new(e) as crate::BoxError),
+            Err(e) => Err(Box::new(e) as super::BoxError),
         }
     }
 }
@@ -895,25 +896,6 @@ impl KubeCsrClient {
         KubeCsrClientBuilder::new(server)
     }
 
-    /// A client for the `current-context` of the kubeconfig at `path`.
-    ///
-    /// # Errors
-    /// Any [`ConfigError`] of loading, resolving or building.
-    pub fn from_kubeconfig(
-        path: impl AsRef<std::path::Path>,
-    ) -> Result<KubeCsrClient, ConfigError> {
-        Kubeconfig::load(path)?.client_builder(None)?.build()
-    }
-
-    /// A client for the `current-context` of the default kubeconfig (`KUBECONFIG`, which may
-    /// list several files merged as kubectl does, else `~/.kube/config`).
-    ///
-    /// # Errors
-    /// Any [`ConfigError`] of loading, resolving or building.
-    pub fn from_default_kubeconfig() -> Result<KubeCsrClient, ConfigError> {
-        Kubeconfig::load_default()?.client_builder(None)?.build()
-    }
-
     /// A client with the pod's in-cluster configuration (see
     /// [`KubeCsrClientBuilder::in_cluster`]).
     ///
@@ -934,8 +916,10 @@ impl KubeCsrClient {
         let resp = self
             .get(&self.agent().0, "retrieve", "/healthz", timeout, None)
             .map_err(|e| match e {
-                CsrError::Transport { message, .. } => message,
-                other => other.to_string(),
+                CsrError::Transport {
+                    request, source, ..
+                } => format!("{request}: {}", Chain(&*source)),
+                other => Chain(&other).to_string(),
             })?;
         let code = resp.status().as_u16();
         if (200..300).contains(&code) {
@@ -1637,8 +1621,8 @@ impl Waiter<'_> {
                     }
                     self.failed(CsrError::Transport {
                         op: "watch",
-                        message: format!("reading the watch of {:?}: {e}", self.name()),
-                        source: Some(Box::new(e)),
+                        request: format!("reading the watch of {:?}", self.name()),
+                        source: Box::new(e),
                     });
                     return Ok(WatchEnd::Relist(Duration::ZERO));
                 }
@@ -1763,7 +1747,7 @@ impl Waiter<'_> {
 }
 
 /// A copy of a list or watch error for [`CsrError::Timeout`]'s source. Transport errors keep
-/// their message; their inner source (a ureq error, not cloneable) is not kept.
+/// their request and the text of their cause (a ureq error, not cloneable).
 fn clone_error(e: &CsrError) -> CsrError {
     match e {
         CsrError::Api { op, path, error } => CsrError::Api {
@@ -1771,14 +1755,18 @@ fn clone_error(e: &CsrError) -> CsrError {
             path: path.clone(),
             error: error.clone(),
         },
-        CsrError::Transport { op, message, .. } => CsrError::Transport {
+        CsrError::Transport {
             op,
-            message: message.clone(),
-            source: None,
+            request,
+            source,
+        } => CsrError::Transport {
+            op,
+            request: request.clone(),
+            source: Box::new(CauseText(Chain(&**source).to_string())),
         },
         other => CsrError::InvalidResponse {
             op: "watch",
-            message: other.to_string(),
+            message: Chain(other).to_string(),
         },
     }
 }
@@ -2041,8 +2029,8 @@ fn read_limited(
 fn transport_error(op: &'static str, method: &str, url: &str, e: ureq::Error) -> CsrError {
     CsrError::Transport {
         op,
-        message: format!("{method} {url}: {e}"),
-        source: Some(Box::new(e)),
+        request: format!("{method} {url}"),
+        source: Box::new(e),
     }
 }
 

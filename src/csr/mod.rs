@@ -13,6 +13,7 @@ mod http;
 mod kube;
 mod proxy;
 
+pub use crate::usages::{KeyUsage, UnknownKeyUsage};
 pub use kube::{
     APPROVED_NOT_ISSUED_WARN_FRACTION, DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE,
     DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient, KubeCsrClientBuilder,
@@ -20,143 +21,96 @@ pub use kube::{
 pub(crate) use kube::{PemSource, absolute};
 
 use std::fmt;
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-/// A key usage the CSR API knows (`certificates.k8s.io/v1` `KeyUsage`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A boxed error from user code (factories, generators).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds a CSR client for one rotation attempt, given the current certificate (`None` when
+/// there is none, or it has expired): with `Some`, a client may authenticate with it; with
+/// `None`, with bootstrap credentials.
+pub type ClientFactory = Arc<
+    dyn Fn(Option<&crate::pki::Certificate>) -> Result<Box<dyn CsrClient>, BoxError> + Send + Sync,
+>;
+
+/// Errors of reading a kubeconfig or configuring a client from one.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KeyUsage {
-    /// `signing`
-    Signing,
-    /// `digital signature`
-    DigitalSignature,
-    /// `content commitment`
-    ContentCommitment,
-    /// `key encipherment`
-    KeyEncipherment,
-    /// `key agreement`
-    KeyAgreement,
-    /// `data encipherment`
-    DataEncipherment,
-    /// `cert sign`
-    CertSign,
-    /// `crl sign`
-    CrlSign,
-    /// `encipher only`
-    EncipherOnly,
-    /// `decipher only`
-    DecipherOnly,
-    /// `any`
-    Any,
-    /// `server auth`
-    ServerAuth,
-    /// `client auth`
-    ClientAuth,
-    /// `code signing`
-    CodeSigning,
-    /// `email protection`
-    EmailProtection,
-    /// `s/mime`
-    SMime,
-    /// `ipsec end system`
-    IpsecEndSystem,
-    /// `ipsec tunnel`
-    IpsecTunnel,
-    /// `ipsec user`
-    IpsecUser,
-    /// `timestamping`
-    Timestamping,
-    /// `ocsp signing`
-    OcspSigning,
-    /// `microsoft sgc`
-    MicrosoftSgc,
-    /// `netscape sgc`
-    NetscapeSgc,
-}
-
-impl KeyUsage {
-    /// Every usage, in the API's order.
-    pub const ALL: [KeyUsage; 23] = [
-        KeyUsage::Signing,
-        KeyUsage::DigitalSignature,
-        KeyUsage::ContentCommitment,
-        KeyUsage::KeyEncipherment,
-        KeyUsage::KeyAgreement,
-        KeyUsage::DataEncipherment,
-        KeyUsage::CertSign,
-        KeyUsage::CrlSign,
-        KeyUsage::EncipherOnly,
-        KeyUsage::DecipherOnly,
-        KeyUsage::Any,
-        KeyUsage::ServerAuth,
-        KeyUsage::ClientAuth,
-        KeyUsage::CodeSigning,
-        KeyUsage::EmailProtection,
-        KeyUsage::SMime,
-        KeyUsage::IpsecEndSystem,
-        KeyUsage::IpsecTunnel,
-        KeyUsage::IpsecUser,
-        KeyUsage::Timestamping,
-        KeyUsage::OcspSigning,
-        KeyUsage::MicrosoftSgc,
-        KeyUsage::NetscapeSgc,
-    ];
-
-    /// The API's string for this usage (`"digital signature"`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            KeyUsage::Signing => "signing",
-            KeyUsage::DigitalSignature => "digital signature",
-            KeyUsage::ContentCommitment => "content commitment",
-            KeyUsage::KeyEncipherment => "key encipherment",
-            KeyUsage::KeyAgreement => "key agreement",
-            KeyUsage::DataEncipherment => "data encipherment",
-            KeyUsage::CertSign => "cert sign",
-            KeyUsage::CrlSign => "crl sign",
-            KeyUsage::EncipherOnly => "encipher only",
-            KeyUsage::DecipherOnly => "decipher only",
-            KeyUsage::Any => "any",
-            KeyUsage::ServerAuth => "server auth",
-            KeyUsage::ClientAuth => "client auth",
-            KeyUsage::CodeSigning => "code signing",
-            KeyUsage::EmailProtection => "email protection",
-            KeyUsage::SMime => "s/mime",
-            KeyUsage::IpsecEndSystem => "ipsec end system",
-            KeyUsage::IpsecTunnel => "ipsec tunnel",
-            KeyUsage::IpsecUser => "ipsec user",
-            KeyUsage::Timestamping => "timestamping",
-            KeyUsage::OcspSigning => "ocsp signing",
-            KeyUsage::MicrosoftSgc => "microsoft sgc",
-            KeyUsage::NetscapeSgc => "netscape sgc",
-        }
-    }
-}
-
-impl fmt::Display for KeyUsage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error of parsing an unknown usage string.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown key usage {0:?}")]
-pub struct UnknownKeyUsage(pub String);
-
-impl FromStr for KeyUsage {
-    type Err = UnknownKeyUsage;
-
-    fn from_str(s: &str) -> Result<KeyUsage, UnknownKeyUsage> {
-        KeyUsage::ALL
-            .into_iter()
-            .find(|u| u.as_str() == s)
-            .ok_or_else(|| UnknownKeyUsage(s.to_owned()))
-    }
+pub enum ConfigError {
+    /// A kubeconfig file could not be read.
+    #[error("cannot read kubeconfig {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A kubeconfig file is not valid YAML/JSON of the expected shape.
+    #[error("cannot parse kubeconfig {}: {message}", path.display())]
+    Parse {
+        /// The file (or `<memory>`).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// None of the candidate kubeconfig files exists.
+    #[error("no kubeconfig found (looked at {searched})")]
+    NotFound {
+        /// The paths tried, comma-separated.
+        searched: String,
+    },
+    /// No context was asked for and the kubeconfig has no `current-context`.
+    #[error("kubeconfig has no current-context and no context was given")]
+    NoCurrentContext,
+    /// A context, cluster or user named by the kubeconfig does not exist.
+    #[error("kubeconfig has no {kind} named {name:?}")]
+    Missing {
+        /// `context`, `cluster` or `user`.
+        kind: &'static str,
+        /// The name looked for.
+        name: String,
+    },
+    /// The selected user or cluster uses a feature certrotate does not implement.
+    #[error("kubeconfig {owner} uses {field:?}, which certrotate does not support; {hint}")]
+    Unsupported {
+        /// `user "name"` or `cluster "name"`.
+        owner: String,
+        /// The kubeconfig field (`exec`, `auth-provider`, `username`, …).
+        field: &'static str,
+        /// What to use instead.
+        hint: &'static str,
+    },
+    /// A file named by the configuration (CA, client certificate, key, token) cannot be read.
+    #[error("cannot read {what} {}", path.display())]
+    ReadFile {
+        /// `certificate authority`, `client certificate`, `client key` or `token file`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value is missing or invalid (server URL, CA PEM, certificate/key pair, …).
+    #[error("invalid {what}: {message}")]
+    Invalid {
+        /// Which setting.
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// [`in_cluster`](KubeCsrClientBuilder::in_cluster) was called outside a pod.
+    #[error("not running in a cluster: {message}")]
+    NotInCluster {
+        /// What is missing.
+        message: String,
+    },
 }
 
 /// The API version a CSR was created with.
@@ -330,15 +284,16 @@ pub enum CsrError {
         error: ApiError,
     },
     /// The request did not get an answer (connection refused, TLS failure, reset, …).
-    #[error("cannot {op} certificate signing request: {message}")]
+    #[error("cannot {op} certificate signing request: {request}")]
     Transport {
         /// `create`, `retrieve`, `list` or `watch`.
         op: &'static str,
-        /// What failed, with the URL.
-        message: String,
-        /// The underlying error.
+        /// The request that failed: the method and URL (`POST https://…`), or what was being
+        /// read (`reading the watch of "csr-…"`).
+        request: String,
+        /// Why it failed: the HTTP client's error (connection refused, a TLS alert, …).
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        source: BoxError,
     },
     /// No certificate came within the wait timeout. The message ends with a hint from what the
     /// wait last saw (see [`WaitProgress`]); when the last list or watch failed and nothing
@@ -873,8 +828,9 @@ pub(crate) mod tests {
                 "Transport error on create",
                 CsrError::Transport {
                     op: "create",
-                    message: "connection refused".into(),
-                    source: None,
+                    request: "POST https://127.0.0.1:1/apis/certificates.k8s.io/v1/certificatesigningrequests"
+                        .into(),
+                    source: "connection refused".into(),
                 },
                 false,
             ),
@@ -926,5 +882,224 @@ pub(crate) mod tests {
             ),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::report::check_table;
+
+    fn csr_variant(e: &CsrError) -> &'static str {
+        match e {
+            CsrError::Api { .. } => "Api",
+            CsrError::Transport { .. } => "Transport",
+            CsrError::Timeout { .. } => "Timeout",
+            CsrError::Cancelled { .. } => "Cancelled",
+            CsrError::Denied { .. } => "Denied",
+            CsrError::Failed { .. } => "Failed",
+            CsrError::Deleted { .. } => "Deleted",
+            CsrError::UidChanged { .. } => "UidChanged",
+            CsrError::InvalidResponse { .. } => "InvalidResponse",
+            CsrError::Incompatible { .. } => "Incompatible",
+        }
+    }
+
+    #[test]
+    fn every_csr_error_message_says_its_own_step_and_leaves_the_cause_to_source() {
+        let forbidden = ApiError {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "user cannot create".into(),
+            is_status: true,
+            retry_after: None,
+        };
+        let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+        let transport = || CsrError::Transport {
+            op: "list",
+            request: format!("GET https://10.0.0.1:6443{path}"),
+            source: "connection refused".into(),
+        };
+        let rows = [
+            (
+                CsrError::Api {
+                    op: "create",
+                    path: path.into(),
+                    error: forbidden,
+                },
+                "cannot create certificate signing request at \
+                 /apis/certificates.k8s.io/v1/certificatesigningrequests: \
+                 user cannot create (HTTP 403, Forbidden)",
+            ),
+            (
+                transport(),
+                "cannot list certificate signing request: \
+                 GET https://10.0.0.1:6443/apis/certificates.k8s.io/v1/certificatesigningrequests",
+            ),
+            (
+                CsrError::Timeout {
+                    name: "csr-1".into(),
+                    waited: Duration::from_secs(900),
+                    progress: WaitProgress::Pending {
+                        signer_name: Some("example.com/signer".into()),
+                    },
+                    last_error: None,
+                },
+                "timed out waiting for certificate signing request \"csr-1\" after 15m0s; \
+                 is an approver running for example.com/signer?",
+            ),
+            (
+                CsrError::Timeout {
+                    name: "csr-1".into(),
+                    waited: Duration::from_secs(900),
+                    progress: WaitProgress::Unseen,
+                    last_error: Some(Box::new(transport())),
+                },
+                "timed out waiting for certificate signing request \"csr-1\" after 15m0s; \
+                 the last attempt to read it failed",
+            ),
+            (
+                CsrError::Cancelled {
+                    name: "csr-1".into(),
+                },
+                "waiting for certificate signing request \"csr-1\" was cancelled",
+            ),
+            (
+                CsrError::Denied {
+                    name: "csr-1".into(),
+                    reason: "NotMyNode".into(),
+                    message: "wrong node".into(),
+                },
+                "certificate signing request \"csr-1\" is denied, reason: NotMyNode, message: wrong node",
+            ),
+            (
+                CsrError::Failed {
+                    name: "csr-1".into(),
+                    reason: "SignerError".into(),
+                    message: "HSM offline".into(),
+                },
+                "certificate signing request \"csr-1\" failed, reason: SignerError, message: HSM offline",
+            ),
+            (
+                CsrError::Deleted {
+                    name: "csr-1".into(),
+                },
+                "csr \"csr-1\" was deleted",
+            ),
+            (
+                CsrError::UidChanged {
+                    name: "csr-1".into(),
+                    expected: "uid-a".into(),
+                    got: "uid-b".into(),
+                },
+                "csr \"csr-1\" changed UIDs (expected uid-a, got uid-b)",
+            ),
+            (
+                CsrError::InvalidResponse {
+                    op: "watch",
+                    message: "unknown watch event type \"BOGUS\"".into(),
+                },
+                "invalid response to watch certificate signing request: \
+                 unknown watch event type \"BOGUS\"",
+            ),
+            (
+                CsrError::Incompatible {
+                    name: "csr-1".into(),
+                    message: "the public key differs".into(),
+                },
+                "retrieved csr is not compatible: the public key differs",
+            ),
+        ];
+        check_table(&rows, csr_variant, 10);
+        // The transport cause is one step away, printed once along the chain.
+        assert_eq!(
+            crate::report::Chain(&rows[1].0).to_string(),
+            "cannot list certificate signing request: GET \
+             https://10.0.0.1:6443/apis/certificates.k8s.io/v1/certificatesigningrequests: \
+             connection refused"
+        );
+    }
+
+    fn config_variant(e: &ConfigError) -> &'static str {
+        match e {
+            ConfigError::Read { .. } => "Read",
+            ConfigError::Parse { .. } => "Parse",
+            ConfigError::NotFound { .. } => "NotFound",
+            ConfigError::NoCurrentContext => "NoCurrentContext",
+            ConfigError::Missing { .. } => "Missing",
+            ConfigError::Unsupported { .. } => "Unsupported",
+            ConfigError::ReadFile { .. } => "ReadFile",
+            ConfigError::Invalid { .. } => "Invalid",
+            ConfigError::NotInCluster { .. } => "NotInCluster",
+        }
+    }
+
+    #[test]
+    fn every_config_error_message_names_the_file_or_setting() {
+        let rows = [
+            (
+                ConfigError::Read {
+                    path: "/root/.kube/config".into(),
+                    source: std::io::Error::other("permission denied"),
+                },
+                "cannot read kubeconfig /root/.kube/config",
+            ),
+            (
+                ConfigError::Parse {
+                    path: "/root/.kube/config".into(),
+                    message: "clusters: invalid type: string, expected a sequence".into(),
+                },
+                "cannot parse kubeconfig /root/.kube/config: \
+                 clusters: invalid type: string, expected a sequence",
+            ),
+            (
+                ConfigError::NotFound {
+                    searched: "/a, /b".into(),
+                },
+                "no kubeconfig found (looked at /a, /b)",
+            ),
+            (
+                ConfigError::NoCurrentContext,
+                "kubeconfig has no current-context and no context was given",
+            ),
+            (
+                ConfigError::Missing {
+                    kind: "cluster",
+                    name: "prod".into(),
+                },
+                "kubeconfig has no cluster named \"prod\"",
+            ),
+            (
+                ConfigError::Unsupported {
+                    owner: "user \"admin\"".into(),
+                    field: "exec",
+                    hint: "use a token file or a client certificate",
+                },
+                "kubeconfig user \"admin\" uses \"exec\", which certrotate does not support; \
+                 use a token file or a client certificate",
+            ),
+            (
+                ConfigError::ReadFile {
+                    what: "certificate authority",
+                    path: "/etc/ca.pem".into(),
+                    source: std::io::Error::other("no such file"),
+                },
+                "cannot read certificate authority /etc/ca.pem",
+            ),
+            (
+                ConfigError::Invalid {
+                    what: "server URL",
+                    message: "\"ftp://x\": scheme must be https".into(),
+                },
+                "invalid server URL: \"ftp://x\": scheme must be https",
+            ),
+            (
+                ConfigError::NotInCluster {
+                    message: "KUBERNETES_SERVICE_HOST is not set".into(),
+                },
+                "not running in a cluster: KUBERNETES_SERVICE_HOST is not set",
+            ),
+        ];
+        check_table(&rows, config_variant, 9);
     }
 }

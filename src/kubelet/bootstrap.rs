@@ -80,7 +80,10 @@ use crate::csr::{Cancel, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage, Kube
 use crate::error::Error;
 use crate::kubeconfig::{ConfigError, Kubeconfig};
 use crate::manager::CertificateManager;
-use crate::pki::{self, CertInfo, Certificate, KeyAlgorithm, PrivateKey, fmt_duration, fmt_time};
+use crate::pki::{
+    self, CertInfo, Certificate, KeyAlgorithm, PkiError, PrivateKey, fmt_duration, fmt_time,
+};
+use crate::report::Chain;
 use crate::store::{FileStore, Store, StoreError};
 use crate::template::CsrTemplate;
 
@@ -154,7 +157,7 @@ pub enum BootstrapError {
         path: PathBuf,
         /// Why (unparsable, too weak).
         #[source]
-        source: Box<Error>,
+        source: Box<PkiError>,
     },
     /// A new private key or the CSR could not be made.
     #[error("cannot make the certificate signing request for node {node:?}")]
@@ -163,7 +166,7 @@ pub enum BootstrapError {
         node: String,
         /// Why.
         #[source]
-        source: Box<Error>,
+        source: Box<PkiError>,
     },
     /// Creating the CSR or waiting for its certificate failed (including denied, failed,
     /// timed out and cancelled; see [`BootstrapError::csr_error`]).
@@ -182,7 +185,7 @@ pub enum BootstrapError {
         node: String,
         /// Which check failed.
         #[source]
-        source: Box<Error>,
+        source: Box<PkiError>,
     },
     /// Writing the kubeconfig or the key file failed.
     #[error("cannot {op} {}", path.display())]
@@ -506,7 +509,10 @@ pub fn load_client_cert_with(
         }
         Ok(None) => None,
         Err(e) => {
-            log::warn!("stored client certificate is unusable ({e}); bootstrapping a new one");
+            log::warn!(
+                "stored client certificate is unusable ({}); bootstrapping a new one",
+                Chain(&e)
+            );
             None
         }
     };
@@ -524,7 +530,7 @@ pub fn load_client_cert_with(
 
     let template = node_identity(node_name);
     let usages = bootstrap_usages(key.algorithm());
-    let csr_err = |source: Error| BootstrapError::Csr {
+    let csr_err = |source: PkiError| BootstrapError::Csr {
         node: node_name.to_owned(),
         source: Box::new(source),
     };

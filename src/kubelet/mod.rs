@@ -75,11 +75,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod bootstrap;
+#[cfg(test)]
+mod error_tests;
+#[cfg(feature = "prometheus")]
+mod prom;
+#[cfg(feature = "prometheus")]
+pub use prom::KubeletMetrics;
 
 use crate::clock::Clock;
+use crate::csr::BoxError;
 use crate::csr::{CsrClient, KeyUsage, KubeCsrClientBuilder};
 use crate::error::Error;
-use crate::manager::{BoxError, CertificateManager, Config, KeyGenerator, Manager};
+use crate::manager::{CertificateManager, Config, KeyGenerator, Manager};
 use crate::metrics::{Counter, Gauge, Histogram};
 use crate::pki::{Certificate, KeyAlgorithm};
 use crate::store::{FileStore, Store};

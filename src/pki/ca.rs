@@ -6,14 +6,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngExt;
 
+use super::PkiError;
 use super::der::{general_names_der, has_sans, name_der};
 use super::x509::{
     CertSpec, KU_CERT_SIGN, build_certificate, truncate_to_second, usage_extensions,
 };
 use super::{CertInfo, Certificate, ParsedCsr, PrivateKey, pem_encode};
-use crate::csr::KeyUsage;
-use crate::error::Error;
 use crate::template::CsrTemplate;
+use crate::usages::KeyUsage;
 
 /// A self-signed certificate authority that signs leaf certificates.
 ///
@@ -31,12 +31,13 @@ impl CertificateAuthority {
     /// to `not_after`.
     ///
     /// # Errors
-    /// [`Error::KeyGeneration`] when key generation or signing fails.
+    /// [`PkiError::KeyGeneration`] when key generation fails, [`PkiError::Signing`] when
+    /// signing does.
     pub fn new(
         common_name: &str,
         not_before: SystemTime,
         not_after: SystemTime,
-    ) -> Result<CertificateAuthority, Error> {
+    ) -> Result<CertificateAuthority, PkiError> {
         let key = PrivateKey::generate(super::KeyAlgorithm::EcdsaP256)?;
         let subject = name_der(&CsrTemplate::new(common_name));
         let spki = key.public_key_der();
@@ -71,7 +72,7 @@ impl CertificateAuthority {
     ///
     /// # Errors
     /// As [`CertificateAuthority::new`].
-    pub fn for_tests(common_name: &str) -> Result<CertificateAuthority, Error> {
+    pub fn for_tests(common_name: &str) -> Result<CertificateAuthority, PkiError> {
         CertificateAuthority::new(
             common_name,
             UNIX_EPOCH + Duration::from_secs(946_684_800),
@@ -83,7 +84,7 @@ impl CertificateAuthority {
     ///
     /// # Errors
     /// As [`Certificate::from_pem`].
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertificateAuthority, Error> {
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertificateAuthority, PkiError> {
         let pair = Certificate::from_pem(cert_pem, key_pem)?;
         let cert_der = pair.chain()[0].to_vec();
         Ok(CertificateAuthority {
@@ -118,14 +119,14 @@ impl CertificateAuthority {
     /// KeyUsage/ExtKeyUsage, not a CA, a 128-bit random serial. Returns one PEM block.
     ///
     /// # Errors
-    /// [`Error::KeyGeneration`] when signing fails.
+    /// [`PkiError::Signing`] when signing fails.
     pub fn sign_csr(
         &self,
         csr: &ParsedCsr,
         usages: &[KeyUsage],
         not_before: SystemTime,
         not_after: SystemTime,
-    ) -> Result<String, Error> {
+    ) -> Result<String, PkiError> {
         self.sign_csr_with_flaw(csr, usages, not_before, not_after, Flaw::None)
     }
 
@@ -138,7 +139,7 @@ impl CertificateAuthority {
         not_before: SystemTime,
         not_after: SystemTime,
         flaw: Flaw,
-    ) -> Result<String, Error> {
+    ) -> Result<String, PkiError> {
         self.issue_raw(
             &csr.subject_der,
             &csr.public_key_der,
@@ -154,7 +155,7 @@ impl CertificateAuthority {
     /// key as a [`Certificate`] (chain: the leaf only).
     ///
     /// # Errors
-    /// [`Error::KeyGeneration`] when signing fails.
+    /// [`PkiError::Signing`] when signing fails.
     pub fn issue(
         &self,
         template: &CsrTemplate,
@@ -162,7 +163,7 @@ impl CertificateAuthority {
         usages: &[KeyUsage],
         not_before: SystemTime,
         not_after: SystemTime,
-    ) -> Result<Certificate, Error> {
+    ) -> Result<Certificate, PkiError> {
         let pem = self.issue_pem(template, key, usages, not_before, not_after)?;
         Certificate::from_pem(pem.as_bytes(), key.to_pem().as_bytes())
     }
@@ -170,7 +171,7 @@ impl CertificateAuthority {
     /// As [`issue`](CertificateAuthority::issue) but returns the leaf PEM only.
     ///
     /// # Errors
-    /// [`Error::KeyGeneration`] when signing fails.
+    /// [`PkiError::Signing`] when signing fails.
     pub fn issue_pem(
         &self,
         template: &CsrTemplate,
@@ -178,7 +179,7 @@ impl CertificateAuthority {
         usages: &[KeyUsage],
         not_before: SystemTime,
         not_after: SystemTime,
-    ) -> Result<String, Error> {
+    ) -> Result<String, PkiError> {
         let san = has_sans(template).then(|| general_names_der(template));
         self.issue_raw(
             &name_der(template),
@@ -201,7 +202,7 @@ impl CertificateAuthority {
         not_before: SystemTime,
         not_after: SystemTime,
         flaw: Flaw,
-    ) -> Result<String, Error> {
+    ) -> Result<String, PkiError> {
         let (key_usage, ext_key_usages) = match flaw {
             // cRLSign and codeSigning: nothing a TLS certificate is requested with.
             Flaw::UnrequestedUsages => (1 << 6, vec![&[1u64, 3, 6, 1, 5, 5, 7, 3, 3][..]]),

@@ -7,9 +7,9 @@
 use yasna::Tag;
 use yasna::models::ObjectIdentifier;
 
+use super::PkiError;
 use super::der::{has_sans, write_name, write_san_extension};
 use super::key::{PrivateKey, pem_encode};
-use crate::error::Error;
 use crate::template::CsrTemplate;
 
 const OID_EXTENSION_REQUEST: &[u64] = &[1, 2, 840, 113549, 1, 9, 14];
@@ -19,9 +19,9 @@ const OID_EXTENSION_REQUEST: &[u64] = &[1, 2, 840, 113549, 1, 9, 14];
 /// DNS names, IPs, emails or URIs. RSA keys sign with SHA-256/384/512 by size, as client-go.
 ///
 /// # Errors
-/// [`Error::InvalidKey`] when the key cannot sign (an unsupported curve), or
-/// [`Error::KeyGeneration`] when signing itself fails.
-pub fn build_csr_pem(template: &CsrTemplate, key: &PrivateKey) -> Result<String, Error> {
+/// [`PkiError::InvalidKey`] when the key cannot sign (an unsupported curve), or
+/// [`PkiError::Signing`] when signing itself fails.
+pub fn build_csr_pem(template: &CsrTemplate, key: &PrivateKey) -> Result<String, PkiError> {
     let signer = key.signer()?;
     let spki = key.public_key_der();
     let info = yasna::construct_der(|w| {
@@ -77,19 +77,21 @@ pub struct ParsedCsr {
 /// validation).
 ///
 /// # Errors
-/// [`Error::InvalidCertificate`] with the apiserver's wording where it has one: a PEM block of
+/// [`PkiError::InvalidCsr`] with the apiserver's wording where it has one: a PEM block of
 /// another type ("PEM block type must be CERTIFICATE REQUEST"), DER that does not parse, or a
 /// signature that does not verify.
-pub fn parse_csr_pem(pem: &[u8]) -> Result<ParsedCsr, Error> {
+pub fn parse_csr_pem(pem: &[u8]) -> Result<ParsedCsr, PkiError> {
     use rustls::pki_types::pem::{PemObject, SectionKind};
     let mut first = <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem);
     let (kind, der) = match first.next() {
         Some(Ok(item)) => item,
-        Some(Err(e)) => return Err(Error::InvalidCertificate(format!("cannot read PEM: {e}"))),
-        None => return Err(Error::InvalidCertificate("PEM block not found".into())),
+        Some(Err(e)) => {
+            return Err(PkiError::InvalidCsr(format!("cannot read PEM: {e}")));
+        }
+        None => return Err(PkiError::InvalidCsr("PEM block not found".into())),
     };
     if kind != SectionKind::Csr {
-        return Err(Error::InvalidCertificate(
+        return Err(PkiError::InvalidCsr(
             "PEM block type must be CERTIFICATE REQUEST".into(),
         ));
     }
@@ -100,15 +102,15 @@ pub fn parse_csr_pem(pem: &[u8]) -> Result<ParsedCsr, Error> {
 ///
 /// # Errors
 /// As [`parse_csr_pem`].
-pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, Error> {
+pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, PkiError> {
     use x509_parser::prelude::*;
     let (rest, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| Error::InvalidCertificate(format!("cannot parse CSR: {e}")))?;
+        .map_err(|e| PkiError::InvalidCsr(format!("cannot parse CSR: {e}")))?;
     if !rest.is_empty() {
-        return Err(Error::InvalidCertificate("trailing bytes after CSR".into()));
+        return Err(PkiError::InvalidCsr("trailing bytes after CSR".into()));
     }
     csr.verify_signature()
-        .map_err(|e| Error::InvalidCertificate(format!("CSR signature does not verify: {e}")))?;
+        .map_err(|e| PkiError::InvalidCsr(format!("CSR signature does not verify: {e}")))?;
     let info = &csr.certification_request_info;
     let subject = &info.subject;
     let strings = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| {
@@ -144,7 +146,7 @@ pub fn parse_csr_der(der: &[u8]) -> Result<ParsedCsr, Error> {
                         GeneralName::IPAddress(b) => match super::ip_from_bytes(b) {
                             Some(ip) => parsed.ip_addresses.push(ip),
                             None => {
-                                return Err(Error::InvalidCertificate(format!(
+                                return Err(PkiError::InvalidCsr(format!(
                                     "IP SAN of {} bytes in CSR",
                                     b.len()
                                 )));

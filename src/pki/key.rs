@@ -17,7 +17,7 @@ use rustls::pki_types::pem::{PemObject, SectionKind};
 use yasna::models::ObjectIdentifier;
 use yasna::{ASN1Error, ASN1ErrorKind, ASN1Result, Tag};
 
-use crate::error::Error;
+use super::PkiError;
 
 const OID_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 1];
 const OID_EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10045, 2, 1];
@@ -101,21 +101,21 @@ impl PrivateKey {
     /// Generates a new key of the given algorithm with the system's secure random source.
     ///
     /// # Errors
-    /// [`Error::KeyGeneration`] for RSA or other curves (the `ring` backend cannot generate
+    /// [`PkiError::KeyGeneration`] for RSA or other curves (the `ring` backend cannot generate
     /// them; supply a generator through the config instead) or when the backend fails.
-    pub fn generate(algorithm: KeyAlgorithm) -> Result<PrivateKey, Error> {
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<PrivateKey, PkiError> {
         let alg = match algorithm {
             KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
             KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
             other => {
-                return Err(Error::KeyGeneration(format!(
+                return Err(PkiError::KeyGeneration(format!(
                     "unsupported key algorithm: {other} (generate it yourself and pass a key generator)"
                 )));
             }
         };
-        let pair =
-            rcgen::KeyPair::generate_for(alg).map_err(|e| Error::KeyGeneration(e.to_string()))?;
+        let pair = rcgen::KeyPair::generate_for(alg)
+            .map_err(|e| PkiError::KeyGeneration(e.to_string()))?;
         PrivateKey::from_pkcs8_der(pair.serialized_der())
     }
 
@@ -124,11 +124,11 @@ impl PrivateKey {
     /// PKCS#1, then SEC1. Certificate blocks before or after it are skipped.
     ///
     /// # Errors
-    /// [`Error::InvalidKey`] when there is no key block or its body is none of the three forms.
-    pub fn from_pem(pem: &[u8]) -> Result<PrivateKey, Error> {
+    /// [`PkiError::InvalidKey`] when there is no key block or its body is none of the three forms.
+    pub fn from_pem(pem: &[u8]) -> Result<PrivateKey, PkiError> {
         for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem) {
             let (kind, der) =
-                item.map_err(|e| Error::InvalidKey(format!("cannot read PEM: {e}")))?;
+                item.map_err(|e| PkiError::InvalidKey(format!("cannot read PEM: {e}")))?;
             if matches!(
                 kind,
                 SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey
@@ -136,14 +136,16 @@ impl PrivateKey {
                 return PrivateKey::from_der(&der);
             }
         }
-        Err(Error::InvalidKey("no private key PEM block found".into()))
+        Err(PkiError::InvalidKey(
+            "no private key PEM block found".into(),
+        ))
     }
 
     /// Parses a DER private key in any of PKCS#8, PKCS#1 or SEC1 form.
     ///
     /// # Errors
-    /// [`Error::InvalidKey`] when the bytes are none of the three forms.
-    pub fn from_der(der: &[u8]) -> Result<PrivateKey, Error> {
+    /// [`PkiError::InvalidKey`] when the bytes are none of the three forms.
+    pub fn from_der(der: &[u8]) -> Result<PrivateKey, PkiError> {
         if let Ok(key) = PrivateKey::from_pkcs8_der(der) {
             return Ok(key);
         }
@@ -151,10 +153,10 @@ impl PrivateKey {
             return Ok(key);
         }
         parse_sec1(der, None)
-            .map_err(|_| Error::InvalidKey("key is neither PKCS#8, PKCS#1 nor SEC1 DER".into()))
+            .map_err(|_| PkiError::InvalidKey("key is neither PKCS#8, PKCS#1 nor SEC1 DER".into()))
     }
 
-    fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, Error> {
+    fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, PkiError> {
         let (alg_oid, params, inner, public) = yasna::parse_der(der, |r| {
             r.read_sequence(|r| {
                 let version = r.next().read_u8()?;
@@ -175,7 +177,7 @@ impl PrivateKey {
                 Ok((oid, params, inner, public))
             })
         })
-        .map_err(|e| Error::InvalidKey(format!("not PKCS#8: {e}")))?;
+        .map_err(|e| PkiError::InvalidKey(format!("not PKCS#8: {e}")))?;
         let oid = alg_oid.components().as_slice();
         if oid == OID_RSA {
             let key = parse_pkcs1(&inner)?;
@@ -195,12 +197,12 @@ impl PrivateKey {
             })
         } else if oid == OID_ED25519 {
             let seed = yasna::parse_der(&inner, |r| r.read_bytes())
-                .map_err(|e| Error::InvalidKey(format!("bad Ed25519 key: {e}")))?;
+                .map_err(|e| PkiError::InvalidKey(format!("bad Ed25519 key: {e}")))?;
             let public = match public {
                 Some((bytes, _)) => bytes,
                 None => {
                     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
-                        .map_err(|e| Error::InvalidKey(format!("bad Ed25519 key: {e}")))?;
+                        .map_err(|e| PkiError::InvalidKey(format!("bad Ed25519 key: {e}")))?;
                     ring::signature::KeyPair::public_key(&pair)
                         .as_ref()
                         .to_vec()
@@ -212,7 +214,7 @@ impl PrivateKey {
                 public_key: public,
             })
         } else {
-            Err(Error::InvalidKey(format!(
+            Err(PkiError::InvalidKey(format!(
                 "unsupported private key algorithm {alg_oid}"
             )))
         }
@@ -273,14 +275,14 @@ impl PrivateKey {
     /// at least 256 bits (client-go's `validateKeyStrength`). Ed25519 always passes.
     ///
     /// # Errors
-    /// [`Error::InsecureKey`] with client-go's wording, e.g. `RSA key size 1024 bits is below the
+    /// [`PkiError::InsecureKey`] with client-go's wording, e.g. `RSA key size 1024 bits is below the
     /// minimum of 2048`.
-    pub fn check_strength(&self) -> Result<(), Error> {
+    pub fn check_strength(&self) -> Result<(), PkiError> {
         match self.algorithm {
-            KeyAlgorithm::Rsa { bits } if bits < 2048 => Err(Error::InsecureKey(format!(
+            KeyAlgorithm::Rsa { bits } if bits < 2048 => Err(PkiError::InsecureKey(format!(
                 "RSA key size {bits} bits is below the minimum of 2048"
             ))),
-            KeyAlgorithm::OtherEc { bits, curve } if bits < 256 => Err(Error::InsecureKey(
+            KeyAlgorithm::OtherEc { bits, curve } if bits < 256 => Err(PkiError::InsecureKey(
                 format!("ECDSA key curve {curve} ({bits} bits) is below the minimum of 256"),
             )),
             _ => Ok(()),
@@ -291,9 +293,9 @@ impl PrivateKey {
     /// SHA-384 from 3072, else SHA-256).
     ///
     /// # Errors
-    /// [`Error::InvalidKey`] for keys certrotate cannot sign with (other curves, RSA that ring
+    /// [`PkiError::InvalidKey`] for keys certrotate cannot sign with (other curves, RSA that ring
     /// refuses, such as below 1024 bits).
-    pub(crate) fn signer(&self) -> Result<Signer, Error> {
+    pub(crate) fn signer(&self) -> Result<Signer, PkiError> {
         const ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
         const ECDSA_SHA384: &[u64] = &[1, 2, 840, 10045, 4, 3, 3];
         const RSA_SHA256: &[u64] = &[1, 2, 840, 113549, 1, 1, 11];
@@ -312,12 +314,14 @@ impl PrivateKey {
                 }
                 KeyAlgorithm::Rsa { .. } => (&rcgen::PKCS_RSA_SHA256, RSA_SHA256, true),
                 other => {
-                    return Err(Error::InvalidKey(format!("cannot sign with a {other} key")));
+                    return Err(PkiError::InvalidKey(format!(
+                        "cannot sign with a {other} key"
+                    )));
                 }
             };
         let der = rustls::pki_types::PrivatePkcs8KeyDer::from(self.pkcs8.as_slice());
         let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, alg).map_err(|e| {
-            Error::InvalidKey(format!("cannot sign with this {} key: {e}", self.algorithm))
+            PkiError::InvalidKey(format!("cannot sign with this {} key: {e}", self.algorithm))
         })?;
         let alg_ident = yasna::construct_der(|w| {
             w.write_sequence(|w| {
@@ -345,12 +349,9 @@ impl Signer {
 
     /// Wraps `tbs` (a DER SEQUENCE) as `SEQUENCE { tbs, algorithm, BIT STRING signature }`, the
     /// shape of both a PKCS#10 request and an X.509 certificate.
-    pub(crate) fn sign_der(&self, tbs: &[u8]) -> Result<Vec<u8>, Error> {
+    pub(crate) fn sign_der(&self, tbs: &[u8]) -> Result<Vec<u8>, PkiError> {
         use rcgen::SigningKey;
-        let signature = self
-            .pair
-            .sign(tbs)
-            .map_err(|e| Error::KeyGeneration(format!("cannot sign: {e}")))?;
+        let signature = self.pair.sign(tbs).map_err(PkiError::Signing)?;
         Ok(yasna::construct_der(|w| {
             w.write_sequence(|w| {
                 w.next().write_der(tbs);
@@ -390,7 +391,7 @@ fn classify_curve(oid: &ObjectIdentifier) -> KeyAlgorithm {
 }
 
 /// PKCS#1 `RSAPrivateKey` → key with a PKCS#8 wrapper.
-fn parse_pkcs1(der: &[u8]) -> Result<PrivateKey, Error> {
+fn parse_pkcs1(der: &[u8]) -> Result<PrivateKey, PkiError> {
     let (n, e) = yasna::parse_der(der, |r| {
         r.read_sequence(|r| {
             let _version = r.next().read_u8()?;
@@ -403,10 +404,10 @@ fn parse_pkcs1(der: &[u8]) -> Result<PrivateKey, Error> {
             Ok((n, e))
         })
     })
-    .map_err(|err| Error::InvalidKey(format!("not PKCS#1: {err}")))?;
+    .map_err(|err| PkiError::InvalidKey(format!("not PKCS#1: {err}")))?;
     let n = strip_leading_zeros(&n);
     if n.is_empty() {
-        return Err(Error::InvalidKey("RSA modulus is zero".into()));
+        return Err(PkiError::InvalidKey("RSA modulus is zero".into()));
     }
     let bits = (n.len() - 1) * 8 + (8 - n[0].leading_zeros() as usize);
     let public_key = yasna::construct_der(|w| {
@@ -434,7 +435,7 @@ fn parse_pkcs1(der: &[u8]) -> Result<PrivateKey, Error> {
 
 /// SEC1 `ECPrivateKey` → key with a PKCS#8 wrapper. `outer_curve` is the curve named by an
 /// enclosing PKCS#8 structure, used when the SEC1 body omits its own.
-fn parse_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<PrivateKey, Error> {
+fn parse_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<PrivateKey, PkiError> {
     type Sec1 = (Vec<u8>, Option<ObjectIdentifier>, Option<(Vec<u8>, usize)>);
     let parsed: ASN1Result<Sec1> = yasna::parse_der(der, |r| {
         r.read_sequence(|r| {
@@ -450,15 +451,15 @@ fn parse_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Priva
         })
     });
     let (scalar, curve, public) =
-        parsed.map_err(|e| Error::InvalidKey(format!("not SEC1: {e}")))?;
+        parsed.map_err(|e| PkiError::InvalidKey(format!("not SEC1: {e}")))?;
     let curve = curve
         .or(outer_curve)
-        .ok_or_else(|| Error::InvalidKey("EC key names no curve".into()))?;
+        .ok_or_else(|| PkiError::InvalidKey("EC key names no curve".into()))?;
     let algorithm = classify_curve(&curve);
     let public_key = match public {
         Some((bits, _)) => bits,
         // Go and OpenSSL always write it; ring cannot derive it from the scalar.
-        None => return Err(Error::InvalidKey("EC key carries no public key".into())),
+        None => return Err(PkiError::InvalidKey("EC key carries no public key".into())),
     };
     // A SEC1 body inside PKCS#8 carries no curve of its own; ring wants it that way.
     let inner = yasna::construct_der(|w| {

@@ -4,7 +4,7 @@
 //!
 //! Everything here is pure: no clock (callers pass `now`), no I/O. Parsing is written for
 //! untrusted input: a malformed PEM block, a chain without a certificate, or a key that does not
-//! match the leaf is an [`Error`], never a panic.
+//! match the leaf is a [`PkiError`], never a panic.
 //!
 //! One rustls crypto provider (`ring`) is used throughout and passed explicitly to every rustls
 //! builder ([`crypto_provider`]), so a second provider elsewhere in a program's dependency graph
@@ -13,7 +13,9 @@
 mod ca;
 mod csr;
 pub(crate) mod der;
+mod error;
 mod key;
+mod template;
 mod verify;
 mod x509;
 
@@ -34,11 +36,12 @@ pub(crate) use ca::Flaw;
 pub use csr::{ParsedCsr, build_csr_pem, parse_csr_der, parse_csr_pem};
 pub use key::{KeyAlgorithm, PrivateKey};
 pub(crate) use key::{Signer, pem_encode};
+pub use template::cert_satisfies_template;
 pub use verify::NOT_BEFORE_ALLOWANCE;
 
-use crate::csr::KeyUsage;
-use crate::error::Error;
 use crate::template::CsrTemplate;
+use crate::usages::KeyUsage;
+pub use error::PkiError;
 
 /// The crate's rustls crypto provider (`ring`), shared by every rustls builder certrotate makes.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
@@ -84,13 +87,13 @@ impl CertInfo {
     /// Parses one DER certificate.
     ///
     /// # Errors
-    /// [`Error::InvalidCertificate`] when the bytes are not an X.509 certificate or an extension
+    /// [`PkiError::InvalidCertificate`] when the bytes are not an X.509 certificate or an extension
     /// this code reads (SAN) is malformed.
-    pub fn from_der(der: &[u8]) -> Result<CertInfo, Error> {
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, PkiError> {
         let (rest, cert) = X509Certificate::from_der(der)
-            .map_err(|e| Error::InvalidCertificate(format!("cannot parse certificate: {e}")))?;
+            .map_err(|e| PkiError::InvalidCertificate(format!("cannot parse certificate: {e}")))?;
         if !rest.is_empty() {
-            return Err(Error::InvalidCertificate(
+            return Err(PkiError::InvalidCertificate(
                 "trailing bytes after certificate".into(),
             ));
         }
@@ -120,13 +123,13 @@ impl CertInfo {
         };
         let eku = cert
             .extended_key_usage()
-            .map_err(|e| Error::InvalidCertificate(format!("bad ExtKeyUsage extension: {e}")))?;
+            .map_err(|e| PkiError::InvalidCertificate(format!("bad ExtKeyUsage extension: {e}")))?;
         if let Some(eku) = eku {
             info.allows_client_auth = eku.value.any || eku.value.client_auth;
         }
         let san = cert
             .subject_alternative_name()
-            .map_err(|e| Error::InvalidCertificate(format!("bad SAN extension: {e}")))?;
+            .map_err(|e| PkiError::InvalidCertificate(format!("bad SAN extension: {e}")))?;
         if let Some(san) = san {
             for name in &san.value.general_names {
                 match name {
@@ -136,7 +139,7 @@ impl CertInfo {
                     GeneralName::IPAddress(b) => match ip_from_bytes(b) {
                         Some(ip) => info.ip_addresses.push(ip),
                         None => {
-                            return Err(Error::InvalidCertificate(format!(
+                            return Err(PkiError::InvalidCertificate(format!(
                                 "IP SAN of {} bytes",
                                 b.len()
                             )));
@@ -202,10 +205,10 @@ impl Certificate {
     /// the blocks in either order, as in `kubelet-client-current.pem`.
     ///
     /// # Errors
-    /// - [`Error::InvalidCertificate`]: no `CERTIFICATE` block, or one does not parse.
-    /// - [`Error::InvalidKey`]: no key block, or it is none of PKCS#8, PKCS#1, SEC1.
-    /// - [`Error::KeyMismatch`]: the key is not the leaf's.
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, Error> {
+    /// - [`PkiError::InvalidCertificate`]: no `CERTIFICATE` block, or one does not parse.
+    /// - [`PkiError::InvalidKey`]: no key block, or it is none of PKCS#8, PKCS#1, SEC1.
+    /// - [`PkiError::KeyMismatch`]: the key is not the leaf's.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, PkiError> {
         let chain = parse_chain_pem(cert_pem)?;
         let key = PrivateKey::from_pem(key_pem)?;
         Certificate::from_parts(chain, key)
@@ -215,29 +218,29 @@ impl Certificate {
     ///
     /// # Errors
     /// As [`Certificate::from_pem`].
-    pub fn from_pair_pem(pem: &[u8]) -> Result<Certificate, Error> {
+    pub fn from_pair_pem(pem: &[u8]) -> Result<Certificate, PkiError> {
         Certificate::from_pem(pem, pem)
     }
 
     /// Builds a certificate from a parsed chain (leaf first) and its key.
     ///
     /// # Errors
-    /// [`Error::InvalidCertificate`] for an empty chain or an unparsable leaf;
-    /// [`Error::KeyMismatch`] when the key is not the leaf's.
+    /// [`PkiError::InvalidCertificate`] for an empty chain or an unparsable leaf;
+    /// [`PkiError::KeyMismatch`] when the key is not the leaf's.
     pub fn from_parts(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKey,
-    ) -> Result<Certificate, Error> {
+    ) -> Result<Certificate, PkiError> {
         let leaf = chain
             .first()
-            .ok_or_else(|| Error::InvalidCertificate("no certificate in chain".into()))?;
+            .ok_or_else(|| PkiError::InvalidCertificate("no certificate in chain".into()))?;
         let info = CertInfo::from_der(leaf)?;
         if info.public_key != key.public_key_bits() {
-            return Err(Error::KeyMismatch);
+            return Err(PkiError::KeyMismatch);
         }
         for (i, extra) in chain.iter().enumerate().skip(1) {
             X509Certificate::from_der(extra).map_err(|e| {
-                Error::InvalidCertificate(format!("cannot parse certificate {i} of chain: {e}"))
+                PkiError::InvalidCertificate(format!("cannot parse certificate {i} of chain: {e}"))
             })?;
         }
         let cert_pem = chain
@@ -349,19 +352,19 @@ impl Certificate {
 /// Parses every `CERTIFICATE` block of a PEM document, in order; other blocks (keys) are skipped.
 ///
 /// # Errors
-/// [`Error::InvalidCertificate`] when the PEM is malformed, holds no certificate, or a block is
+/// [`PkiError::InvalidCertificate`] when the PEM is malformed, holds no certificate, or a block is
 /// not an X.509 certificate.
-pub fn parse_chain_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
+pub fn parse_chain_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     let mut chain = Vec::new();
     for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem) {
         let (kind, der) =
-            item.map_err(|e| Error::InvalidCertificate(format!("cannot read PEM: {e}")))?;
+            item.map_err(|e| PkiError::InvalidCertificate(format!("cannot read PEM: {e}")))?;
         if kind == SectionKind::Certificate {
             chain.push(CertificateDer::from(der));
         }
     }
     if chain.is_empty() {
-        return Err(Error::InvalidCertificate(
+        return Err(PkiError::InvalidCertificate(
             "no CERTIFICATE PEM block found".into(),
         ));
     }
@@ -376,18 +379,20 @@ pub fn parse_chain_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error
 /// refused here, so it is never stored, served or used to authenticate.
 ///
 /// # Errors
-/// [`Error::IssuedCertificate`] naming the first check that failed.
+/// [`PkiError::IssuedCertificate`] naming the first check that failed.
 pub fn verify_issued(
     chain_pem: &[u8],
     key: &PrivateKey,
     template: Option<&CsrTemplate>,
     usages: &[KeyUsage],
     now: SystemTime,
-) -> Result<Certificate, Error> {
-    let rejected = |reason: String| Error::IssuedCertificate { reason };
+) -> Result<Certificate, PkiError> {
+    let rejected = |reason: String| PkiError::IssuedCertificate { reason };
     let chain = parse_chain_pem(chain_pem).map_err(|e| rejected(e.to_string()))?;
     let cert = Certificate::from_parts(chain, key.clone()).map_err(|e| match e {
-        Error::KeyMismatch => rejected("it is for a different key than the one requested".into()),
+        PkiError::KeyMismatch => {
+            rejected("it is for a different key than the one requested".into())
+        }
         other => rejected(other.to_string()),
     })?;
     verify::chain_fault(cert.chain(), usages, now).map_err(rejected)?;
@@ -424,13 +429,13 @@ pub fn verify_issued(
 /// The last certificate's own issuer is not checked: the trust anchors are the peer's.
 ///
 /// # Errors
-/// [`Error::InvalidCertificate`] naming the certificate and the first check it fails.
+/// [`PkiError::InvalidCertificate`] naming the certificate and the first check it fails.
 pub fn verify_chain(
     chain: &[CertificateDer<'_>],
     usages: &[KeyUsage],
     now: SystemTime,
-) -> Result<(), Error> {
-    verify::chain_fault(chain, usages, now).map_err(Error::InvalidCertificate)
+) -> Result<(), PkiError> {
+    verify::chain_fault(chain, usages, now).map_err(PkiError::InvalidCertificate)
 }
 
 /// Describes the first way `cert` fails `template`, or `None` when it satisfies it.

@@ -44,7 +44,7 @@ use x509_parser::prelude::*;
 
 use super::x509::{KU_CERT_SIGN, usage_extensions};
 use super::{fmt_duration, fmt_time, unix_to_system_time};
-use crate::csr::KeyUsage;
+use crate::usages::KeyUsage;
 
 /// How far after `now` a certificate's NotBefore may lie and the certificate still be accepted,
 /// stored and served: 5 minutes.

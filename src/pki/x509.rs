@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use yasna::Tag;
 use yasna::models::ObjectIdentifier;
 
+use super::PkiError;
 use super::Signer;
 use super::der::OID_SAN;
-use crate::csr::KeyUsage;
-use crate::error::Error;
+use crate::usages::KeyUsage;
 
 const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
 const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
@@ -128,8 +128,8 @@ pub(crate) fn usage_extensions(usages: &[KeyUsage]) -> (u16, Vec<&'static [u64]>
 /// Encodes and signs one certificate; returns its DER.
 ///
 /// # Errors
-/// [`Error::KeyGeneration`] when signing fails.
-pub(crate) fn build_certificate(spec: &CertSpec<'_>, signer: &Signer) -> Result<Vec<u8>, Error> {
+/// [`PkiError::Signing`] when signing fails.
+pub(crate) fn build_certificate(spec: &CertSpec<'_>, signer: &Signer) -> Result<Vec<u8>, PkiError> {
     let tbs = yasna::construct_der(|w| {
         w.write_sequence(|w| {
             w.next().write_tagged(Tag::context(0), |w| w.write_u8(2));

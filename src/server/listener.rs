@@ -89,11 +89,17 @@ pub(crate) fn client_verifiers(
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from(ca.cert_der().to_vec()))
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+        .map_err(|e| ServerError::Tls {
+            part: "CA certificate",
+            source: Box::new(e),
+        })?;
     let strict = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
         .allow_unauthenticated()
         .build()
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+        .map_err(|e| ServerError::Tls {
+            part: "client certificate verifier",
+            source: Box::new(e),
+        })?;
     let lenient: Arc<dyn ClientCertVerifier> = Arc::new(RequestClientCert {
         inner: strict.clone(),
     });
@@ -132,13 +138,19 @@ pub(crate) fn tls_config(
         .map_err(ServerError::Pki)?;
     let mut cfg = ServerConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .map_err(|e| ServerError::Tls {
+            part: "protocol versions",
+            source: Box::new(e),
+        })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(
             serving.chain().to_vec(),
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec())),
         )
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+        .map_err(|e| ServerError::Tls {
+            part: "serving certificate",
+            source: Box::new(e),
+        })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Every connection authenticates with the certificate it presents now: no resumption.
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});

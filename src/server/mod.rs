@@ -266,7 +266,7 @@ use state::{EventType, State};
 #[non_exhaustive]
 pub enum ServerError {
     /// The listening socket could not be bound.
-    #[error("cannot bind the CSR API server to {addr}: {source}")]
+    #[error("cannot bind the CSR API server to {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
@@ -275,14 +275,21 @@ pub enum ServerError {
         source: std::io::Error,
     },
     /// A server thread could not be started.
-    #[error("cannot start a CSR API server thread: {0}")]
+    #[error("cannot start a CSR API server thread")]
     Thread(#[source] std::io::Error),
     /// The CA or a certificate could not be made.
-    #[error("cannot make CSR API server certificates: {0}")]
-    Pki(#[source] crate::Error),
-    /// The TLS configuration was refused.
-    #[error("cannot configure TLS for the CSR API server: {0}")]
-    Tls(String),
+    #[error("cannot make CSR API server certificates")]
+    Pki(#[source] crate::pki::PkiError),
+    /// The TLS configuration was refused. The source is rustls' error.
+    #[error("cannot configure TLS for the CSR API server: {part} refused")]
+    Tls {
+        /// What was refused: `CA certificate`, `client certificate verifier`, `protocol
+        /// versions` or `serving certificate`.
+        part: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The builder's settings are inconsistent.
     #[error("invalid CSR API server configuration: {0}")]
     InvalidConfig(String),
@@ -1107,4 +1114,72 @@ impl Drop for CsrApiServer {
 /// How long ago `then` was at `now` (zero when `then` is in the future), for ages.
 pub(crate) fn since(now: SystemTime, then: SystemTime) -> Duration {
     now.duration_since(then).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::pki::PkiError;
+    use crate::report::check_table;
+
+    fn variant(e: &ServerError) -> &'static str {
+        match e {
+            ServerError::Bind { .. } => "Bind",
+            ServerError::Thread(_) => "Thread",
+            ServerError::Pki(_) => "Pki",
+            ServerError::Tls { .. } => "Tls",
+            ServerError::InvalidConfig(_) => "InvalidConfig",
+            ServerError::NotFound(_) => "NotFound",
+            ServerError::InvalidState { .. } => "InvalidState",
+            ServerError::UnknownIdentity(_) => "UnknownIdentity",
+        }
+    }
+
+    #[test]
+    fn every_server_message_says_its_own_step_and_leaves_the_cause_to_source() {
+        let rows = [
+            (
+                ServerError::Bind {
+                    addr: "127.0.0.1:6443".parse().expect("an address"),
+                    source: std::io::Error::other("address in use"),
+                },
+                "cannot bind the CSR API server to 127.0.0.1:6443",
+            ),
+            (
+                ServerError::Thread(std::io::Error::other("out of threads")),
+                "cannot start a CSR API server thread",
+            ),
+            (
+                ServerError::Pki(PkiError::Signing(rcgen::Error::RingUnspecified)),
+                "cannot make CSR API server certificates",
+            ),
+            (
+                ServerError::Tls {
+                    part: "serving certificate",
+                    source: Box::new(rustls::Error::General("no usable key".into())),
+                },
+                "cannot configure TLS for the CSR API server: serving certificate refused",
+            ),
+            (
+                ServerError::InvalidConfig("max connections must not be zero".into()),
+                "invalid CSR API server configuration: max connections must not be zero",
+            ),
+            (
+                ServerError::NotFound("csr-1".into()),
+                "certificatesigningrequest \"csr-1\" not found",
+            ),
+            (
+                ServerError::InvalidState {
+                    name: "csr-1".into(),
+                    message: "it is denied".into(),
+                },
+                "certificatesigningrequest \"csr-1\": it is denied",
+            ),
+            (
+                ServerError::UnknownIdentity("bootstrap"),
+                "the bootstrap identity is not registered with the server",
+            ),
+        ];
+        check_table(&rows, variant, 8);
+    }
 }

@@ -28,6 +28,7 @@ use crate::csr::api::{
     CsrCondition, LEGACY_UNKNOWN_SIGNER,
 };
 use crate::pki::{CertificateAuthority, Flaw, KeyAlgorithm, ParsedCsr, PrivateKey, fmt_time};
+use crate::report::Chain;
 
 use super::Shared;
 use super::faults::SignerFault;
@@ -481,7 +482,10 @@ fn sign(shared: &Shared, name: &str) {
     if fault == Some(SignerFault::WrongKey) {
         match PrivateKey::generate(KeyAlgorithm::EcdsaP256) {
             Ok(other) => request.public_key_der = other.public_key_der(),
-            Err(e) => log::warn!("csr {name:?}: cannot make a key for the wrong-key fault: {e}"),
+            Err(e) => log::warn!(
+                "csr {name:?}: cannot make a key for the wrong-key fault: {}",
+                Chain(&e)
+            ),
         }
     }
     let mut pem = match shared
@@ -490,14 +494,17 @@ fn sign(shared: &Shared, name: &str) {
     {
         Ok(pem) => pem,
         Err(e) => {
-            log::warn!("csr {name:?}: signing failed: {e}");
+            log::warn!("csr {name:?}: signing failed: {}", Chain(&e));
             return;
         }
     };
     if fault == Some(SignerFault::UnrelatedChain) {
         match CertificateAuthority::for_tests("unrelated-ca") {
             Ok(other) => pem.push_str(&other.cert_pem()),
-            Err(e) => log::warn!("csr {name:?}: cannot make a CA for the chain fault: {e}"),
+            Err(e) => log::warn!(
+                "csr {name:?}: cannot make a CA for the chain fault: {}",
+                Chain(&e)
+            ),
         }
     }
     let replace_uid = fault == Some(SignerFault::ReplaceUid);

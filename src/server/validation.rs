@@ -321,9 +321,9 @@ pub(crate) fn validate_create(
 /// `PEM block type must be CERTIFICATE REQUEST`; a signature that does not verify is Go's
 /// error for the key type. DER that does not parse keeps this crate's text (Go's ASN.1 errors
 /// name its own parser's steps).
-fn csr_error_text(pem: &[u8], e: &crate::Error) -> String {
+fn csr_error_text(pem: &[u8], e: &crate::pki::PkiError) -> String {
     let m = match e {
-        crate::Error::InvalidCertificate(m) => m.clone(),
+        crate::pki::PkiError::InvalidCsr(m) => m.clone(),
         other => other.to_string(),
     };
     if m == "PEM block not found" || m.starts_with("cannot read PEM") {

@@ -16,8 +16,8 @@ use rustls::pki_types::pem::{PemObject, SectionKind};
 
 use super::{Store, StoreError};
 use crate::clock::{Clock, SystemClock};
-use crate::error::Error;
-use crate::pki::{self, Certificate, pem_encode};
+use crate::pki::{self, Certificate, PkiError, pem_encode};
+use crate::report::Chain;
 
 /// How many timestamped pairs a [`FileStore`] keeps by default, besides the current one.
 pub const DEFAULT_RETENTION: usize = 5;
@@ -602,7 +602,7 @@ impl Store for FileStore {
     /// [`FileStore`]; returns the pair as
     /// parsed from the exact bytes written.
     fn update(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, StoreError> {
-        let invalid = |e: Error| StoreError::InvalidPair(Box::new(e));
+        let invalid = StoreError::InvalidPair;
         let contents = pair_file_contents(cert_pem, key_pem).map_err(invalid)?;
         let cert = Certificate::from_pair_pem(&contents).map_err(invalid)?;
 
@@ -622,7 +622,7 @@ impl Store for FileStore {
             path.display()
         );
         if let Err(e) = self.prune() {
-            log::warn!("cannot prune old certificate files: {e}");
+            log::warn!("cannot prune old certificate files: {}", Chain(&e));
         }
         Ok(cert)
     }
@@ -630,13 +630,14 @@ impl Store for FileStore {
 
 /// The bytes of a pair file: the chain's `CERTIFICATE` blocks in order, then the first private
 /// key block of `key_pem` under its own label (client-go writes the same two parts).
-fn pair_file_contents(cert_pem: &[u8], key_pem: &[u8]) -> Result<Vec<u8>, Error> {
+fn pair_file_contents(cert_pem: &[u8], key_pem: &[u8]) -> Result<Vec<u8>, PkiError> {
     let mut out = String::new();
     for cert in pki::parse_chain_pem(cert_pem)? {
         out.push_str(&pem_encode("CERTIFICATE", &cert));
     }
     for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(key_pem) {
-        let (kind, der) = item.map_err(|e| Error::InvalidKey(format!("cannot read PEM: {e}")))?;
+        let (kind, der) =
+            item.map_err(|e| PkiError::InvalidKey(format!("cannot read PEM: {e}")))?;
         let label = match kind {
             SectionKind::PrivateKey => "PRIVATE KEY",
             SectionKind::RsaPrivateKey => "RSA PRIVATE KEY",
@@ -646,7 +647,9 @@ fn pair_file_contents(cert_pem: &[u8], key_pem: &[u8]) -> Result<Vec<u8>, Error>
         out.push_str(&pem_encode(label, &der));
         return Ok(out.into_bytes());
     }
-    Err(Error::InvalidKey("no private key PEM block found".into()))
+    Err(PkiError::InvalidKey(
+        "no private key PEM block found".into(),
+    ))
 }
 
 /// Parses a combined pair file; any failure is [`StoreError::Corrupt`] naming `path`.

@@ -49,8 +49,7 @@ impl Store for MemoryStore {
     }
 
     fn update(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Certificate, StoreError> {
-        let cert = Certificate::from_pem(cert_pem, key_pem)
-            .map_err(|e| StoreError::InvalidPair(Box::new(e)))?;
+        let cert = Certificate::from_pem(cert_pem, key_pem).map_err(StoreError::InvalidPair)?;
         let mut state = self.state.lock();
         state.current = Some(cert.clone());
         state.updates += 1;

@@ -84,8 +84,8 @@ pub enum StoreError {
         reason: String,
     },
     /// A pair given to `update` is not usable; nothing was written.
-    #[error("refusing to store invalid certificate/key pair: {0}")]
-    InvalidPair(#[source] Box<crate::Error>),
+    #[error("refusing to store invalid certificate/key pair")]
+    InvalidPair(#[source] crate::pki::PkiError),
     /// An I/O operation failed.
     #[error("cannot {op} {}", path.display())]
     Io {
@@ -115,5 +115,59 @@ impl StoreError {
     /// invalid input.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Io { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::PkiError;
+    use crate::report::check_table;
+
+    fn variant(e: &StoreError) -> &'static str {
+        match e {
+            StoreError::Corrupt { .. } => "Corrupt",
+            StoreError::InvalidPair(_) => "InvalidPair",
+            StoreError::Io { .. } => "Io",
+            StoreError::BadState { .. } => "BadState",
+            StoreError::InvalidConfig(_) => "InvalidConfig",
+        }
+    }
+
+    #[test]
+    fn every_message_names_the_file_and_leaves_the_cause_to_source() {
+        let rows = [
+            (
+                StoreError::Corrupt {
+                    path: "/certs/kubelet-server-current.pem".into(),
+                    reason: "no certificate PEM block".into(),
+                },
+                "stored certificate at /certs/kubelet-server-current.pem is corrupt: no certificate PEM block",
+            ),
+            (
+                StoreError::InvalidPair(PkiError::KeyMismatch),
+                "refusing to store invalid certificate/key pair",
+            ),
+            (
+                StoreError::Io {
+                    op: "rename",
+                    path: "/certs/x.pem".into(),
+                    source: std::io::Error::other("read-only file system"),
+                },
+                "cannot rename /certs/x.pem",
+            ),
+            (
+                StoreError::BadState {
+                    path: "/certs/kubelet-server-updated.pem".into(),
+                    reason: "is not a symlink".into(),
+                },
+                "certificate store at /certs/kubelet-server-updated.pem: is not a symlink",
+            ),
+            (
+                StoreError::InvalidConfig("the pair name prefix is empty".into()),
+                "invalid certificate store configuration: the pair name prefix is empty",
+            ),
+        ];
+        check_table(&rows, variant, 5);
     }
 }

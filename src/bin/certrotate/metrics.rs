@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use certrotate::metrics::KubeletMetrics;
+use certrotate::kubelet::KubeletMetrics;
 use certrotate::{Certificate, CertificateManager, Manager};
 use parking_lot::Mutex;
 use prometheus::{Encoder, Gauge, IntCounter, Opts, Registry, TextEncoder};

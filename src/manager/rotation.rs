@@ -132,7 +132,7 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
         let template = shared.template();
         let forced = shared.forced.load(Ordering::Relaxed);
         let due_now =
-            forced || !crate::template::cert_satisfies_template(cert.as_deref(), template.as_ref());
+            forced || !crate::pki::cert_satisfies_template(cert.as_deref(), template.as_ref());
         let deadline = match (&cert, due_now) {
             (Some(c), false) => shared.deadline_of(c),
             _ => now,
@@ -416,10 +416,7 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
         Ok(c) => c,
         Err(e) => {
             *shared.pending.lock() = Some(pending);
-            return Err(Error::ClientFactory {
-                message: e.to_string(),
-                source: Some(e),
-            });
+            return Err(Error::ClientFactory(e));
         }
     };
     let chain_pem = match request_and_wait(shared, &*client, &mut pending, cancel) {
@@ -534,10 +531,13 @@ fn new_request(
     };
     let usages = shared.usages_for(key.algorithm());
     if usages.is_empty() && !config.allow_legacy_v1beta1 {
-        return Err(Error::InvalidConfig(format!(
-            "the usages function gave no usages for a {:?} key: certificates.k8s.io/v1 requires at least one",
-            key.algorithm()
-        )));
+        return Err(Error::InvalidConfig {
+            setting: "usages_fn",
+            problem: format!(
+                "the usages function gave no usages for a {:?} key: certificates.k8s.io/v1 requires at least one",
+                key.algorithm()
+            ),
+        });
     }
     // A fixed name (a digest of key, template and usages, prefix `csr-`), not `generateName`: a create
     // whose answer was lost may still have made the CSR, and sending it again must meet that
