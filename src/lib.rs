@@ -146,6 +146,7 @@ pub mod kubelet;
 mod manager;
 pub mod metrics;
 pub mod pki;
+mod request;
 mod rotation;
 pub mod schedule;
 #[cfg(feature = "server")]

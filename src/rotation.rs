@@ -22,9 +22,10 @@
 //!
 //! # One attempt
 //! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
-//! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
-//! template, and as a TLS peer would for the requested usages ([`pki::verify_chain`]) → store →
-//! publish. Any failure, a refused chain included, leaves the stored and served certificate as
+//! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain
+//! against the key and the template, and as a TLS peer would for the requested usages
+//! ([`crate::pki::verify_chain`]) → store → publish. The CSR, the create and the check of the
+//! issued chain are the request steps the kubelet's bootstrap takes too ([`CertRequest`]). Any failure, a refused chain included, leaves the stored and served certificate as
 //! it was and counts as a failed attempt (backoff, failure counter; health is not touched).
 //!
 //! # One outstanding CSR
@@ -64,10 +65,11 @@ use parking_lot::Mutex;
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use crate::csr::{Cancel, CancelReason, CsrError, CsrRef, CsrRequest};
+use crate::csr::{Cancel, CancelReason, CsrError, CsrRef};
 use crate::error::Error;
 use crate::manager::{KeySource, Shared};
-use crate::pki::{self, Certificate, PrivateKey, fmt_duration, fmt_time};
+use crate::pki::{Certificate, PrivateKey, fmt_duration, fmt_time};
+use crate::request::CertRequest;
 use crate::schedule::{AfterAttempt, CertFacts, Inputs, Outcome, Policy, Step};
 use crate::template::{CsrTemplate, cert_satisfies_template};
 
@@ -331,9 +333,7 @@ fn arm(shared: &Shared) -> Result<Cancel, Error> {
 /// object once created. The next attempt for the same template waits for that CSR again rather
 /// than creating another, so a manager has at most one pending CSR.
 pub(crate) struct PendingRequest {
-    template: CsrTemplate,
-    key: PrivateKey,
-    request: CsrRequest,
+    req: CertRequest,
     csr: Option<CsrRef>,
 }
 
@@ -377,8 +377,8 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
     let pending = shared.pending.lock().take();
     let mut pending = match pending {
         Some(p)
-            if p.template == template
-                && p.request.usages == shared.usages_for(p.key.algorithm()) =>
+            if p.req.template == template
+                && p.req.request.usages == shared.usages_for(p.req.key.algorithm()) =>
         {
             p
         }
@@ -421,13 +421,7 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
     };
     // Answered: whatever comes of the certificate, this key is not sent again.
     forget_kept_key(shared);
-    let cert = pki::verify_issued(
-        &chain_pem,
-        &pending.key,
-        Some(&pending.template),
-        &pending.request.usages,
-        shared.clock().now(),
-    )?;
+    let cert = pending.req.verify(&chain_pem, shared.clock().now())?;
     store_and_publish(shared, cert, current.as_deref())
 }
 
@@ -526,25 +520,15 @@ fn new_request(
     // A fixed name (a digest of key, template and usages, prefix `csr-`), not `generateName`: a create
     // whose answer was lost may still have made the CSR, and sending it again must meet that
     // CSR (`AlreadyExists`, then adopted when compatible) rather than make a second one.
-    let public_key_der = key.public_key_der();
-    let request = CsrRequest {
-        name: Some(crate::csr::rotation_csr_name(
-            &public_key_der,
-            &template,
-            &usages,
-        )),
-        csr_pem: pki::build_csr_pem(&template, &key)?,
-        signer_name: config.signer_name.clone(),
-        usages,
-        expiration: config.requested_lifetime,
-        public_key_der,
-    };
-    Ok(PendingRequest {
+    let req = CertRequest::new(
         template,
         key,
-        request,
-        csr: None,
-    })
+        crate::csr::rotation_csr_name,
+        config.signer_name.clone(),
+        usages,
+        config.requested_lifetime,
+    )?;
+    Ok(PendingRequest { req, csr: None })
 }
 
 /// Creates the CSR unless `pending` already has one, then waits for its certificate.
@@ -555,7 +539,7 @@ fn request_and_wait(
     mut cancel: Cancel,
 ) -> Result<Vec<u8>, Error> {
     let config = &shared.config;
-    let template = pending.template.clone();
+    let template = pending.req.template.clone();
     let csr = match &pending.csr {
         Some(csr) => {
             log::info!(
@@ -566,7 +550,7 @@ fn request_and_wait(
             csr.clone()
         }
         None => {
-            let csr = match client.create_cancellable(&pending.request, &cancel) {
+            let csr = match pending.req.create(client, &cancel) {
                 Ok(csr) => csr,
                 Err(CsrError::Cancelled { .. })
                     if cancel.reason() == Some(CancelReason::Stopped) =>
