@@ -143,8 +143,8 @@ pub struct Inputs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Step {
-    /// The certificate is good until `deadline`: sleep `duration` (at most one slice; zero never
-    /// happens here), then look again. A look after each slice notices a wall-clock step or a
+    /// The certificate is good until `deadline`: sleep `duration` (the time to `deadline`, at
+    /// most one slice), then look again. A look after each slice notices a wall-clock step or a
     /// suspend within one slice.
     Sleep {
         /// The rotation deadline being slept towards.
