@@ -150,6 +150,7 @@ mod manager;
 pub mod metrics;
 pub mod pki;
 mod report;
+mod request;
 mod resolver;
 pub mod schedule;
 #[cfg(feature = "server")]

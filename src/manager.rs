@@ -1,7 +1,7 @@
 //! The certificate manager: its configuration, its construction (store → bootstrap → forced
 //! rotation), and the accessors other threads call.
 //!
-//! The rotation and template threads live in [`rotation`](crate::rotation); this module owns the
+//! The rotation and template threads live in the `rotation` submodule; this module owns the
 //! state they share with callers and the guarantees around it:
 //!
 //! - [`current`](Manager::current) never blocks and never returns an expired certificate (see
@@ -57,6 +57,7 @@ use crate::metrics::{Counter, Gauge, Histogram};
 use crate::pki::{Certificate, KeyAlgorithm, PrivateKey};
 use crate::report::Chain;
 use crate::resolver::CertResolver;
+use crate::schedule;
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::template::CsrTemplate;
 
@@ -581,6 +582,14 @@ fn copies_per_certificate() -> usize {
         .clamp(2, 16)
 }
 
+/// The certificate last published and its rotation deadline.
+struct Latest {
+    cert: Arc<Certificate>,
+    /// Invariant: drawn once, when `cert` was published ([`schedule::rotation_deadline`];
+    /// re-drawing at every look would pull rotations towards the start of the window).
+    deadline: SystemTime,
+}
+
 /// State shared by the manager handle, its threads and `rotate_now`.
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -589,12 +598,9 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// Each entry padded to its own cache line: readers write their borrow flags on every call.
     readers: ThreadLocal<CachePadded<RefCell<ReaderCache>>>,
-    /// The canonical current certificate (one of the copies), for policy code that wants the
-    /// certificate even after expiry (deadline computation, metrics).
-    latest: Mutex<Option<Arc<Certificate>>>,
-    /// The jittered rotation deadline, drawn once when a certificate is published (re-drawing
-    /// at every wake would pull rotations towards the start of the window).
-    deadline: Mutex<Option<(Arc<Certificate>, SystemTime)>>,
+    /// The canonical current certificate (one of the copies) and its rotation deadline, for
+    /// policy code that wants the certificate even after expiry (deadline, metrics).
+    latest: Mutex<Option<Latest>>,
     /// A rotation is due at once (bootstrap certificate, no usable certificate at start).
     pub(crate) forced: AtomicBool,
     healthy: AtomicBool,
@@ -639,10 +645,19 @@ impl Shared {
     /// The current certificate if unexpired and not too early (see
     /// [`NOT_BEFORE_ALLOWANCE`](crate::pki::NOT_BEFORE_ALLOWANCE)) at the precise `now`.
     pub(crate) fn current_at(&self, now: SystemTime) -> Option<Arc<Certificate>> {
+        self.current_with_deadline(now).map(|(cert, _)| cert)
+    }
+
+    /// [`current_at`](Self::current_at) with the rotation deadline drawn for it.
+    pub(crate) fn current_with_deadline(
+        &self,
+        now: SystemTime,
+    ) -> Option<(Arc<Certificate>, SystemTime)> {
         self.latest
             .lock()
-            .clone()
-            .filter(|c| !c.is_expired_at(now) && !c.is_not_yet_valid_at(now))
+            .as_ref()
+            .filter(|l| !l.cert.is_expired_at(now) && !l.cert.is_not_yet_valid_at(now))
+            .map(|l| (l.cert.clone(), l.deadline))
     }
 
     pub(crate) fn current_fast(&self) -> Option<Arc<Certificate>> {
@@ -695,8 +710,8 @@ impl Shared {
             copies: copies.into_boxed_slice(),
             window: Window::new(canonical.usable_from(), canonical.not_after()),
         })));
-        *self.latest.lock() = Some(canonical.clone());
-        let at = crate::schedule::rotation_deadline(
+        // The one place a rotation deadline is drawn.
+        let deadline = schedule::rotation_deadline(
             canonical.not_before(),
             canonical.not_after(),
             &mut *self.rng.lock(),
@@ -705,9 +720,12 @@ impl Shared {
             "{}: certificate expiration is {}, rotation deadline is {}",
             self.config.name,
             crate::pki::fmt_time(canonical.not_after()),
-            crate::pki::fmt_time(at)
+            crate::pki::fmt_time(deadline)
         );
-        *self.deadline.lock() = Some((canonical.clone(), at));
+        *self.latest.lock() = Some(Latest {
+            cert: canonical.clone(),
+            deadline,
+        });
         self.generation.store(generation, Ordering::Release);
         self.resolver.set(Some(&canonical));
         let mut subscribers = self.subscribers.lock();
@@ -717,23 +735,6 @@ impl Shared {
         }
         drop(subscribers);
         canonical
-    }
-
-    /// The deadline drawn for `cert` when it was published (drawn now if it was not).
-    pub(crate) fn deadline_of(&self, cert: &Arc<Certificate>) -> SystemTime {
-        let mut d = self.deadline.lock();
-        match &*d {
-            Some((c, at)) if Arc::ptr_eq(c, cert) => *at,
-            _ => {
-                let at = crate::schedule::rotation_deadline(
-                    cert.not_before(),
-                    cert.not_after(),
-                    &mut *self.rng.lock(),
-                );
-                *d = Some((cert.clone(), at));
-                at
-            }
-        }
     }
 
     /// How many certificates have been published; changes at every rotation.
@@ -933,7 +934,10 @@ impl fmt::Debug for CertificateManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertificateManager")
             .field("name", &self.shared.config.name)
-            .field("current", &self.shared.latest.lock().as_deref())
+            .field(
+                "current",
+                &self.shared.latest.lock().as_ref().map(|l| &*l.cert),
+            )
             .field("server_healthy", &self.server_healthy())
             .finish()
     }
@@ -1015,7 +1019,6 @@ impl CertificateManager {
             generation: AtomicU64::new(0),
             readers: ThreadLocal::new(),
             latest: Mutex::new(None),
-            deadline: Mutex::new(None),
             forced: AtomicBool::new(forced),
             healthy: AtomicBool::new(false),
             last_request: Mutex::new(None),
@@ -1098,7 +1101,7 @@ impl CertificateManager {
             .latest
             .lock()
             .as_ref()
-            .map(|c| c.not_after().duration_since(now).unwrap_or_default())
+            .map(|l| l.cert.not_after().duration_since(now).unwrap_or_default())
     }
 
     /// The rotation deadline drawn for the current certificate (a random point in [70 %, 90 %)
@@ -1106,13 +1109,18 @@ impl CertificateManager {
     /// earlier when rotation is forced (a bootstrap certificate) or the certificate stops
     /// satisfying the template.
     pub fn rotation_deadline(&self) -> Option<SystemTime> {
-        let cert = self.shared.latest.lock().clone()?;
-        Some(self.shared.deadline_of(&cert))
+        self.shared.latest.lock().as_ref().map(|l| l.deadline)
     }
 
     /// The config's name, as used in log lines.
     pub fn name(&self) -> &str {
         &self.shared.config.name
+    }
+
+    /// The state the threads share, for the rotation module's unit tests.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 
@@ -1170,5 +1178,104 @@ impl Manager for CertificateManager {
 impl Drop for CertificateManager {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::fake::FakeClock;
+    use crate::pki::CertificateAuthority;
+
+    const H: Duration = Duration::from_secs(3600);
+
+    fn manager(clock: &FakeClock) -> CertificateManager {
+        CertificateManager::new(
+            Config::builder()
+                .template(CsrTemplate::new("node"))
+                .usages([KeyUsage::DigitalSignature, KeyUsage::ClientAuth])
+                .clock(Arc::new(clock.clone()))
+                .rng_seed(1)
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn issue(ca: &CertificateAuthority, not_before: SystemTime, lifetime: Duration) -> Certificate {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        ca.issue(
+            &CsrTemplate::new("node"),
+            &key,
+            &[KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
+            not_before,
+            not_before + lifetime,
+        )
+        .unwrap()
+    }
+
+    /// client-go draws the deadline once per certificate (`nextRotationDeadline` is called once
+    /// per pass, and a pass sleeps until it). Here it is drawn when the certificate is
+    /// published, kept with it, and read with it: every look at the certificate sees the same
+    /// deadline, in [70 %, 90 %) of its lifetime, until another certificate is published.
+    #[test]
+    fn the_deadline_is_drawn_once_per_published_certificate() {
+        let t0 = crate::pki::unix_to_system_time(1_700_000_000);
+        let clock = FakeClock::new(t0);
+        let m = manager(&clock);
+        assert_eq!(m.rotation_deadline(), None, "no certificate, no deadline");
+        assert_eq!(m.shared.current_with_deadline(t0), None);
+        let ca = CertificateAuthority::for_tests("ca").unwrap();
+        for (name, not_before, lifetime) in [("first", t0 - H, 100 * H), ("second", t0, 10 * H)] {
+            let published = m.shared.publish(issue(&ca, not_before, lifetime));
+            let deadline = m.rotation_deadline().expect(name);
+            assert!(
+                deadline >= not_before + lifetime.mul_f64(0.7)
+                    && deadline < not_before + lifetime.mul_f64(0.9),
+                "{name}: {deadline:?}"
+            );
+            for _ in 0..10 {
+                let (cert, d) = m.shared.current_with_deadline(t0).expect(name);
+                assert!(Arc::ptr_eq(&cert, &published), "{name}");
+                assert_eq!(d, deadline, "{name}: drawn again");
+                assert_eq!(m.rotation_deadline(), Some(deadline), "{name}");
+            }
+        }
+    }
+
+    /// What the rotation thread may rotate: only a certificate usable at `now`. An expired
+    /// one, or one whose NotBefore is beyond the allowance, is no certificate at all (client-go
+    /// treats an expired certificate as none), though its deadline stays readable.
+    #[test]
+    fn current_with_deadline_only_gives_a_usable_certificate() {
+        let t0 = crate::pki::unix_to_system_time(1_700_000_000);
+        let clock = FakeClock::new(t0);
+        let m = manager(&clock);
+        let ca = CertificateAuthority::for_tests("ca").unwrap();
+        m.shared.publish(issue(&ca, t0, 10 * H));
+        for (name, now, usable) in [
+            ("at NotBefore", t0, true),
+            (
+                "one second before NotAfter",
+                t0 + 10 * H - Duration::from_secs(1),
+                true,
+            ),
+            // RFC 5280 4.1.2.5: the validity period includes NotAfter.
+            ("at NotAfter", t0 + 10 * H, true),
+            (
+                "one second after NotAfter",
+                t0 + 10 * H + Duration::from_secs(1),
+                false,
+            ),
+            ("after NotAfter", t0 + 11 * H, false),
+            ("an hour before NotBefore", t0 - H, false),
+        ] {
+            assert_eq!(
+                m.shared.current_with_deadline(now).is_some(),
+                usable,
+                "{name}"
+            );
+        }
+        assert!(m.rotation_deadline().is_some());
     }
 }

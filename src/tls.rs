@@ -169,7 +169,10 @@ impl TimeProvider for ClockTime {
 pub fn client_config_builder() -> Result<ConfigBuilder<ClientConfig, WantsVerifier>, Error> {
     ClientConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))
+        .map_err(|e| Error::Tls {
+            part: "protocol versions",
+            source: Box::new(e),
+        })
 }
 
 /// A rustls `ServerConfig` builder with certrotate's crypto provider ([`crypto_provider`],
@@ -182,7 +185,10 @@ pub fn client_config_builder() -> Result<ConfigBuilder<ClientConfig, WantsVerifi
 pub fn server_config_builder() -> Result<ConfigBuilder<ServerConfig, WantsVerifier>, Error> {
     ServerConfig::builder_with_provider(crypto_provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))
+        .map_err(|e| Error::Tls {
+            part: "protocol versions",
+            source: Box::new(e),
+        })
 }
 
 /// Makes certrotate's crypto provider ([`crypto_provider`], `ring`) the process default when no

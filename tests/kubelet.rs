@@ -25,7 +25,7 @@ use certrotate::kubelet::{
     self, CLIENT_SIGNER, NodeAddress, NodeAddressType, Options, SERVING_SIGNER, node_identity,
 };
 use certrotate::pki::{self, Certificate, KeyAlgorithm, PrivateKey};
-use certrotate::server::{ApprovalPolicy, CsrApiServer, Identity};
+use certrotate::server::{ApprovalPolicy, Call, CsrApiServer, Fault, Identity};
 use certrotate::testing::FakeClock;
 use certrotate::{Cancel, CancelReason, Clock, Error, FileStore, KeyUsage, Manager, Store};
 use crossbeam_channel::{Receiver, Sender};
@@ -418,6 +418,38 @@ fn node_story_from_bootstrap_token_to_renewals() {
     assert_eq!(users.iter().filter(|u| *u == NODE_USER).count(), 6);
     serving.stop();
     client.stop();
+}
+
+/// A one-shot bootstrap stopped while its create hangs (a server that takes the request and
+/// does not answer) returns at once with a cancelled request, as the manager's rotation does,
+/// instead of waiting for the server; the key is kept for the next run. (The bootstrap's create
+/// used to look at the cancel only before sending, then wait for the answer.)
+#[test]
+fn a_cancel_interrupts_a_bootstrap_create_that_hangs() {
+    let env = Env::manual();
+    let boot = env.bootstrap_kubeconfig();
+    env.server
+        .inject(Call::Create, Fault::Delay(Duration::from_secs(120)), 1);
+    let one = env.spawn_one_shot(&boot);
+    let taken = std::time::Instant::now() + T;
+    while env.server.fault_counts().delayed == 0 {
+        assert!(
+            std::time::Instant::now() < taken,
+            "the server never got the create"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    one.cancel.cancel(CancelReason::Stopped);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let _ = tx.send(one.join());
+    });
+    let err = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the bootstrap returns within 10 s of the cancel")
+        .unwrap_err();
+    assert!(err.is_cancelled(), "{err}");
+    assert!(env.key_file().exists(), "the key is kept");
 }
 
 /// A node restarted twice while its bootstrap CSR waits for an administrator: every run uses

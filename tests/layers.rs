@@ -28,7 +28,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["store", "csr", "resolver"],
     ),
     ("the crate's error", &["error"]),
-    ("rotation policy", &["schedule", "policy"]),
+    (
+        "rotation policy and the certificate-request steps",
+        &["schedule", "policy", "request"],
+    ),
     ("the manager and its rotation thread", &["manager"]),
     (
         "integrations",

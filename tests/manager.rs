@@ -1873,6 +1873,58 @@ fn rotate_now_while_the_thread_is_due_sends_one_csr() {
     m.stop();
 }
 
+/// A certificate's rotation deadline is drawn once, when it is published. A `rotate_now()` that
+/// publishes a certificate while the rotation thread is looking at the one before (here: the
+/// thread is inside the template function) must not make either deadline be drawn again:
+/// `rotation_deadline()` stays the one drawn at publication. (The thread used to look the old
+/// certificate's deadline up after the new one was published, which drew one for the old
+/// certificate over the new one's, and the new one's was then drawn a second time.)
+#[test]
+fn rotate_now_while_the_thread_looks_keeps_the_new_deadline() {
+    let rig = Rig::new();
+    let a = rig.cert(&node_template(), 0, 100 * 3600);
+    rig.store
+        .update(a.cert_pem().as_bytes(), a.key_pem().as_bytes())
+        .unwrap();
+    let (looking_tx, looking) = crossbeam_channel::bounded::<()>(0);
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(0);
+    let blocked = std::sync::atomic::AtomicBool::new(false);
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(move || {
+                let on_thread = std::thread::current().name() == Some("certrotate-rotation");
+                if on_thread && !blocked.swap(true, Ordering::SeqCst) {
+                    looking_tx.send(()).unwrap();
+                    release.recv().unwrap();
+                }
+                Some(node_template())
+            })
+            .template_poll_interval(None)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(same(m.current(), &a));
+    m.start();
+    looking
+        .recv_timeout(BOUND)
+        .expect("the rotation thread looks at the certificate");
+    let b = m.rotate_now().expect("rotate_now");
+    assert!(same(m.current(), &b));
+    let drawn = m
+        .rotation_deadline()
+        .expect("a deadline for the new certificate");
+    release_tx.send(()).unwrap();
+    // The thread goes back to sleep (a slice towards a deadline; nothing is due).
+    rig.asleep(1);
+    assert_eq!(m.rotation_deadline(), Some(drawn), "deadline drawn again");
+    rig.clock.advance(Duration::from_secs(60));
+    rig.asleep(1);
+    assert_eq!(m.rotation_deadline(), Some(drawn), "deadline drawn again");
+    assert_eq!(rig.api.created(), 1, "only rotate_now's CSR");
+    m.stop();
+}
+
 /// A signer whose clock is far behind (or that backdates NotBefore a lot) issues certificates
 /// that are valid but already past their rotation point. Rotating again at once only gets
 /// another such certificate: the manager must not loop on successful rotations without ever

@@ -36,6 +36,10 @@
 //! removed, so the next run asks again with a new key under a new name (the kubelet keeps the
 //! key and fails the same way forever).
 //!
+//! The CSR is built, created (or adopted) and its certificate checked by the same request steps
+//! as a certificate manager's rotation; [`BootstrapOptions::cancel`] interrupts the create as it
+//! interrupts the wait.
+//!
 //! # The written kubeconfig
 //! YAML, mode 0600 whatever the umask, written to a temporary file in the same directory and
 //! renamed over the old one (the directory is created 0755 when missing):
@@ -76,7 +80,7 @@ use serde::Serialize;
 use super::{CLIENT_PREFIX, CLIENT_SIGNER, Factory, Options, node_identity};
 use crate::KubeCsrClientBuilder;
 use crate::clock::{Clock, SystemClock};
-use crate::csr::{Cancel, CsrClient, CsrError, CsrRef, CsrRequest, KeyUsage, KubeCsrClient};
+use crate::csr::{Cancel, CsrClient, CsrError, CsrRef, KeyUsage, KubeCsrClient};
 use crate::error::Error;
 use crate::kubeconfig::{ConfigError, Kubeconfig};
 use crate::manager::CertificateManager;
@@ -84,6 +88,7 @@ use crate::pki::{
     self, CertInfo, Certificate, KeyAlgorithm, PkiError, PrivateKey, fmt_duration, fmt_time,
 };
 use crate::report::Chain;
+use crate::request::CertRequest;
 use crate::store::{FileStore, Store, StoreError};
 use crate::template::CsrTemplate;
 
@@ -233,9 +238,9 @@ pub struct BootstrapOptions {
     /// anyway; failures are only logged. Zero skips the wait. Defaults to
     /// [`DEFAULT_HEALTH_CHECK_TIMEOUT`] (1 min).
     pub health_check_timeout: Duration,
-    /// Cancels a one-shot bootstrap in progress (the health wait and the CSR wait); the call then
-    /// returns an error for which [`BootstrapError::is_cancelled`] is true, keeping the key file
-    /// for the next run. Defaults to none.
+    /// Cancels a one-shot bootstrap in progress (the health wait, the CSR create and the CSR
+    /// wait); the call then returns an error for which [`BootstrapError::is_cancelled`] is
+    /// true, keeping the key file for the next run. Defaults to none.
     pub cancel: Option<Cancel>,
     /// Called with the CSR once it is created or adopted, before the wait: for progress
     /// reports, or to approve it in a demo. Defaults to none.
@@ -534,24 +539,20 @@ pub fn load_client_cert_with(
         node: node_name.to_owned(),
         source: Box::new(source),
     };
-    let request = CsrRequest {
-        name: Some(csr_name(&key.public_key_der(), &template, &usages)),
-        csr_pem: pki::build_csr_pem(&template, &key).map_err(csr_err)?,
-        signer_name: CLIENT_SIGNER.to_owned(),
+    let req = CertRequest::new(
+        template,
+        key,
+        csr_name,
+        CLIENT_SIGNER.to_owned(),
         usages,
-        expiration: None,
-        public_key_der: key.public_key_der(),
-    };
+        None,
+    )
+    .map_err(csr_err)?;
     let request_err = |source: CsrError| BootstrapError::Request {
         node: node_name.to_owned(),
         source: Box::new(source),
     };
-    if cancel.is_cancelled() {
-        return Err(request_err(CsrError::Cancelled {
-            name: request.name.clone().unwrap_or_default(),
-        }));
-    }
-    let csr = client.create(&request).map_err(request_err)?;
+    let csr = req.create(&client, &cancel).map_err(request_err)?;
     log::info!(
         "waiting up to {} for client certificate signing request {:?} to be issued",
         fmt_duration(options.certificate_wait_timeout),
@@ -571,13 +572,14 @@ pub fn load_client_cert_with(
         }
         Err(e) => return Err(request_err(e)),
     };
-    let cert = pki::verify_issued(&chain, &key, Some(&template), &request.usages, clock.now())
+    let cert = req
+        .verify(&chain, clock.now())
         .map_err(|source| BootstrapError::Issued {
             node: node_name.to_owned(),
             source: Box::new(source),
         })?;
     let stored = store
-        .update(cert.cert_pem().as_bytes(), key.to_pem().as_bytes())
+        .update(cert.cert_pem().as_bytes(), req.key.to_pem().as_bytes())
         .map_err(|source| BootstrapError::Store {
             cert_dir: cert_dir.to_owned(),
             source,

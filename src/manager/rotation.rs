@@ -1,15 +1,16 @@
 //! The rotation thread, the template thread, and one rotation attempt.
 //!
 //! # The rotation thread
-//! Each pass computes the rotation deadline ([`schedule::next_deadline`]) and sleeps towards it
-//! in slices of at most `max_sleep_slice`, in a `select_biased!` over stop, template-changed and
-//! the timer — stop first, so stop always wins a tie. At every wake it re-reads the wall clock,
-//! so a clock step or a suspend is noticed within one slice. The jittered deadline is drawn once
-//! per certificate (re-drawing at every wake would pull rotations towards the start of the
-//! window). When the deadline is reached it runs attempts with backoff until one succeeds, the
-//! template disappears, or stop. A certificate that arrives already past its rotation deadline
-//! (a backdated one, or a signer whose clock is behind) is not rotated again at once: such
-//! rotations are spaced out as failed attempts are. Idle, the thread is blocked in `select!`.
+//! It carries out the steps of the rotation policy ([`Policy`]) and decides nothing
+//! itself: it looks (wall clock, the current certificate and the deadline drawn for it when it
+//! was published, the template, whether rotation is forced, the publish generation), asks the
+//! policy for the next step, and sleeps or attempts. Sleeps are a `select_biased!` over stop,
+//! template-changed and the clock's timer — stop first, so stop always wins a tie; a
+//! template-changed signal ends a sleep (during a backoff only when the policy says so). After
+//! an attempt it reports the outcome to the policy, which says whether to back off, decide
+//! again or stop. Attempts are serialised with `rotate_now` by `attempt_lock`; under it the
+//! thread asks the policy whether the rotation was superseded (another attempt published
+//! meanwhile) before attempting. Idle, the thread is blocked in `select!`.
 //!
 //! # The template thread
 //! Only for a dynamic template with polling on: every poll interval it checks whether the
@@ -21,9 +22,10 @@
 //!
 //! # One attempt
 //! Key → CSR → client (from the factory, given the current certificate) → create (cancellable)
-//! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain against the key and the
-//! template, and as a TLS peer would for the requested usages ([`pki::verify_chain`]) → store →
-//! publish. Any failure, a refused chain included, leaves the stored and served certificate as
+//! → wait (timeout on the manager's clock; see [`wait_with_timeout`]) → verify the issued chain
+//! against the key and the template, and as a TLS peer would for the requested usages
+//! ([`crate::pki::verify_chain`]) → store → publish. The CSR, the create and the check of the
+//! issued chain are the request steps the kubelet's bootstrap takes too ([`CertRequest`]). Any failure, a refused chain included, leaves the stored and served certificate as
 //! it was and counts as a failed attempt (backoff, failure counter; health is not touched).
 //!
 //! # One outstanding CSR
@@ -56,15 +58,20 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, select_biased};
+use parking_lot::Mutex;
+use rand::Rng;
+use rand::rngs::StdRng;
 
-use crate::csr::{Cancel, CancelReason, CsrError, CsrRef, CsrRequest};
+use crate::csr::{Cancel, CancelReason, CsrError, CsrRef};
 use crate::error::Error;
 use crate::manager::{KeySource, Shared};
-use crate::pki::{self, Certificate, PrivateKey, fmt_duration, fmt_time};
-use crate::schedule;
+use crate::pki::cert_satisfies_template;
+use crate::pki::{Certificate, PrivateKey, fmt_duration, fmt_time};
+use crate::request::CertRequest;
+use crate::schedule::{AfterAttempt, CertFacts, Inputs, Outcome, Policy, Step};
 use crate::template::CsrTemplate;
 
 /// Spawns the rotation thread, and the template thread when the template is dynamic and polled.
@@ -117,150 +124,130 @@ fn sleep(shared: &Shared, stop: &Receiver<()>, d: Duration) -> Wake {
     }
 }
 
+/// The manager's RNG, locked for each draw only (never while the policy looks at the
+/// certificate and calls the template function).
+struct SharedRng<'a>(&'a Mutex<StdRng>);
+
+impl rand::TryRng for SharedRng<'_> {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.0.lock().next_u32())
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.0.lock().next_u64())
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.lock().fill_bytes(dst);
+        Ok(())
+    }
+}
+
+/// What the rotation thread sees: the facts [`Policy::next_step`] decides on.
+fn look(shared: &Shared, now: SystemTime) -> Inputs {
+    // Read before the certificate the decision rests on: if it has changed by the time this
+    // thread's attempt may run, another attempt (`rotate_now`) rotated meanwhile.
+    let generation = shared.generation();
+    let latest = shared.current_with_deadline(now);
+    let template = shared.template();
+    let forced = shared.forced.load(Ordering::Relaxed);
+    let cert = latest.map(|(cert, deadline)| CertFacts {
+        deadline,
+        satisfies_template: cert_satisfies_template(Some(&cert), template.as_ref()),
+    });
+    Inputs {
+        now,
+        cert,
+        // Read again when there was none, in case one has appeared since.
+        has_template: template.is_some() || shared.template().is_some(),
+        forced,
+        generation,
+    }
+}
+
+/// The rotation thread: asks the policy ([`Policy`]) for each step and carries it out
+/// (sleeps, attempts, logs). It decides nothing itself.
 fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
     let name = &shared.config.name;
-    // Whether the last pass rotated, and how many passes in a row found the certificate it got
-    // already past its rotation deadline.
-    let (mut rotated, mut issued_late) = (false, 0u32);
+    let config = &shared.config;
+    let mut policy = Policy::new(config.max_sleep_slice, config.template_poll_interval);
     loop {
-        // Read before the certificate the decision below rests on: if it has changed by the time
-        // this thread's attempt may run, another attempt (`rotate_now`) rotated meanwhile.
-        let seen = shared.generation();
         let now = shared.clock().now();
+        // A wake, as every other: an outage may keep the thread backing off for hours.
         shared.update_ttl_gauge(now);
-        let cert = shared.current_at(now);
-        let template = shared.template();
-        let forced = shared.forced.load(Ordering::Relaxed);
-        let due_now =
-            forced || !crate::pki::cert_satisfies_template(cert.as_deref(), template.as_ref());
-        let deadline = match (&cert, due_now) {
-            (Some(c), false) => shared.deadline_of(c),
-            _ => now,
-        };
-        if deadline > now {
-            (rotated, issued_late) = (false, 0);
-            let d = schedule::sleep_slice(deadline, now, shared.config.max_sleep_slice);
-            log::debug!(
-                "{name}: waiting {} for the next certificate rotation",
-                fmt_duration(d)
-            );
-            match sleep(shared, stop, d) {
-                Wake::Stop => return,
-                // Either way, recompute from the wall clock and the current template: a changed
-                // template the certificate does not satisfy makes the deadline "now".
-                Wake::Timer | Wake::TemplateChanged => continue,
+        let step = policy.next_step(|| look(shared, now), &mut SharedRng(&shared.rng));
+        let wake = match step {
+            Step::Sleep { duration, .. } => {
+                log::debug!(
+                    "{name}: waiting {} for the next certificate rotation",
+                    fmt_duration(duration)
+                );
+                // Woken by the timer or a template change, look again: a changed template
+                // the certificate does not satisfy makes the rotation due.
+                sleep(shared, stop, duration)
             }
-        }
-        if template.is_none() && shared.template().is_none() {
-            // Nothing to request: wait for a template to appear, without counting a failure.
-            let d = shared
-                .config
-                .template_poll_interval
-                .unwrap_or(shared.config.max_sleep_slice)
-                .min(shared.config.max_sleep_slice);
-            if let Wake::Stop = sleep(shared, stop, d) {
-                return;
+            Step::WaitForTemplate { duration } => sleep(shared, stop, duration),
+            Step::SpaceOut {
+                delay, deadline, ..
+            } => {
+                log::warn!(
+                    "{name}: the certificate just issued is already past its rotation deadline {} (is the signer's clock behind?); rotating again in {}",
+                    fmt_time(deadline),
+                    fmt_duration(delay)
+                );
+                sleep(shared, stop, delay)
             }
-            continue;
-        }
-        if rotated && !due_now {
-            // The certificate just issued is already past its rotation deadline (the signer
-            // backdated it, or its clock is behind). Another rotation at once would only get
-            // another such certificate: space them out as failed attempts are.
-            rotated = false;
-            issued_late = issued_late.saturating_add(1);
-            let d = schedule::backoff_delay(issued_late, None, &mut *shared.rng.lock());
-            log::warn!(
-                "{name}: the certificate just issued is already past its rotation deadline {} (is the signer's clock behind?); rotating again in {}",
-                fmt_time(deadline),
-                fmt_duration(d)
-            );
-            if let Wake::Stop = sleep(shared, stop, d) {
-                return;
-            }
-            continue;
-        }
-        log::info!("{name}: Rotating certificates");
-        match rotate_with_backoff(shared, stop, seen) {
-            Flow::Stop => return,
-            Flow::Rotated => rotated = true,
-            Flow::Continue => rotated = false,
-        }
-    }
-}
-
-enum Flow {
-    /// An attempt succeeded.
-    Rotated,
-    /// Decide again without a rotation (template change, no template, rotated meanwhile).
-    Continue,
-    Stop,
-}
-
-/// Attempts until one succeeds, backing off between failures. `seen` is the publish generation
-/// the decision to rotate was made on; when another attempt has published a certificate since,
-/// this returns without an attempt so that the caller decides again.
-fn rotate_with_backoff(shared: &Shared, stop: &Receiver<()>, seen: u64) -> Flow {
-    let name = &shared.config.name;
-    let mut failures: u32 = 0;
-    loop {
-        // A wake, as the deadline sleep's: an outage may keep the thread here for hours.
-        shared.update_ttl_gauge(shared.clock().now());
-        let requested = shared.template();
-        let result = {
-            let _serial = shared.attempt_lock.lock();
-            if shared.generation() != seen {
-                log::debug!("{name}: the certificate was rotated meanwhile, deciding again");
-                return Flow::Continue;
-            }
-            attempt_serialised(shared)
-        };
-        match result {
-            Ok(_) => return Flow::Rotated,
-            Err(Error::Stopped) => return Flow::Stop,
-            Err(Error::NoTemplate) => return Flow::Continue,
-            Err(Error::Csr(CsrError::Cancelled { .. })) => {
-                // Cancelled for a template change: recompute, which requests again at once if
-                // the certificate does not satisfy the new template.
-                if stop_requested(shared, stop) {
-                    return Flow::Stop;
+            Step::Attempt { after_failures } => {
+                if after_failures == 0 {
+                    log::info!("{name}: Rotating certificates");
                 }
-                return Flow::Continue;
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let retry_after = match &e {
-                    Error::Csr(c) => c.retry_after(),
-                    _ => None,
+                let requested = shared.template();
+                let result = {
+                    let _serial = shared.attempt_lock.lock();
+                    if policy.superseded(shared.generation()) {
+                        log::debug!(
+                            "{name}: the certificate was rotated meanwhile, deciding again"
+                        );
+                        None
+                    } else {
+                        Some(attempt_serialised(shared))
+                    }
                 };
-                let delay = schedule::backoff_delay(failures, retry_after, &mut *shared.rng.lock());
-                if schedule::backoff_exhausted(failures) {
-                    log::error!(
-                        "{name}: Reached backoff limit, still unable to rotate certs: {}",
-                        error_chain(&e)
-                    );
-                }
-                log::debug!("{name}: next attempt in {}", fmt_duration(delay));
-                match backoff_sleep(shared, stop, delay, requested.as_ref()) {
-                    Wake::Stop => return Flow::Stop,
-                    Wake::Timer => {}
-                    Wake::TemplateChanged => return Flow::Continue,
+                let outcome = match &result {
+                    None => Outcome::Superseded,
+                    Some(r) => Outcome::of(r, || stop_requested(shared, stop)),
+                };
+                match policy.attempted(outcome, &mut SharedRng(&shared.rng)) {
+                    AfterAttempt::Stop => return,
+                    AfterAttempt::Backoff {
+                        delay, exhausted, ..
+                    } => {
+                        if let (true, Some(Err(e))) = (exhausted, &result) {
+                            log::error!(
+                                "{name}: Reached backoff limit, still unable to rotate certs: {}",
+                                error_chain(e)
+                            );
+                        }
+                        log::debug!("{name}: next attempt in {}", fmt_duration(delay));
+                        backoff_sleep(shared, stop, delay, &mut policy, requested.as_ref())
+                    }
+                    AfterAttempt::Decide => continue,
                 }
             }
+        };
+        if let Wake::Stop = wake {
+            return;
         }
     }
 }
 
-/// Sleeps a backoff delay. A template-changed signal ends it early only when the template now
-/// differs from `requested`, the one the failed attempt asked for. The template thread signals
-/// at every poll while the certificate does not satisfy the template and no CSR was created for
-/// it (the last request is recorded on create), which is the case all along while creates
-/// fail; those signals alone must not cut the backoff short (client-go does not listen for
-/// template changes while backing off at all).
+/// Sleeps a backoff delay. A template-changed signal ends it early only when the policy says
+/// so ([`Policy::backoff_cut_short`]), given whether the template now differs from
+/// `requested`, the one the failed attempt asked for.
 fn backoff_sleep(
     shared: &Shared,
     stop: &Receiver<()>,
     d: Duration,
+    policy: &mut Policy,
     requested: Option<&CsrTemplate>,
 ) -> Wake {
     let timer = shared.clock().after(d);
@@ -268,7 +255,7 @@ fn backoff_sleep(
         select_biased! {
             recv(stop) -> _ => return Wake::Stop,
             recv(shared.template_changed_rx) -> _ => {
-                if shared.template().as_ref() != requested {
+                if policy.backoff_cut_short(shared.template().as_ref() != requested) {
                     return Wake::TemplateChanged;
                 }
             }
@@ -347,9 +334,7 @@ fn arm(shared: &Shared) -> Result<Cancel, Error> {
 /// object once created. The next attempt for the same template waits for that CSR again rather
 /// than creating another, so a manager has at most one pending CSR.
 pub(crate) struct PendingRequest {
-    template: CsrTemplate,
-    key: PrivateKey,
-    request: CsrRequest,
+    req: CertRequest,
     csr: Option<CsrRef>,
 }
 
@@ -393,8 +378,8 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
     let pending = shared.pending.lock().take();
     let mut pending = match pending {
         Some(p)
-            if p.template == template
-                && p.request.usages == shared.usages_for(p.key.algorithm()) =>
+            if p.req.template == template
+                && p.req.request.usages == shared.usages_for(p.req.key.algorithm()) =>
         {
             p
         }
@@ -434,13 +419,7 @@ fn attempt_inner(shared: &Shared, cancel: Cancel) -> Result<Arc<Certificate>, Er
     };
     // Answered: whatever comes of the certificate, this key is not sent again.
     forget_kept_key(shared);
-    let cert = pki::verify_issued(
-        &chain_pem,
-        &pending.key,
-        Some(&pending.template),
-        &pending.request.usages,
-        shared.clock().now(),
-    )?;
+    let cert = pending.req.verify(&chain_pem, shared.clock().now())?;
     store_and_publish(shared, cert, current.as_deref())
 }
 
@@ -542,25 +521,15 @@ fn new_request(
     // A fixed name (a digest of key, template and usages, prefix `csr-`), not `generateName`: a create
     // whose answer was lost may still have made the CSR, and sending it again must meet that
     // CSR (`AlreadyExists`, then adopted when compatible) rather than make a second one.
-    let public_key_der = key.public_key_der();
-    let request = CsrRequest {
-        name: Some(crate::csr::rotation_csr_name(
-            &public_key_der,
-            &template,
-            &usages,
-        )),
-        csr_pem: pki::build_csr_pem(&template, &key)?,
-        signer_name: config.signer_name.clone(),
-        usages,
-        expiration: config.requested_lifetime,
-        public_key_der,
-    };
-    Ok(PendingRequest {
+    let req = CertRequest::new(
         template,
         key,
-        request,
-        csr: None,
-    })
+        crate::csr::rotation_csr_name,
+        config.signer_name.clone(),
+        usages,
+        config.requested_lifetime,
+    )?;
+    Ok(PendingRequest { req, csr: None })
 }
 
 /// Creates the CSR unless `pending` already has one, then waits for its certificate.
@@ -571,7 +540,7 @@ fn request_and_wait(
     mut cancel: Cancel,
 ) -> Result<Vec<u8>, Error> {
     let config = &shared.config;
-    let template = pending.template.clone();
+    let template = pending.req.template.clone();
     let csr = match &pending.csr {
         Some(csr) => {
             log::info!(
@@ -582,7 +551,7 @@ fn request_and_wait(
             csr.clone()
         }
         None => {
-            let csr = match client.create_cancellable(&pending.request, &cancel) {
+            let csr = match pending.req.create(client, &cancel) {
                 Ok(csr) => csr,
                 Err(CsrError::Cancelled { .. })
                     if cancel.reason() == Some(CancelReason::Stopped) =>
@@ -827,4 +796,132 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         next = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::fake::FakeClock;
+    use crate::csr::KeyUsage;
+    use crate::manager::{CertificateManager, Config};
+    use crate::pki::{CertificateAuthority, KeyAlgorithm};
+    use rand::SeedableRng;
+
+    const H: Duration = Duration::from_secs(3600);
+
+    /// The rotation thread's RNG adapter draws exactly what the manager's RNG would, so a
+    /// seeded manager jitters as before.
+    #[test]
+    fn shared_rng_draws_what_the_rng_itself_draws() {
+        let shared = Mutex::new(StdRng::seed_from_u64(9));
+        let mut direct = StdRng::seed_from_u64(9);
+        for failures in 1..8 {
+            assert_eq!(
+                crate::schedule::backoff_delay(failures, None, &mut SharedRng(&shared)),
+                crate::schedule::backoff_delay(failures, None, &mut direct)
+            );
+        }
+    }
+
+    /// What the policy is told: the certificate usable now with the deadline drawn at its
+    /// publication, whether it satisfies the template (client-go's rule, true without a
+    /// template), whether a template exists, the forced flag and the publish generation.
+    #[test]
+    fn look_table() {
+        let t0 = crate::pki::unix_to_system_time(1_700_000_000);
+        let ca = CertificateAuthority::for_tests("ca").unwrap();
+        let node = CsrTemplate::new("node");
+        let other = CsrTemplate::new("node").with_dns_name("node.example");
+        let usages = [KeyUsage::DigitalSignature, KeyUsage::ClientAuth];
+        struct Case {
+            name: &'static str,
+            template: Option<CsrTemplate>,
+            publish: bool,
+            forced: bool,
+            now: SystemTime,
+            want_cert: Option<bool>,
+            want_template: bool,
+        }
+        let cases = [
+            Case {
+                name: "no certificate",
+                template: Some(node.clone()),
+                publish: false,
+                forced: true,
+                now: t0,
+                want_cert: None,
+                want_template: true,
+            },
+            Case {
+                name: "certificate for the template",
+                template: Some(node.clone()),
+                publish: true,
+                forced: false,
+                now: t0,
+                want_cert: Some(true),
+                want_template: true,
+            },
+            Case {
+                name: "certificate missing a DNS name of the template",
+                template: Some(other),
+                publish: true,
+                forced: false,
+                now: t0,
+                want_cert: Some(false),
+                want_template: true,
+            },
+            Case {
+                name: "certificate, no template",
+                template: None,
+                publish: true,
+                forced: false,
+                now: t0,
+                want_cert: Some(true),
+                want_template: false,
+            },
+            Case {
+                name: "expired certificate",
+                template: Some(node.clone()),
+                publish: true,
+                forced: false,
+                now: t0 + 11 * H,
+                want_cert: None,
+                want_template: true,
+            },
+        ];
+        for c in cases {
+            let clock = FakeClock::new(t0);
+            let template = c.template.clone();
+            let m = CertificateManager::new(
+                Config::builder()
+                    .template_fn(move || template.clone())
+                    .usages(usages)
+                    .clock(Arc::new(clock))
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+            let shared = m.shared();
+            if c.publish {
+                let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+                let cert = ca.issue(&node, &key, &usages, t0, t0 + 10 * H).unwrap();
+                shared.publish(cert);
+            }
+            shared.forced.store(c.forced, Ordering::Relaxed);
+            let seen = look(shared, c.now);
+            assert_eq!(seen.now, c.now, "{}", c.name);
+            assert_eq!(
+                seen.cert.map(|f| f.satisfies_template),
+                c.want_cert,
+                "{}",
+                c.name
+            );
+            if let Some(f) = seen.cert {
+                assert_eq!(Some(f.deadline), m.rotation_deadline(), "{}", c.name);
+            }
+            assert_eq!(seen.has_template, c.want_template, "{}", c.name);
+            assert_eq!(seen.forced, c.forced, "{}", c.name);
+            assert_eq!(seen.generation, u64::from(c.publish), "{}", c.name);
+        }
+    }
 }
