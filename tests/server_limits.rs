@@ -101,6 +101,44 @@ fn within(bound: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// curl, a real peer, reads the same answer from a server at its connection limit: the status
+/// line, `Retry-After: 1` and the `Status` body.
+fn curl_sees_429(server: &CsrApiServer) {
+    let Ok(v) = std::process::Command::new("curl").arg("--version").output() else {
+        return;
+    };
+    if !v.status.success() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "20", "--cacert"])
+        .arg(&ca)
+        .arg(format!("{}/version", server.url()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim_end().eq_ignore_ascii_case("retry-after: 1")),
+        "{text}"
+    );
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["reason"], "TooManyRequests");
+}
+
 #[test]
 fn a_connection_past_the_limit_is_answered_429_with_retry_after() {
     let _one = one_at_a_time();
@@ -116,6 +154,7 @@ fn a_connection_past_the_limit_is_answered_429_with_retry_after() {
     let a = call(&c, CSRS).expect("a connection past the limit gets an HTTP answer");
     assert_too_many_requests(&a);
     assert_eq!(a.connection.as_deref(), Some("close"));
+    curl_sees_429(&server);
 
     // A burst past the limit: every one answered 429 or, past the refusal queue, closed at
     // once; none hangs, and the server's threads stay bounded (acceptor, signer, refuser,

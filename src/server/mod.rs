@@ -226,7 +226,7 @@
 //!
 //! Measured on this project's 2-core machine (`cargo bench --features server --bench
 //! server_load`): 5,000 concurrent watches over TLS hold, at about 45 KiB of resident memory
-//! each and no CPU while idle; one change reaches all 5,000 in about 0.25 s (p99), and creates
+//! each and no CPU while idle; one change reaches all 5,000 in about 0.2 s (p99), and creates
 //! go on at about 10 per second while every watcher reads every event.
 
 mod auth;
