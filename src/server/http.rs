@@ -81,7 +81,7 @@ impl Conn {
     }
 
     /// True when the peer has gone: its end of the connection is closed (EOF, a TLS
-    /// `close_notify`, a reset) or its TLS is broken. Never blocks: it reads only what has
+    /// `close_notify`, a reset) or its TLS is broken, or it sent more than a request can hold. Never blocks: it reads only what has
     /// already arrived; request bytes that arrived are kept for the next request. A watch calls
     /// it while it waits for events, so a client that stopped watching frees its thread at once
     /// instead of at the next write.
@@ -108,6 +108,12 @@ impl Conn {
                             let mut tmp = vec![0u8; n];
                             if self.stream.conn.reader().read_exact(&mut tmp).is_ok() {
                                 self.buf.extend_from_slice(&tmp);
+                            }
+                            // More than the largest request while a watch runs: the client
+                            // is not waiting for the watch; close it rather than keep it all.
+                            if self.buf.len() > MAX_HEADER_BYTES + MAX_BODY_BYTES {
+                                gone = true;
+                                break;
                             }
                         }
                     }

@@ -180,12 +180,21 @@ impl Connections {
     }
 }
 
+/// How many connections past [`max_connections`](super::CsrApiServerBuilder::max_connections)
+/// wait for their 429 at once; more are closed on accept.
+const REFUSE_QUEUE: usize = 64;
+
+/// How long a refused connection may take over its handshake and request before it is closed
+/// without an answer.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub(crate) fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     conns: Arc<Mutex<Connections>>,
 ) {
+    let refuser = Refuser::start(&shared, &tls);
     for stream in listener.incoming() {
         if shared.stopping() {
             break;
@@ -207,7 +216,10 @@ pub(crate) fn accept_loop(
         }
         let mut c = conns.lock();
         if c.open.len() >= shared.settings.max_connections {
-            log::warn!("csr api server: connection limit reached, closing a new connection");
+            drop(c);
+            if let Some(r) = &refuser {
+                r.refuse(tcp);
+            }
             continue;
         }
         let Ok(clone) = tcp.try_clone() else {
@@ -232,6 +244,95 @@ pub(crate) fn accept_loop(
             }
             Err(e) => log::warn!("csr api server: cannot start a connection thread: {e}"),
         }
+    }
+    if let Some(r) = refuser {
+        r.stop();
+    }
+}
+
+/// One thread that answers connections past the connection limit with 429, one at a time:
+/// the handshake, one request, the answer, the close, all within [`REFUSE_TIMEOUT`]. At most
+/// [`REFUSE_QUEUE`] wait; more are closed at once. So an overload costs one thread and a
+/// bounded queue, never a thread per connection.
+struct Refuser {
+    queue: Option<crossbeam_channel::Sender<TcpStream>>,
+    /// A clone of the socket being answered, for [`Refuser::stop`] to shut down.
+    current: Arc<Mutex<Option<TcpStream>>>,
+    thread: JoinHandle<()>,
+}
+
+impl Refuser {
+    fn start(shared: &Arc<Shared>, tls: &Arc<ServerConfig>) -> Option<Refuser> {
+        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(REFUSE_QUEUE);
+        let current = Arc::new(Mutex::new(None));
+        let (sh, tc, cur) = (shared.clone(), tls.clone(), current.clone());
+        let spawned = std::thread::Builder::new()
+            .name("csr-api-refuse".into())
+            .spawn(move || {
+                for tcp in rx {
+                    if sh.stopping() {
+                        continue;
+                    }
+                    *cur.lock() = tcp.try_clone().ok();
+                    refuse_connection(tcp, tc.clone());
+                    *cur.lock() = None;
+                }
+            });
+        match spawned {
+            Ok(thread) => Some(Refuser {
+                queue: Some(tx),
+                current,
+                thread,
+            }),
+            Err(e) => {
+                log::warn!("csr api server: cannot start the refusing thread: {e}");
+                None
+            }
+        }
+    }
+
+    /// Queues a connection for its 429, or closes it when the queue is full.
+    fn refuse(&self, tcp: TcpStream) {
+        let Some(q) = &self.queue else { return };
+        if q.try_send(tcp).is_err() {
+            log::warn!(
+                "csr api server: connection limit reached and refusal queue full, closing a new connection"
+            );
+        }
+    }
+
+    /// Stops the thread: the queued connections are closed unanswered, the one being
+    /// answered is shut down.
+    fn stop(mut self) {
+        self.queue = None;
+        if let Some(s) = self.current.lock().take() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        let _ = self.thread.join();
+    }
+}
+
+/// Answers the first request of a connection past the limit with 429 `TooManyRequests` and
+/// `Retry-After`, and closes it.
+fn refuse_connection(tcp: TcpStream, tls: Arc<ServerConfig>) {
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(REFUSE_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(REFUSE_TIMEOUT));
+    let start = std::time::Instant::now();
+    let Ok(conn) = ServerConnection::new(tls) else {
+        return;
+    };
+    let mut stream = StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        if start.elapsed() > REFUSE_TIMEOUT || stream.conn.complete_io(&mut stream.sock).is_err() {
+            return;
+        }
+    }
+    let mut conn = http::Conn::new(stream);
+    if conn.read_request().is_ok() && start.elapsed() <= REFUSE_TIMEOUT {
+        let _ = rest::send_too_many_requests(&mut conn, false);
+        conn.stream.conn.send_close_notify();
+        let _ = conn.stream.conn.complete_io(&mut conn.stream.sock);
     }
 }
 

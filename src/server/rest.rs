@@ -24,7 +24,7 @@ use super::http::{Conn, Request};
 use super::negotiate::{self, Output, Route};
 use super::selector::{self, LabelReq, parse_label_selector};
 use super::signer::{self, Work, has_condition};
-use super::state::{EventType, Stored};
+use super::state::{Event, EventType, Stored};
 use super::validation::{self, GROUP, RESOURCE, UpdatePath, go_quote};
 use super::{Shared, new_uid, since};
 use crate::csr::ApiVersion;
@@ -1931,7 +1931,7 @@ fn delete(ctx: &Ctx<'_>, conn: &mut Conn, req: &Request, name: &str) -> io::Resu
 
 /// What a watch loop wakes up for.
 enum Wake {
-    Events(Vec<(EventType, Arc<CertificateSigningRequest>)>),
+    Events(Vec<Event>),
     Bookmark(u64),
     Expired(u64),
     Timeout,
@@ -1947,14 +1947,19 @@ struct WatchSlot<'a> {
 }
 
 impl<'a> WatchSlot<'a> {
-    /// Takes a slot, or `None` when the user already holds the most watches allowed.
+    /// Takes a slot, or `None` when the server or the user already holds the most watches
+    /// allowed.
     fn take(shared: &'a Shared, user: &str) -> Option<WatchSlot<'a>> {
         let mut w = shared.watches.lock();
-        let n = w.entry(user.to_owned()).or_default();
+        if w.total >= shared.settings.max_watches {
+            return None;
+        }
+        let n = w.per_user.entry(user.to_owned()).or_default();
         if *n >= shared.settings.max_watches_per_user {
             return None;
         }
         *n += 1;
+        w.total += 1;
         Some(WatchSlot {
             shared,
             user: user.to_owned(),
@@ -1965,27 +1970,37 @@ impl<'a> WatchSlot<'a> {
 impl Drop for WatchSlot<'_> {
     fn drop(&mut self) {
         let mut w = self.shared.watches.lock();
-        if let Some(n) = w.get_mut(&self.user) {
+        w.total = w.total.saturating_sub(1);
+        if let Some(n) = w.per_user.get_mut(&self.user) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                w.remove(&self.user);
+                w.per_user.remove(&self.user);
             }
         }
     }
 }
 
-/// The apiserver's answer when it is overloaded: 429 `TooManyRequests`, retry after 1 s.
-fn too_many_requests() -> Status {
+/// How long a client refused with 429 is asked to wait, in seconds: kube-apiserver's
+/// max-in-flight filter's `retryAfter` ("1").
+pub(crate) const RETRY_AFTER_SECONDS: i32 = 1;
+
+/// The answer past a limit (connections, watches): 429 `TooManyRequests` with the text of
+/// kube-apiserver's max-in-flight filter (`Too many requests, please try again later.`) and its
+/// `Retry-After: 1` header. The filter writes the text as `text/plain`; here it is the message
+/// of a `Status` (reason `TooManyRequests`, `details.retryAfterSeconds` 1), which is what
+/// client-go makes of the filter's answer (`NewGenericServerResponse` with the header's delay).
+pub(crate) fn send_too_many_requests(conn: &mut Conn, keep: bool) -> io::Result<()> {
     let mut st = Status::failure(
         429,
         "TooManyRequests",
         "Too many requests, please try again later.",
     );
     st.details = Some(StatusDetails {
-        retry_after_seconds: Some(1),
+        retry_after_seconds: Some(RETRY_AFTER_SECONDS),
         ..StatusDetails::default()
     });
-    st
+    conn.add_header("Retry-After", &RETRY_AFTER_SECONDS.to_string());
+    send_status(conn, &st, keep)
 }
 
 /// How often a waiting watch checks that its client is still there
@@ -2029,7 +2044,7 @@ fn watch_stream(
         return Ok(Next::KeepAlive);
     }
     let Some(_slot) = WatchSlot::take(shared, &ctx.user.name) else {
-        send_status(conn, &too_many_requests(), ctx.keep)?;
+        send_too_many_requests(conn, ctx.keep)?;
         return Ok(Next::KeepAlive);
     };
     let sel = match list_options(req, true).and_then(|s| s.for_name(name)) {
@@ -2102,8 +2117,8 @@ fn watch_stream(
     }
     let mut sent = 0usize;
     // Sends one event line; true when the close-after fault says the stream is done.
-    let mut send = |conn: &mut Conn, line: Vec<u8>| -> io::Result<bool> {
-        conn.chunk(&line)?;
+    let mut send = |conn: &mut Conn, line: &[u8]| -> io::Result<bool> {
+        conn.chunk(line)?;
         sent += 1;
         let done = close_after.is_some_and(|n| sent >= n);
         if done {
@@ -2122,7 +2137,7 @@ fn watch_stream(
             .resource_version
             .as_deref()
             .and_then(|r| r.parse().ok());
-        if send(conn, event_line("ADDED", &ctx.render_value(o, rv)))? {
+        if send(conn, &event_line("ADDED", &ctx.render_value(o, rv)))? {
             conn.end_chunked()?;
             return Ok(Next::KeepAlive);
         }
@@ -2131,7 +2146,7 @@ fn watch_stream(
         && bookmarks
         && send(
             conn,
-            event_line("BOOKMARK", &bookmark_object(ctx, cursor, true)),
+            &event_line("BOOKMARK", &bookmark_object(ctx, cursor, true)),
         )?
     {
         conn.end_chunked()?;
@@ -2140,98 +2155,123 @@ fn watch_stream(
     let interval = shared.settings.bookmark_interval;
     let mut next_bookmark = Instant::now() + interval;
     let mut next_peer_check = Instant::now() + PEER_CHECK_INTERVAL;
-    loop {
-        let wake = {
-            let mut st = shared.state.lock();
-            loop {
-                if st.stopping {
-                    break Wake::Stop;
-                }
-                match st.events_after(cursor) {
-                    Err(oldest) => break Wake::Expired(oldest),
-                    Ok(events) => {
-                        let batch: Vec<(EventType, Arc<CertificateSigningRequest>)> = events
-                            .filter(|e| sel.matches(&e.object))
-                            .map(|e| (e.kind, e.object.clone()))
-                            .collect();
-                        cursor = st.rv;
-                        if !batch.is_empty() {
-                            break Wake::Events(batch);
+    // Whether the client has gone is noticed by the peers thread when it can; else on a timer.
+    let peer = shared.peers.register(&conn.stream.sock);
+    let result = (|| -> io::Result<Next> {
+        loop {
+            let wake = {
+                let mut st = shared.state.lock();
+                loop {
+                    if st.stopping {
+                        break Wake::Stop;
+                    }
+                    match st.events_after(cursor) {
+                        Err(oldest) => break Wake::Expired(oldest),
+                        Ok(events) => {
+                            let batch: Vec<Event> =
+                                events.filter(|e| sel.matches(&e.object)).cloned().collect();
+                            cursor = st.rv;
+                            if !batch.is_empty() {
+                                break Wake::Events(batch);
+                            }
                         }
                     }
+                    let now = Instant::now();
+                    if bookmarks && st.bookmark_epoch != epoch {
+                        epoch = st.bookmark_epoch;
+                        break Wake::Bookmark(cursor);
+                    }
+                    if now >= deadline {
+                        break Wake::Timeout;
+                    }
+                    if bookmarks && now >= next_bookmark {
+                        next_bookmark = now + interval;
+                        break Wake::Bookmark(cursor);
+                    }
+                    match &peer {
+                        Some(p) if p.raised() => break Wake::CheckPeer,
+                        Some(_) => {}
+                        None if now >= next_peer_check => {
+                            next_peer_check = now + PEER_CHECK_INTERVAL;
+                            break Wake::CheckPeer;
+                        }
+                        None => {}
+                    }
+                    let mut until = if bookmarks {
+                        deadline.min(next_bookmark)
+                    } else {
+                        deadline
+                    };
+                    if peer.is_none() {
+                        until = until.min(next_peer_check);
+                    }
+                    shared.changed.wait_until(&mut st, until);
                 }
-                let now = Instant::now();
-                if bookmarks && st.bookmark_epoch != epoch {
-                    epoch = st.bookmark_epoch;
-                    break Wake::Bookmark(cursor);
+            };
+            match wake {
+                Wake::CheckPeer if conn.peer_gone() => return Ok(Next::Close),
+                Wake::CheckPeer => {
+                    if let Some(p) = &peer {
+                        shared.peers.rearm(&conn.stream.sock, p);
+                    }
                 }
-                if now >= deadline {
-                    break Wake::Timeout;
+                Wake::Stop => {
+                    // End the stream cleanly, as a gracefully stopping apiserver does.
+                    let _ = conn.end_chunked();
+                    return Ok(Next::Close);
                 }
-                if bookmarks && now >= next_bookmark {
-                    next_bookmark = now + interval;
-                    break Wake::Bookmark(cursor);
-                }
-                if now >= next_peer_check {
-                    next_peer_check = now + PEER_CHECK_INTERVAL;
-                    break Wake::CheckPeer;
-                }
-                let until = if bookmarks {
-                    deadline.min(next_bookmark)
-                } else {
-                    deadline
-                };
-                shared
-                    .changed
-                    .wait_until(&mut st, until.min(next_peer_check));
-            }
-        };
-        match wake {
-            Wake::CheckPeer if conn.peer_gone() => return Ok(Next::Close),
-            Wake::CheckPeer => {}
-            Wake::Stop => {
-                // End the stream cleanly, as a gracefully stopping apiserver does.
-                let _ = conn.end_chunked();
-                return Ok(Next::Close);
-            }
-            Wake::Timeout => {
-                conn.end_chunked()?;
-                return Ok(Next::KeepAlive);
-            }
-            Wake::Expired(oldest) => {
-                let st = expired(format!(
-                    "too old resource version: {cursor} ({})",
-                    oldest - 1
-                ));
-                let obj = serde_json::to_value(st).unwrap_or(Json::Null);
-                conn.chunk(&event_line("ERROR", &obj))?;
-                conn.end_chunked()?;
-                return Ok(Next::KeepAlive);
-            }
-            Wake::Bookmark(rv) => {
-                if send(
-                    conn,
-                    event_line("BOOKMARK", &bookmark_object(ctx, rv, false)),
-                )? {
+                Wake::Timeout => {
                     conn.end_chunked()?;
                     return Ok(Next::KeepAlive);
                 }
-            }
-            Wake::Events(batch) => {
-                for (kind, o) in batch.iter().filter(|(_, o)| visible(o)) {
-                    let rv = o
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .and_then(|r| r.parse().ok());
-                    if send(conn, event_line(kind.as_str(), &ctx.render_value(o, rv)))? {
+                Wake::Expired(oldest) => {
+                    let st = expired(format!(
+                        "too old resource version: {cursor} ({})",
+                        oldest - 1
+                    ));
+                    let obj = serde_json::to_value(st).unwrap_or(Json::Null);
+                    conn.chunk(&event_line("ERROR", &obj))?;
+                    conn.end_chunked()?;
+                    return Ok(Next::KeepAlive);
+                }
+                Wake::Bookmark(rv) => {
+                    if send(
+                        conn,
+                        &event_line("BOOKMARK", &bookmark_object(ctx, rv, false)),
+                    )? {
                         conn.end_chunked()?;
                         return Ok(Next::KeepAlive);
                     }
                 }
+                Wake::Events(batch) => {
+                    for e in batch.iter().filter(|e| visible(&e.object)) {
+                        let o = &e.object;
+                        let rv = o
+                            .metadata
+                            .resource_version
+                            .as_deref()
+                            .and_then(|r| r.parse().ok());
+                        let render = || event_line(e.kind.as_str(), &ctx.render_value(o, rv));
+                        let sent = match ctx.output {
+                            Output::Plain => {
+                                let v = usize::from(ctx.version != ApiVersion::V1);
+                                send(conn, e.plain[v].get_or_init(render))?
+                            }
+                            _ => send(conn, &render())?,
+                        };
+                        if sent {
+                            conn.end_chunked()?;
+                            return Ok(Next::KeepAlive);
+                        }
+                    }
+                }
             }
         }
+    })();
+    if let Some(p) = peer {
+        shared.peers.unregister(&conn.stream.sock, p);
     }
+    result
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! `history_limit` events, whatever the number of changes.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::csr::api::CertificateSigningRequest;
 use crate::pki::ParsedCsr;
@@ -38,6 +38,10 @@ pub(crate) struct Event {
     pub rv: u64,
     pub kind: EventType,
     pub object: Arc<CertificateSigningRequest>,
+    /// The event's line as a watch sends it in plain JSON, per API version (`v1`, `v1beta1`),
+    /// made once by the first watch that sends it and shared by every other: the line does not
+    /// depend on the watcher.
+    pub plain: Arc<[OnceLock<Vec<u8>>; 2]>,
 }
 
 /// A stored CSR with its parsed request (parsed once, at create).
@@ -108,6 +112,7 @@ impl State {
             rv: self.rv,
             kind,
             object: object.clone(),
+            plain: Arc::default(),
         });
         while self.history.len() > self.history_limit {
             if let Some(old) = self.history.pop_front() {
