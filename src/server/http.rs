@@ -149,6 +149,8 @@ impl Conn {
     /// it while it waits for events, so a client that stopped watching frees its thread at once
     /// instead of at the next write.
     pub fn peer_gone(&mut self) -> bool {
+        // One variant without the `fuzzing` feature.
+        #[allow(clippy::infallible_destructuring_match)]
         let stream = match &mut self.stream {
             Stream::Tls(s) => s,
             #[cfg(feature = "fuzzing")]
