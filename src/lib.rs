@@ -144,6 +144,9 @@ pub const LOG_FILTER_DIRECTIVES: &str = "ureq_proto::util=off";
 pub mod clock;
 pub mod csr;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kubeconfig;
 pub mod kubelet;
 mod manager;

@@ -111,3 +111,59 @@ fn seeds_parse_before_mutation() {
     assert!(serde_json::from_slice::<Status>(&s[7]).is_ok());
     assert!(Kubeconfig::from_slice(&s[8], std::env::temp_dir()).is_ok());
 }
+
+// Inputs the coverage-guided fuzz targets in fuzz/ found, each as what a client sees.
+
+#[cfg(feature = "server")]
+mod server_common;
+
+/// A `status.certificate` whose PEM END line overlaps its BEGIN line (`-----BEGIN
+/// CERTIFICATE-----END CERTIFICATE-----`) made the server's `validateCertificate` slice past
+/// its own bounds and panic in the connection's thread: the client got no answer at all.
+/// Go's `pem.Decode` finds no block there; the server answers as kube-apiserver does, 422
+/// with the status.certificate field error. Found by the `x509` target.
+#[cfg(feature = "server")]
+#[test]
+fn status_certificate_with_overlapping_pem_markers_is_a_422_not_a_dropped_connection() {
+    use base64::Engine;
+    use certrotate::server::{ApprovalPolicy, CsrApiServer};
+    use server_common::*;
+    let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::Manual)
+        .start()
+        .unwrap();
+    let c = Client::admin(&server);
+    // Pending (manual approval, so nothing else changes it between the get and the put).
+    c.create(&client_body(Some("overlap"), "x").0);
+    let fuzzed: &[u8] = include_bytes!("fuzz_inputs/x509-overlapping-pem-markers");
+    for (pem, message) in [
+        (
+            &b"-----BEGIN CERTIFICATE-----END CERTIFICATE-----\n"[..],
+            Some("must contain at least one CERTIFICATE PEM block"),
+        ),
+        (b"-----BEGIN -----END -----\n", None),
+        (b"-----BEGIN X-----END X-----", None),
+        (fuzzed, None),
+    ] {
+        let mut obj = c.get(&format!("{CSRS}/overlap")).body;
+        obj["status"]["certificate"] =
+            serde_json::json!(base64::engine::general_purpose::STANDARD.encode(pem));
+        let r = c.put(&format!("{CSRS}/overlap/status"), &obj);
+        assert_eq!(
+            r.code,
+            422,
+            "{:?}: {}",
+            String::from_utf8_lossy(pem),
+            r.text
+        );
+        assert_eq!(r.body["reason"], "Invalid", "{}", r.text);
+        assert!(
+            r.text.contains("status.certificate"),
+            "names the field: {}",
+            r.text
+        );
+        if let Some(m) = message {
+            assert!(r.text.contains(m), "{}", r.text);
+        }
+    }
+}

@@ -2115,6 +2115,148 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// The decoding steps of the client's answers, for the fuzz targets (feature `fuzzing`): each
+/// runs the same helpers, in the same order, as the request or the wait that reads those bytes.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    use super::*;
+
+    /// A create or get answer ([`KubeCsrClient::post_csr`], [`KubeCsrClient::get_csr`]), then
+    /// the adoption check of an existing request against `req` ([`ensure_compatible`]).
+    pub(crate) fn answer(bytes: &[u8], version: ApiVersion, req: &CsrRequest) {
+        if let Ok(obj) = decode_csr("create", bytes, version) {
+            let _ = csr_ref("create", &obj, version);
+            let _ = ensure_compatible(req, &obj, std::time::SystemTime::now());
+            let csr = CsrRef {
+                name: obj.metadata.name.clone().unwrap_or_default(),
+                uid: obj.metadata.uid.clone().unwrap_or_default(),
+                api_version: version,
+                resource_version: String::new(),
+            };
+            let _ = judge(&csr, &obj);
+        }
+    }
+
+    /// A list answer, as [`KubeCsrClient::list`] then the wait's look at its items.
+    pub(crate) fn list(bytes: &[u8], version: ApiVersion, csr: &CsrRef) {
+        let Ok(list) = serde_json::from_slice::<CsrList>(bytes) else {
+            return;
+        };
+        if check_type(
+            "list",
+            list.kind.as_deref(),
+            list.api_version.as_deref(),
+            api::KIND_CSR_LIST,
+            Some(version),
+        )
+        .is_err()
+        {
+            return;
+        }
+        for item in &list.items {
+            if check_type(
+                "list",
+                item.kind.as_deref(),
+                item.api_version.as_deref(),
+                api::KIND_CSR,
+                Some(version),
+            )
+            .is_err()
+            {
+                return;
+            }
+        }
+        for item in &list.items {
+            if item.metadata.name.as_deref() == Some(csr.name.as_str()) {
+                let _ = judge(csr, item);
+            }
+        }
+    }
+
+    /// An error answer with HTTP status `code` ([`parse_api_error`]).
+    pub(crate) fn error(code: u16, body: &[u8]) {
+        let e = parse_api_error(code, None, body);
+        let _ = (e.is_expired(), e.is_not_found(), e.is_already_exists());
+    }
+
+    /// A watch body: split into lines under `limit` bytes and each event decoded as in the
+    /// wait's watch loop ([`Wait::watch`]).
+    pub(crate) fn watch(body: &[u8], version: ApiVersion, csr: &CsrRef, limit: usize) {
+        let mut reader = BufReader::new(body);
+        let mut line = Vec::new();
+        let mut rv = String::new();
+        loop {
+            line.clear();
+            match (&mut reader)
+                .take(limit as u64 + 1)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.last() != Some(&b'\n') {
+                return;
+            }
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            let Ok(event) = serde_json::from_slice::<WatchEvent>(text) else {
+                return;
+            };
+            let checked = if event.type_ == "ERROR" {
+                check_type_value("watch", &event.object, "Status", None)
+            } else if matches!(
+                event.type_.as_str(),
+                "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK"
+            ) {
+                check_type_value("watch", &event.object, api::KIND_CSR, Some(version))
+            } else {
+                Ok(())
+            };
+            if checked.is_err() {
+                return;
+            }
+            if let Some(v) = event
+                .object
+                .pointer("/metadata/resourceVersion")
+                .and_then(|v| v.as_str())
+                && event.type_ != "ERROR"
+            {
+                v.clone_into(&mut rv);
+            }
+            match event.type_.as_str() {
+                "ADDED" | "MODIFIED" | "DELETED" => {
+                    let Ok(obj) = csr_from_value(event.object) else {
+                        return;
+                    };
+                    if obj.metadata.name.as_deref() == Some(csr.name.as_str())
+                        && (event.type_ == "DELETED"
+                            || !matches!(judge(csr, &obj), Ok(Judged::Waiting(_))))
+                    {
+                        return;
+                    }
+                }
+                "BOOKMARK" => {}
+                "ERROR" => {
+                    let Ok(status) = serde_json::from_value::<Status>(event.object) else {
+                        return;
+                    };
+                    let code = status
+                        .code
+                        .and_then(|c| u16::try_from(c).ok())
+                        .filter(|c| (100..600).contains(c))
+                        .unwrap_or(500);
+                    let err = api_error_from_status(code, None, status);
+                    let _ = (err.is_expired(), err.retry_after);
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

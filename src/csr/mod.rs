@@ -14,6 +14,8 @@ mod kube;
 mod proxy;
 
 pub use crate::usages::{KeyUsage, UnknownKeyUsage};
+#[cfg(feature = "fuzzing")]
+pub(crate) use kube::fuzzing;
 pub use kube::{
     APPROVED_NOT_ISSUED_WARN_FRACTION, DEFAULT_MAX_LIST_SIZE, DEFAULT_MAX_OBJECT_SIZE,
     DEFAULT_MAX_WATCH_EVENT_SIZE, KubeCsrClient, KubeCsrClientBuilder,

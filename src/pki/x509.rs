@@ -122,8 +122,30 @@ pub(crate) fn usage_extensions(usages: &[KeyUsage]) -> (u16, Vec<&'static [u64]>
             eku.push(oid);
         }
     }
+    // As upstream: de-duplicated, then sorted by Go's `x509.ExtKeyUsage` value.
+    eku.sort_by_key(|o| GO_EXT_KEY_USAGE_ORDER.iter().position(|g| g == o));
     (ku, eku)
 }
+
+/// The extended key usage OIDs in the order of Go's `x509.ExtKeyUsage` values (Any,
+/// ServerAuth, ClientAuth, CodeSigning, EmailProtection, IPSECEndSystem, IPSECTunnel,
+/// IPSECUser, TimeStamping, OCSPSigning, MicrosoftServerGatedCrypto,
+/// NetscapeServerGatedCrypto): Kubernetes' `keyUsagesFromStrings` sorts by that value, so its
+/// signer writes the extension in this order whatever the order of the request's usages.
+const GO_EXT_KEY_USAGE_ORDER: [&[u64]; 12] = [
+    &[2, 5, 29, 37, 0],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 1],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 2],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 3],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 4],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 5],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 6],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 7],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 8],
+    &[1, 3, 6, 1, 5, 5, 7, 3, 9],
+    &[1, 3, 6, 1, 4, 1, 311, 10, 3, 3],
+    &[2, 16, 840, 1, 113730, 4, 1],
+];
 
 /// Encodes and signs one certificate; returns its DER.
 ///

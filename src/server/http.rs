@@ -15,7 +15,7 @@ const MAX_HEADERS: usize = 100;
 
 /// One TLS connection with its unconsumed input.
 pub(crate) struct Conn {
-    pub stream: StreamOwned<ServerConnection, TcpStream>,
+    stream: Stream,
     buf: Vec<u8>,
     /// Header lines (`Name: value`) for the next response only.
     extra_headers: Vec<String>,
@@ -71,12 +71,96 @@ pub(crate) enum ReadError {
     TooLarge(u16),
 }
 
+/// What a [`Conn`] reads from and writes to: the TLS connection, or (feature `fuzzing`) bytes
+/// in memory, so that the request parser and the handlers run on fuzzer input without sockets.
+enum Stream {
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    #[cfg(feature = "fuzzing")]
+    Memory {
+        input: io::Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    },
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tls(s) => s.read(buf),
+            #[cfg(feature = "fuzzing")]
+            Stream::Memory { input, .. } => input.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tls(s) => s.write(buf),
+            #[cfg(feature = "fuzzing")]
+            Stream::Memory { output, .. } => output.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) => s.flush(),
+            #[cfg(feature = "fuzzing")]
+            Stream::Memory { .. } => Ok(()),
+        }
+    }
+}
+
 impl Conn {
     pub fn new(stream: StreamOwned<ServerConnection, TcpStream>) -> Conn {
         Conn {
-            stream,
+            stream: Stream::Tls(Box::new(stream)),
             buf: Vec::new(),
             extra_headers: Vec::new(),
+        }
+    }
+
+    /// The TCP socket under the TLS stream (`None` for an in-memory connection).
+    pub fn socket(&self) -> Option<&TcpStream> {
+        match &self.stream {
+            Stream::Tls(s) => Some(&s.sock),
+            #[cfg(feature = "fuzzing")]
+            Stream::Memory { .. } => None,
+        }
+    }
+
+    /// Sends TLS `close_notify` and flushes it (best effort, for a connection about to close).
+    pub fn close_notify(&mut self) {
+        match &mut self.stream {
+            Stream::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.conn.complete_io(&mut s.sock);
+            }
+            #[cfg(feature = "fuzzing")]
+            Stream::Memory { .. } => {}
+        }
+    }
+
+    /// A connection whose peer sent `input` and then closed its side; what the server writes
+    /// is kept in memory (see [`Conn::output`]). A chunked answer (a watch) ends right after its
+    /// head, as with a peer that is gone.
+    #[cfg(feature = "fuzzing")]
+    pub fn in_memory(input: Vec<u8>) -> Conn {
+        Conn {
+            stream: Stream::Memory {
+                input: io::Cursor::new(input),
+                output: Vec::new(),
+            },
+            buf: Vec::new(),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    /// The bytes written to an in-memory connection so far.
+    #[cfg(feature = "fuzzing")]
+    pub fn output(&self) -> &[u8] {
+        match &self.stream {
+            Stream::Memory { output, .. } => output,
+            Stream::Tls(_) => &[],
         }
     }
 
@@ -86,18 +170,25 @@ impl Conn {
     /// it while it waits for events, so a client that stopped watching frees its thread at once
     /// instead of at the next write.
     pub fn peer_gone(&mut self) -> bool {
-        if self.stream.sock.set_nonblocking(true).is_err() {
+        // One variant without the `fuzzing` feature.
+        #[allow(clippy::infallible_destructuring_match)]
+        let stream = match &mut self.stream {
+            Stream::Tls(s) => s,
+            #[cfg(feature = "fuzzing")]
+            Stream::Memory { .. } => return true,
+        };
+        if stream.sock.set_nonblocking(true).is_err() {
             return true;
         }
         let mut gone = false;
         // Bounded: a peer that keeps sending cannot hold the watch here.
         for _ in 0..16 {
-            match self.stream.conn.read_tls(&mut self.stream.sock) {
+            match stream.conn.read_tls(&mut stream.sock) {
                 Ok(0) => {
                     gone = true;
                     break;
                 }
-                Ok(_) => match self.stream.conn.process_new_packets() {
+                Ok(_) => match stream.conn.process_new_packets() {
                     Ok(io) if io.peer_has_closed() => {
                         gone = true;
                         break;
@@ -106,7 +197,7 @@ impl Conn {
                         let n = io.plaintext_bytes_to_read();
                         if n > 0 {
                             let mut tmp = vec![0u8; n];
-                            if self.stream.conn.reader().read_exact(&mut tmp).is_ok() {
+                            if stream.conn.reader().read_exact(&mut tmp).is_ok() {
                                 self.buf.extend_from_slice(&tmp);
                             }
                             // More than the largest request while a watch runs: the client
@@ -130,7 +221,7 @@ impl Conn {
                 }
             }
         }
-        if self.stream.sock.set_nonblocking(false).is_err() {
+        if stream.sock.set_nonblocking(false).is_err() {
             return true;
         }
         gone
@@ -280,7 +371,12 @@ impl Conn {
     pub fn start_chunked(&mut self, code: u16, content_type: &str) -> io::Result<()> {
         let mut out = self.head(code, content_type, true);
         out.push_str("Transfer-Encoding: chunked\r\n\r\n");
-        self.write_all(out.as_bytes())
+        self.write_all(out.as_bytes())?;
+        #[cfg(feature = "fuzzing")]
+        if let Stream::Memory { .. } = self.stream {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(())
     }
 
     /// Writes one chunk and flushes it to the peer.

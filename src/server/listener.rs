@@ -331,8 +331,7 @@ fn refuse_connection(tcp: TcpStream, tls: Arc<ServerConfig>) {
     let mut conn = http::Conn::new(stream);
     if conn.read_request().is_ok() && start.elapsed() <= REFUSE_TIMEOUT {
         let _ = rest::send_too_many_requests(&mut conn, false);
-        conn.stream.conn.send_close_notify();
-        let _ = conn.stream.conn.complete_io(&mut conn.stream.sock);
+        conn.close_notify();
     }
 }
 
@@ -351,14 +350,23 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, tls: Arc<ServerConfig>) {
         }
     }
     let peer = peer_user(shared, &stream.conn);
-    let mut conn = http::Conn::new(stream);
+    serve_requests(shared, &mut http::Conn::new(stream), peer.as_ref());
+}
+
+/// Reads requests from `conn` and serves them until one asks to close, or cannot be read (a
+/// malformed one is answered 400, a too large one 413 or 431, and the connection closed).
+pub(crate) fn serve_requests(
+    shared: &Shared,
+    conn: &mut http::Conn,
+    peer: Option<&Result<UserInfo, ()>>,
+) {
     loop {
         let req = match conn.read_request() {
             Ok(r) => r,
             Err(http::ReadError::Closed) => return,
             Err(http::ReadError::Bad(msg)) => {
                 let _ = rest::send_status(
-                    &mut conn,
+                    conn,
                     &crate::csr::api::Status::failure(400, "BadRequest", msg),
                     false,
                 );
@@ -370,12 +378,12 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, tls: Arc<ServerConfig>) {
                     crate::csr::api::reason_for_code(code),
                     "the request is too large",
                 );
-                let _ = rest::send_status(&mut conn, &st, false);
+                let _ = rest::send_status(conn, &st, false);
                 return;
             }
         };
         let keep = req.keep_alive();
-        match rest::handle(shared, &mut conn, &req, peer.as_ref()) {
+        match rest::handle(shared, conn, &req, peer) {
             Ok(rest::Next::KeepAlive) if keep && !shared.stopping() => {}
             _ => return,
         }

@@ -233,6 +233,8 @@ mod auth;
 mod collection;
 mod decode;
 mod faults;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod http;
 mod kubeconfig;
 mod listener;

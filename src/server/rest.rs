@@ -2156,7 +2156,7 @@ fn watch_stream(
     let mut next_bookmark = Instant::now() + interval;
     let mut next_peer_check = Instant::now() + PEER_CHECK_INTERVAL;
     // Whether the client has gone is noticed by the peers thread when it can; else on a timer.
-    let peer = shared.peers.register(&conn.stream.sock);
+    let peer = conn.socket().and_then(|sock| shared.peers.register(sock));
     let result = (|| -> io::Result<Next> {
         loop {
             let wake = {
@@ -2211,8 +2211,8 @@ fn watch_stream(
             match wake {
                 Wake::CheckPeer if conn.peer_gone() => return Ok(Next::Close),
                 Wake::CheckPeer => {
-                    if let Some(p) = &peer {
-                        shared.peers.rearm(&conn.stream.sock, p);
+                    if let (Some(p), Some(sock)) = (&peer, conn.socket()) {
+                        shared.peers.rearm(sock, p);
                     }
                 }
                 Wake::Stop => {
@@ -2268,8 +2268,8 @@ fn watch_stream(
             }
         }
     })();
-    if let Some(p) = peer {
-        shared.peers.unregister(&conn.stream.sock, p);
+    if let (Some(p), Some(sock)) = (peer, conn.socket()) {
+        shared.peers.unregister(sock, p);
     }
     result
 }

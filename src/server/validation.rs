@@ -772,10 +772,17 @@ pub(crate) fn validate_certificate(pem: &[u8]) -> Result<(), String> {
         };
         let label = &after[..end_label];
         let end_marker = format!("-----END {label}-----");
-        let Some(end) = after.find(&end_marker) else {
+        // The END line is looked for after the BEGIN line only: the two may not overlap
+        // (`-----BEGIN CERTIFICATE-----END CERTIFICATE-----` is no block, as for Go's
+        // `pem.Decode`).
+        let body_start = end_label + 5;
+        let Some(end) = after[body_start..]
+            .find(&end_marker)
+            .map(|n| body_start + n)
+        else {
             break;
         };
-        let body = &after[end_label + 5..end];
+        let body = &after[body_start..end];
         if label != "CERTIFICATE" {
             return Err(format!(
                 "only CERTIFICATE PEM blocks are allowed, found {}",

@@ -774,6 +774,25 @@ fn is_temp_name(prefix: &str, name: &str) -> bool {
         .is_some_and(|r| r.len() == TEMP_RAND_LEN && r.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
+/// The parsers of the store's files, for the fuzz targets (feature `fuzzing`): `bytes` as a
+/// combined pair file ([`load_pair`]), and cut at its first NUL into a certificate file and a
+/// key file as [`FileStore`] checks and parses them ([`FileStore::load_cert_key`] after the
+/// reads), and as an update's certificate and key ([`pair_file_contents`]).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_parse(bytes: &[u8]) {
+    let _ = load_pair(Path::new("fuzz-current.pem"), bytes);
+    let (cert_pem, key_pem) = match bytes.iter().position(|b| *b == 0) {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (bytes, bytes),
+    };
+    if !is_blank(cert_pem) && !is_blank(key_pem) {
+        let _ = Certificate::from_pem(cert_pem, key_pem);
+    }
+    if let Ok(pair) = pair_file_contents(cert_pem, key_pem) {
+        let _ = load_pair(Path::new("fuzz-updated.pem"), &pair);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};

@@ -11,6 +11,8 @@ mod memory;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use file::fuzz_parse;
 pub use file::{DEFAULT_RETENTION, FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
 
