@@ -591,13 +591,7 @@ fn a_request_just_created_is_watched_from_the_creates_version_without_a_list() {
     let (client, csr) = create_v1_fresh(&api);
     assert_eq!(csr.resource_version, "101");
     let cert = api.sign(&csr.name);
-    api.push_watch(vec![Step::Event(
-        "MODIFIED",
-        with_cert(
-            with_condition(api.object(&csr.name), "Approved", "", ""),
-            &cert,
-        ),
-    )]);
+    api.push_issued_event(&csr.name, &cert);
     assert_eq!(wait(&client, &csr, LONG).unwrap(), cert.as_bytes());
     assert_eq!(paths(&api), [format!("POST {V1}"), format!("WATCH {V1}")]);
     let log = api.requests();
@@ -629,13 +623,7 @@ fn a_watch_from_the_creates_version_that_fails_leads_to_the_list() {
         let csr = client.create(&req).unwrap();
         let cert = api.sign(&csr.name);
         api.push_watch(vec![Step::Http(reply)]);
-        api.push_watch(vec![Step::Event(
-            "MODIFIED",
-            with_cert(
-                with_condition(api.object(&csr.name), "Approved", "", ""),
-                &cert,
-            ),
-        )]);
+        api.push_issued_event(&csr.name, &cert);
         assert_eq!(wait(&client, &csr, LONG).unwrap(), cert.as_bytes());
         assert_eq!(
             paths(&api),

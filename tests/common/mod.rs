@@ -613,6 +613,13 @@ impl FakeApi {
         self.state.lock().objects.insert(name, obj);
     }
 
+    /// Scripts the next watch to carry one `MODIFIED` event: the stored `name` approved, with
+    /// `cert` issued.
+    pub fn push_issued_event(&self, name: &str, cert: &str) {
+        let issued = with_cert(with_condition(self.object(name), "Approved", "", ""), cert);
+        self.push_watch(vec![Step::Event("MODIFIED", issued)]);
+    }
+
     pub fn push_watch(&self, steps: Vec<Step>) {
         self.state.lock().watch_scripts.push_back(steps);
     }
