@@ -35,7 +35,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the manager and its rotation thread", &["manager"]),
     (
         "integrations",
-        &["tls", "kubeconfig", "kubelet", "server", "testing"],
+        &[
+            "tls",
+            "kubeconfig",
+            "kubelet",
+            "server",
+            "testing",
+            "fuzzing",
+        ],
     ),
 ];
 
