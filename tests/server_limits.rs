@@ -191,6 +191,41 @@ fn a_connection_past_the_limit_is_answered_429_with_retry_after() {
     );
 }
 
+/// Connections past the limit that never start their TLS handshake hold the one refusing
+/// thread for at most its timeout (2 s) altogether, counted from their accept: a real client
+/// refused after twenty of them gets its answer (a 429, or the connection closed) within a few
+/// seconds, not after twenty timeouts one after the other.
+#[test]
+fn silent_connections_past_the_limit_do_not_hold_a_later_client() {
+    let _one = one_at_a_time();
+    let server = CsrApiServer::builder()
+        .approval_policy(ApprovalPolicy::Manual)
+        .max_connections(1)
+        .start()
+        .unwrap();
+    let c = Client::admin(&server);
+    let _held = c.watch("timeoutSeconds=600");
+    let silent: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    let started = Instant::now();
+    let late = Client::admin(&server);
+    let answer = call(&late, CSRS);
+    let took = started.elapsed();
+    match &answer {
+        Ok(a) => assert_too_many_requests(a),
+        Err(e) => assert!(
+            !matches!(e, ureq::Error::Timeout(_)),
+            "the late client timed out: {e}"
+        ),
+    }
+    assert!(
+        took < Duration::from_secs(10),
+        "the late client waited {took:?} behind silent connections"
+    );
+    drop(silent);
+}
+
 #[test]
 fn a_watch_past_the_server_limit_is_answered_429_with_retry_after() {
     let _one = one_at_a_time();

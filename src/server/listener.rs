@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -184,8 +184,9 @@ impl Connections {
 /// wait for their 429 at once; more are closed on accept.
 const REFUSE_QUEUE: usize = 64;
 
-/// How long a refused connection may take over its handshake and request before it is closed
-/// without an answer.
+/// How long a refused connection may take, from its accept (its time in the queue included),
+/// over its handshake and request before it is closed without an answer: a queue of silent
+/// connections cannot hold a client that is refused after them for longer.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn accept_loop(
@@ -251,11 +252,12 @@ pub(crate) fn accept_loop(
 }
 
 /// One thread that answers connections past the connection limit with 429, one at a time:
-/// the handshake, one request, the answer, the close, all within [`REFUSE_TIMEOUT`]. At most
+/// the handshake, one request, the answer, the close, all within [`REFUSE_TIMEOUT`] of the
+/// accept (a connection whose time ran out in the queue is closed unanswered). At most
 /// [`REFUSE_QUEUE`] wait; more are closed at once. So an overload costs one thread and a
 /// bounded queue, never a thread per connection.
 struct Refuser {
-    queue: Option<crossbeam_channel::Sender<TcpStream>>,
+    queue: Option<crossbeam_channel::Sender<(TcpStream, Instant)>>,
     /// A clone of the socket being answered, for [`Refuser::stop`] to shut down.
     current: Arc<Mutex<Option<TcpStream>>>,
     thread: JoinHandle<()>,
@@ -263,18 +265,18 @@ struct Refuser {
 
 impl Refuser {
     fn start(shared: &Arc<Shared>, tls: &Arc<ServerConfig>) -> Option<Refuser> {
-        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(REFUSE_QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded::<(TcpStream, Instant)>(REFUSE_QUEUE);
         let current = Arc::new(Mutex::new(None));
         let (sh, tc, cur) = (shared.clone(), tls.clone(), current.clone());
         let spawned = std::thread::Builder::new()
             .name("csr-api-refuse".into())
             .spawn(move || {
-                for tcp in rx {
-                    if sh.stopping() {
+                for (tcp, accepted) in rx {
+                    if sh.stopping() || accepted.elapsed() >= REFUSE_TIMEOUT {
                         continue;
                     }
                     *cur.lock() = tcp.try_clone().ok();
-                    refuse_connection(tcp, tc.clone());
+                    refuse_connection(tcp, accepted, tc.clone());
                     *cur.lock() = None;
                 }
             });
@@ -294,7 +296,7 @@ impl Refuser {
     /// Queues a connection for its 429, or closes it when the queue is full.
     fn refuse(&self, tcp: TcpStream) {
         let Some(q) = &self.queue else { return };
-        if q.try_send(tcp).is_err() {
+        if q.try_send((tcp, Instant::now())).is_err() {
             log::warn!(
                 "csr api server: connection limit reached and refusal queue full, closing a new connection"
             );
@@ -313,12 +315,16 @@ impl Refuser {
 }
 
 /// Answers the first request of a connection past the limit with 429 `TooManyRequests` and
-/// `Retry-After`, and closes it.
-fn refuse_connection(tcp: TcpStream, tls: Arc<ServerConfig>) {
+/// `Retry-After`, and closes it, all within [`REFUSE_TIMEOUT`] of `accepted`.
+fn refuse_connection(tcp: TcpStream, accepted: Instant, tls: Arc<ServerConfig>) {
+    let left = REFUSE_TIMEOUT.saturating_sub(accepted.elapsed());
+    if left.is_zero() {
+        return;
+    }
     let _ = tcp.set_nodelay(true);
-    let _ = tcp.set_read_timeout(Some(REFUSE_TIMEOUT));
-    let _ = tcp.set_write_timeout(Some(REFUSE_TIMEOUT));
-    let start = std::time::Instant::now();
+    let _ = tcp.set_read_timeout(Some(left));
+    let _ = tcp.set_write_timeout(Some(left));
+    let start = accepted;
     let Ok(conn) = ServerConnection::new(tls) else {
         return;
     };
