@@ -53,7 +53,8 @@
 //! At a random point in [70 %, 90 %) of the certificate's lifetime, counted from its NotBefore
 //! (client-go's rule; see [`schedule`]); at once when there is no usable certificate, when the
 //! certificate is a bootstrap one, or when it does not satisfy the template. Failed attempts
-//! back off 2 s, 4 s, 8 s, 16 s, then retry every 32 s ± 25 %.
+//! back off 2 s, 4 s, 8 s, 16 s, then retry about every 32 s, jittered so that a fleet which
+//! failed together does not retry together ([`schedule::Backoff`]).
 //!
 //! # What a certificate must pass
 //! An issued chain is stored, served and used to authenticate only if a TLS peer (Go's

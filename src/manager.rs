@@ -57,7 +57,7 @@ use crate::metrics::{Counter, Gauge, Histogram};
 use crate::pki::{Certificate, KeyAlgorithm, PrivateKey};
 use crate::report::Chain;
 use crate::resolver::CertResolver;
-use crate::schedule;
+use crate::schedule::{self, Backoff};
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::template::CsrTemplate;
 
@@ -133,6 +133,7 @@ pub struct Config {
     pub(crate) rng_seed: Option<u64>,
     pub(crate) template_poll_interval: Option<Duration>,
     pub(crate) max_sleep_slice: Duration,
+    pub(crate) backoff: Backoff,
     pub(crate) certificate_wait_timeout: Duration,
     pub(crate) thread_stack_size: usize,
 }
@@ -152,6 +153,7 @@ impl fmt::Debug for Config {
             .field("has_bootstrap", &self.bootstrap.is_some())
             .field("template_poll_interval", &self.template_poll_interval)
             .field("max_sleep_slice", &self.max_sleep_slice)
+            .field("backoff", &self.backoff)
             .field("certificate_wait_timeout", &self.certificate_wait_timeout)
             .finish_non_exhaustive()
     }
@@ -187,6 +189,7 @@ pub struct ConfigBuilder {
     rng_seed: Option<u64>,
     template_poll_interval: Option<Option<Duration>>,
     max_sleep_slice: Option<Duration>,
+    backoff: Backoff,
     certificate_wait_timeout: Option<Duration>,
     thread_stack_size: Option<usize>,
 }
@@ -379,6 +382,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// How the delays after failed attempts are jittered: [`Backoff::Spread`] (the default;
+    /// 2–4, 4–8, 8–16, 16–32 s, then 16–48 s) or client-go's [`Backoff::ClientGo`] (2, 4, 8,
+    /// 16 s + up to 10 %, then a flat 32 s). See [`Backoff`] for why the default differs.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
     /// How long one attempt waits for its CSR to be issued. Must not be zero. Defaults to
     /// 15 minutes, as client-go.
     pub fn certificate_wait_timeout(mut self, timeout: Duration) -> Self {
@@ -546,6 +557,7 @@ impl ConfigBuilder {
             rng_seed: self.rng_seed,
             template_poll_interval: poll,
             max_sleep_slice: slice,
+            backoff: self.backoff,
             certificate_wait_timeout: wait,
             thread_stack_size: stack,
         })
@@ -920,7 +932,8 @@ struct Threads {
 ///   first) is kept in memory, key included; the next attempt stores that one instead of asking
 ///   again, while it is unexpired and satisfies the template.
 ///
-/// Failed attempts back off as usual (2, 4, 8, 16 s, then 32 s ± 25 %). Measured on a fake
+/// Failed attempts back off as usual (2, 4, 8, 16 s, then about 32 s; see
+/// [`ConfigBuilder::backoff`]). Measured on a fake
 /// clock: a manager whose store always fails creates 1 CSR and makes about 115 store attempts
 /// an hour; one whose CSRs are never approved creates 1 CSR and waits for it 4 times an hour
 /// (15-minute wait timeout).

@@ -16,9 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use certrotate::csr::api::CertificateSigningRequest;
 use certrotate::kubeconfig::Kubeconfig;
 use certrotate::pki::{CertInfo, crypto_provider, parse_chain_pem};
-use certrotate::schedule::{
-    BACKOFF_JITTER, DEADLINE_MAX_FRACTION, DEADLINE_MIN_FRACTION, PERIODIC_JITTER, PERIODIC_RETRY,
-};
+use certrotate::schedule::{DEADLINE_MAX_FRACTION, DEADLINE_MIN_FRACTION, PERIODIC_RETRY};
 use certrotate::server::{
     ApprovalPolicy, Call, CsrApiServer, CsrApiServerBuilder, Fault, Identity,
     SIGNER_KUBE_APISERVER_CLIENT_KUBELET, SIGNER_KUBELET_SERVING,
@@ -523,20 +521,18 @@ fn outage_for_an_hour_backs_off_then_recovers() {
     assert!(m.server_healthy());
     assert_eq!(handshake(client, tls.addr).unwrap().0, r.cert.serial_hex());
 
-    // The schedule: exponential for the first four delays, then a jittered period.
+    // The default backoff (`Backoff::Spread`): exponential for the first four delays, each
+    // stretched by up to 100 %, then a period of 32 s ± 50 %.
     for (i, base) in [2u64, 4, 8, 16].into_iter().enumerate() {
         let b = Duration::from_secs(base);
         assert!(
-            delays[i] >= b && delays[i] < b.mul_f64(1.0 + BACKOFF_JITTER),
+            delays[i] >= b && delays[i] < 2 * b,
             "delay {i}: {:?}",
             delays[i]
         );
     }
     let periodic = &delays[4..];
-    let (min, max) = (
-        PERIODIC_RETRY.mul_f64(1.0 - PERIODIC_JITTER),
-        PERIODIC_RETRY.mul_f64(1.0 + PERIODIC_JITTER),
-    );
+    let (min, max) = (PERIODIC_RETRY / 2, PERIODIC_RETRY * 3 / 2);
     assert!(
         periodic.iter().all(|d| *d >= min && *d < max),
         "periodic retries out of [{min:?}, {max:?}): {periodic:?}"

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use certrotate::csr::CsrError;
 use certrotate::metrics::GaugeFn;
 use certrotate::pki::PkiError;
+use certrotate::schedule::Backoff;
 use certrotate::testing::{ApiEvent, CreateStep, FakeClock, FakeCsrApi, WaitStep, api_error};
 use certrotate::{
     Certificate, CertificateManager, Clock, Config, ConfigBuilder, CsrTemplate, Error,
@@ -1181,7 +1182,7 @@ fn a_refused_chain_is_retried_after_backoff_by_the_rotation_thread() {
     );
     let backoff = rig.clock.next_timer_in().unwrap();
     assert!(
-        backoff >= Duration::from_secs(2) && backoff < Duration::from_millis(2200),
+        backoff >= Duration::from_secs(2) && backoff < Duration::from_secs(4),
         "{backoff:?}"
     );
     assert_eq!(rig.api.created(), 1);
@@ -1442,50 +1443,76 @@ fn c9_no_csr_on_restart_with_a_good_cert() {
 /// all (each retry waits for it again), every attempt is counted as a failure, and stop cancels the wait at once.
 #[test]
 fn c10_never_approved_for_a_day() {
-    let rig = Rig::new();
-    for _ in 0..200 {
-        rig.api.script_wait(WaitStep::Hang);
-    }
-    let (failures, c) = counter();
-    let m =
-        CertificateManager::new(rig.builder().renew_failure_counter(c).build().unwrap()).unwrap();
-    m.start();
-    let mut elapsed = Duration::ZERO;
-    let mut steps = Vec::new();
-    while elapsed < 24 * HOUR {
+    // Each backoff's delays: after failures 1–4, [least, bound); from the 5th, [least, bound)
+    // (a flat period when equal).
+    let cases = [
+        (
+            Backoff::Spread,
+            [(2.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0)],
+            (16.0, 48.0),
+        ),
+        (
+            Backoff::ClientGo,
+            [(2.0, 2.2), (4.0, 4.4), (8.0, 8.8), (16.0, 17.6)],
+            (32.0, 32.0),
+        ),
+    ];
+    for (backoff, early, periodic) in cases {
+        let rig = Rig::new();
+        for _ in 0..200 {
+            rig.api.script_wait(WaitStep::Hang);
+        }
+        let (failures, c) = counter();
+        let m = CertificateManager::new(
+            rig.builder()
+                .backoff(backoff)
+                .renew_failure_counter(c)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        m.start();
+        let mut elapsed = Duration::ZERO;
+        let mut steps = Vec::new();
+        while elapsed < 24 * HOUR {
+            rig.asleep(1);
+            let d = rig.clock.advance_to_next_timer().unwrap();
+            elapsed += d;
+            steps.push(d);
+        }
         rig.asleep(1);
-        let d = rig.clock.advance_to_next_timer().unwrap();
-        elapsed += d;
-        steps.push(d);
-    }
-    rig.asleep(1);
-    let created = rig.api.created();
-    // Each attempt after the first waits again for the same pending CSR.
-    assert_eq!(created, 1, "{created} CSRs in 24 h");
-    assert_eq!(rig.api.max_outstanding(), 1);
-    // Steps alternate: wait timeout (15 min), then the backoff delay.
-    let timeout = Duration::from_secs(900);
-    let backoffs: Vec<Duration> = steps.iter().copied().filter(|d| *d != timeout).collect();
-    assert!(steps.iter().filter(|d| **d == timeout).count() >= 80);
-    for (i, base) in [2u64, 4, 8, 16].into_iter().enumerate() {
-        let b = Duration::from_secs(base);
-        assert!(
-            backoffs[i] >= b && backoffs[i] < b.mul_f64(1.1),
-            "backoff {i}: {:?}",
-            backoffs[i]
-        );
-    }
-    assert!(
-        backoffs[4..]
+        let created = rig.api.created();
+        // Each attempt after the first waits again for the same pending CSR.
+        assert_eq!(created, 1, "{backoff:?}: {created} CSRs in 24 h");
+        assert_eq!(rig.api.max_outstanding(), 1);
+        // Steps alternate: wait timeout (15 min), then the backoff delay.
+        let timeout = Duration::from_secs(900);
+        let backoffs: Vec<f64> = steps
             .iter()
-            .all(|d| *d >= Duration::from_secs(24) && *d < Duration::from_secs(40)),
-        "{backoffs:?}"
-    );
-    let attempts = steps.iter().filter(|d| **d == timeout).count();
-    assert_eq!(failures.load(Ordering::SeqCst), attempts);
-    let t = std::time::Instant::now();
-    m.stop();
-    assert!(t.elapsed() < PROMPT);
+            .filter(|d| **d != timeout)
+            .map(Duration::as_secs_f64)
+            .collect();
+        assert!(steps.iter().filter(|d| **d == timeout).count() >= 80);
+        for (i, (lo, hi)) in early.into_iter().enumerate() {
+            assert!(
+                backoffs[i] >= lo && backoffs[i] < hi,
+                "{backoff:?} backoff {i}: {}",
+                backoffs[i]
+            );
+        }
+        let (lo, hi) = periodic;
+        assert!(
+            backoffs[4..]
+                .iter()
+                .all(|&d| d >= lo && (d < hi || (lo == hi && d == hi))),
+            "{backoff:?}: {backoffs:?}"
+        );
+        let attempts = steps.iter().filter(|d| **d == timeout).count();
+        assert_eq!(failures.load(Ordering::SeqCst), attempts);
+        let t = std::time::Instant::now();
+        m.stop();
+        assert!(t.elapsed() < PROMPT);
+    }
 }
 
 /// C11: a denied CSR ends the wait at once; the next attempt sends a new CSR with a new key.
@@ -1500,10 +1527,10 @@ fn c11_denied_then_new_csr_with_new_key() {
     let m = rig.manager();
     let rotations = m.subscribe();
     m.start();
-    // Backoff after the denial (2 s), no 15-minute wait sat out.
+    // Backoff after the denial (2–4 s), no 15-minute wait sat out.
     assert!(
         rig.clock
-            .wait_for_timer_within(Duration::from_secs(3), BOUND)
+            .wait_for_timer_within(Duration::from_secs(4), BOUND)
     );
     assert_eq!(rig.api.created(), 1);
     rig.clock.advance_to_next_timer();
@@ -1719,7 +1746,8 @@ fn failed_creates(rig: &Rig) -> usize {
 /// poll sees "no certificate, template differs from the last request" every second (the last
 /// request is only recorded after a successful create), and must not cut the backoff short:
 /// client-go only listens for template changes while sleeping towards the deadline, so the
-/// attempts still follow 2 s, 4 s, 8 s, 16 s, then 32 s ± 25 %.
+/// attempts still follow the backoff: 2, 4, 8, 16 s (each stretched by up to 100 %), then
+/// 32 s ± 50 %.
 #[test]
 fn backoff_is_not_reset_by_template_polls_while_creates_fail() {
     let rig = Rig::new();
@@ -1763,6 +1791,59 @@ fn backoff_is_not_reset_by_template_polls_while_creates_fail() {
     m.stop();
 }
 
+/// A dynamic template that changes at every poll (a flapping address, say), while no CSR is
+/// ever approved. Each change cancels the wait for the CSR of the template before; the first
+/// change since the last certificate requests again at once, later ones wait the backoff's
+/// delays first (not counted as failures), so the manager creates a CSR about every 32 s, not
+/// one per poll. client-go counts such a cancelled wait as a failed attempt and backs off.
+#[test]
+fn a_template_changing_at_every_poll_does_not_create_a_csr_per_poll() {
+    let rig = Rig::new();
+    for _ in 0..1000 {
+        rig.api.script_wait(WaitStep::Hang);
+    }
+    let (failures, c) = counter();
+    let clock = rig.clock.clone();
+    let m = CertificateManager::new(
+        rig.builder()
+            .template_fn(move || {
+                let second = clock
+                    .now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                let last = (second % 2 + 1) as u8;
+                Some(
+                    node_template().with_ip_address(std::net::Ipv4Addr::new(10, 0, 0, last).into()),
+                )
+            })
+            .renew_failure_counter(c)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    m.start();
+    simulate(&rig, 2, 10 * Duration::from_secs(60));
+    let created = rig.api.created();
+    // 0 s, at once after the first change, then after 2–4, 4–8, 8–16, 16–32 s and 16–48 s
+    // each (the first poll after each wait changes the template again): at most 6 + 600 / 16.
+    assert!(
+        (8..=43).contains(&created),
+        "{created} CSRs in 10 minutes of a template changing every second"
+    );
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "a template change is no failure"
+    );
+    assert_eq!(
+        rig.api.max_outstanding(),
+        1,
+        "each CSR's wait was cancelled"
+    );
+    m.stop();
+}
+
 /// A client that reports its wait as cancelled when nothing cancelled it (a transport that
 /// maps an aborted connection to "cancelled", say). Only a template change may skip the
 /// backoff; anything else is a failed attempt like any other, or the manager would create CSRs
@@ -1781,7 +1862,7 @@ fn a_wait_cancelled_by_nobody_is_a_failure_not_a_tight_loop() {
     m.start();
     assert!(
         rig.clock
-            .wait_for_timer_within(Duration::from_secs(3), BOUND),
+            .wait_for_timer_within(Duration::from_secs(4), BOUND),
         "no backoff after the first attempt; {} CSRs created",
         rig.api.created()
     );
@@ -1789,7 +1870,7 @@ fn a_wait_cancelled_by_nobody_is_a_failure_not_a_tight_loop() {
     assert_eq!(failures.load(Ordering::SeqCst), 1);
     let next = rig.clock.next_timer_in().unwrap();
     assert!(
-        next >= Duration::from_secs(2) && next < Duration::from_millis(2200),
+        next >= Duration::from_secs(2) && next < Duration::from_secs(4),
         "first backoff step, got {next:?}"
     );
     m.stop();

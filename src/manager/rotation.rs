@@ -169,7 +169,8 @@ fn look(shared: &Shared, now: SystemTime) -> Inputs {
 fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
     let name = &shared.config.name;
     let config = &shared.config;
-    let mut policy = Policy::new(config.max_sleep_slice, config.template_poll_interval);
+    let mut policy = Policy::new(config.max_sleep_slice, config.template_poll_interval)
+        .with_backoff(config.backoff);
     loop {
         let now = shared.clock().now();
         // A wake, as every other: an outage may keep the thread backing off for hours.
@@ -230,6 +231,13 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
                         log::debug!("{name}: next attempt in {}", fmt_duration(delay));
                         backoff_sleep(shared, stop, delay, &mut policy, requested.as_ref())
                     }
+                    AfterAttempt::SettleTemplate { delay, in_a_row } => {
+                        log::warn!(
+                            "{name}: the template changed again while a certificate was requested ({in_a_row} changes in a row); waiting {} for it to settle",
+                            fmt_duration(delay)
+                        );
+                        settle_sleep(shared, stop, delay)
+                    }
                     AfterAttempt::Decide => continue,
                 }
             }
@@ -261,6 +269,16 @@ fn backoff_sleep(
             }
             recv(timer.receiver()) -> _ => return Wake::Timer,
         }
+    }
+}
+
+/// Sleeps while a changing template settles: only a stop ends it early. A template signal
+/// meanwhile stays pending and wakes the next sleep, which looks again.
+fn settle_sleep(shared: &Shared, stop: &Receiver<()>, d: Duration) -> Wake {
+    let timer = shared.clock().after(d);
+    select_biased! {
+        recv(stop) -> _ => Wake::Stop,
+        recv(timer.receiver()) -> _ => Wake::Timer,
     }
 }
 
@@ -805,6 +823,7 @@ mod tests {
     use crate::csr::KeyUsage;
     use crate::manager::{CertificateManager, Config};
     use crate::pki::{CertificateAuthority, KeyAlgorithm};
+    use crate::schedule::Backoff;
     use rand::SeedableRng;
 
     const H: Duration = Duration::from_secs(3600);
@@ -817,8 +836,8 @@ mod tests {
         let mut direct = StdRng::seed_from_u64(9);
         for failures in 1..8 {
             assert_eq!(
-                crate::schedule::backoff_delay(failures, None, &mut SharedRng(&shared)),
-                crate::schedule::backoff_delay(failures, None, &mut direct)
+                Backoff::default().delay(failures, None, &mut SharedRng(&shared)),
+                Backoff::default().delay(failures, None, &mut direct)
             );
         }
     }
