@@ -375,8 +375,10 @@ pub(crate) struct Shared {
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
     pub ca: CertificateAuthority,
-    /// Lock discipline: see [`State`]; `changed` is notified after every change of it.
+    /// Lock discipline: see [`State`]; [`Shared::notify_changed`] after every change of it.
     pub state: Mutex<State>,
+    /// What waiters of `state` wait on, but for the watches [`peers`](Self::peers) registered:
+    /// each of those waits on a condition variable of its own.
     pub changed: Condvar,
     pub tokens: RwLock<Tokens>,
     pub authorizer: Arc<dyn Authorizer>,
@@ -395,6 +397,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Wakes everything waiting for a change of `state`: the waiters of `changed` and every
+    /// registered watch.
+    pub fn notify_changed(&self) {
+        self.changed.notify_all();
+        self.peers.wake_all();
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<CertificateSigningRequest>> {
         self.state
             .lock()
@@ -444,7 +453,7 @@ impl Shared {
         }
         let out = st.commit(EventType::Modified, obj, parsed);
         drop(st);
-        self.changed.notify_all();
+        self.notify_changed();
         Some(Ok(out))
     }
 
@@ -844,7 +853,7 @@ impl CsrApiServerBuilder {
             let sh = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("csr-api-peers".into())
-                .spawn(move || sh.peers.run(&sh));
+                .spawn(move || sh.peers.run(&sh.state));
             match spawned {
                 Ok(h) => Some(h),
                 Err(e) => {
@@ -1147,7 +1156,7 @@ impl CsrApiServer {
     /// Sends a `BOOKMARK` now on every watch that allows bookmarks.
     pub fn bookmark(&self) {
         self.shared.state.lock().bookmark_epoch += 1;
-        self.shared.changed.notify_all();
+        self.shared.notify_changed();
     }
 
     /// Arms a request fault for the next `times` calls of kind `call` (see [`Fault`]).
@@ -1177,7 +1186,7 @@ impl CsrApiServer {
             return;
         };
         self.shared.state.lock().stopping = true;
-        self.shared.changed.notify_all();
+        self.shared.notify_changed();
         let _ = self.shared.work.send(Work::Stop);
         // Wake the acceptor, blocked in accept(), with a connection of our own.
         let wake = match self.shared.addr.ip() {

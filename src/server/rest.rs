@@ -1668,7 +1668,7 @@ pub(super) fn create_object(
         }
     };
     if !dry_run {
-        shared.changed.notify_all();
+        shared.notify_changed();
         let _ = shared.work.send(Work::Created(
             stored.metadata.name.clone().unwrap_or_default(),
         ));
@@ -1815,7 +1815,7 @@ fn modify_unless_unchanged(
     }
     let out = st.commit(EventType::Modified, obj, parsed);
     drop(st);
-    shared.changed.notify_all();
+    shared.notify_changed();
     Some(Ok(out))
 }
 
@@ -1866,7 +1866,7 @@ pub(super) fn delete_checked(
         let (obj, parsed) = ((*stored.object).clone(), stored.parsed.clone());
         st.commit(EventType::Deleted, obj, parsed)
     };
-    shared.changed.notify_all();
+    shared.notify_changed();
     Some(Ok(gone))
 }
 
@@ -2202,10 +2202,16 @@ fn watch_stream(
                     } else {
                         deadline
                     };
-                    if peer.is_none() {
-                        until = until.min(next_peer_check);
+                    match &peer {
+                        // Woken by a change or by its own socket, not by another watch's.
+                        Some(p) => {
+                            p.wait_until(&mut st, until);
+                        }
+                        None => {
+                            until = until.min(next_peer_check);
+                            shared.changed.wait_until(&mut st, until);
+                        }
                     }
-                    shared.changed.wait_until(&mut st, until);
                 }
             };
             match wake {
