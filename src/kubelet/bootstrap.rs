@@ -102,7 +102,7 @@ pub const DEFAULT_AUTH: &str = "default-auth";
 /// Name of the context (and the current context) of a written kubeconfig.
 pub const DEFAULT_CONTEXT: &str = "default-context";
 /// How long one-shot mode waits for its certificate by default (the kubelet's 3600 s).
-pub const DEFAULT_CERTIFICATE_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_BOOTSTRAP_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long one-shot mode waits for the API server's `/healthz` by default (the kubelet's 1 min).
 pub const DEFAULT_HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two `/healthz` probes, before jitter (the kubelet's 2 s, +0–20 %).
@@ -232,7 +232,7 @@ pub struct BootstrapOptions {
     /// files. Defaults to the system clock.
     pub clock: Option<Arc<dyn Clock>>,
     /// How long one-shot mode waits for the CSR to be approved and issued (real time). Defaults
-    /// to [`DEFAULT_CERTIFICATE_WAIT_TIMEOUT`] (1 h).
+    /// to [`DEFAULT_BOOTSTRAP_WAIT_TIMEOUT`] (1 h).
     pub certificate_wait_timeout: Duration,
     /// How long one-shot mode waits for the API server's `/healthz` before sending the CSR
     /// anyway; failures are only logged. Zero skips the wait. Defaults to
@@ -251,7 +251,7 @@ impl Default for BootstrapOptions {
     fn default() -> BootstrapOptions {
         BootstrapOptions {
             clock: None,
-            certificate_wait_timeout: DEFAULT_CERTIFICATE_WAIT_TIMEOUT,
+            certificate_wait_timeout: DEFAULT_BOOTSTRAP_WAIT_TIMEOUT,
             health_check_timeout: DEFAULT_HEALTH_CHECK_TIMEOUT,
             cancel: None,
             on_request: None,
