@@ -1247,6 +1247,11 @@ mod tests {
     /// backoff at every poll either.
     #[test]
     fn policy_template_changes_in_a_row_table() {
+        // A template change reported, then the next step decided, as the rotation thread does.
+        fn change(p: &mut Policy) {
+            p.attempted(Outcome::TemplateChanged, &mut MinRng);
+            p.next_step(due, &mut MinRng);
+        }
         let settle = |delay: u64, in_a_row: u32| AfterAttempt::SettleTemplate {
             delay: secs(delay),
             in_a_row,
@@ -1265,27 +1270,18 @@ mod tests {
             },
             Case {
                 name: "second change in a row: settle 2 s",
-                before: |p| {
-                    p.attempted(Outcome::TemplateChanged, &mut MinRng);
-                    p.next_step(due, &mut MinRng);
-                },
+                before: change,
                 want: settle(2, 2),
             },
             Case {
                 name: "sixth change in a row: settle the periodic delay",
-                before: |p| {
-                    for _ in 0..5 {
-                        p.attempted(Outcome::TemplateChanged, &mut MinRng);
-                        p.next_step(due, &mut MinRng);
-                    }
-                },
+                before: |p| (0..5).for_each(|_| change(p)),
                 want: settle(16, 6),
             },
             Case {
                 name: "a failure in between does not start the count again",
                 before: |p| {
-                    p.attempted(Outcome::TemplateChanged, &mut MinRng);
-                    p.next_step(due, &mut MinRng);
+                    change(p);
                     p.attempted(Outcome::Failed { retry_after: None }, &mut MinRng);
                     p.next_step(due, &mut MinRng);
                 },
@@ -1294,8 +1290,7 @@ mod tests {
             Case {
                 name: "a certificate in between starts the count again",
                 before: |p| {
-                    p.attempted(Outcome::TemplateChanged, &mut MinRng);
-                    p.next_step(due, &mut MinRng);
+                    change(p);
                     p.attempted(Outcome::Rotated, &mut MinRng);
                     p.next_step(due, &mut MinRng);
                 },
@@ -1336,8 +1331,7 @@ mod tests {
         assert_eq!(p.next_step(due, &mut MinRng), attempt(1));
         let mut p = fresh();
         p.next_step(due, &mut MinRng);
-        p.attempted(Outcome::TemplateChanged, &mut MinRng);
-        p.next_step(due, &mut MinRng);
+        change(&mut p);
         p.attempted(Outcome::Failed { retry_after: None }, &mut MinRng);
         assert!(
             !p.backoff_cut_short(true),

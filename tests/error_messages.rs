@@ -5,22 +5,11 @@
 //! Reads every `.rs` file under `src/` and checks each `#[error("…")]` against the fields of
 //! the variant it labels. The table tests next to each error type check the texts themselves.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            out.push(p);
-        }
-    }
-}
+#[path = "support/sources.rs"]
+mod sources;
+use sources::rust_files;
 
 /// The format string of an `#[error(…)]` starting at `at`, and where the attribute ends.
 fn format_string(text: &str, at: usize) -> Option<(String, usize)> {

@@ -13,7 +13,11 @@
 //! `cargo test --test layers -- --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+#[path = "support/sources.rs"]
+mod sources;
+use sources::rust_files;
 
 /// The layers, lowest first. A module may import from its own layer (as long as no cycle
 /// forms) and from any layer below, never from one above.
@@ -210,21 +214,6 @@ fn first_segments(rest: &str) -> Vec<String> {
             vec![]
         } else {
             vec![name.to_owned()]
-        }
-    }
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            out.push(p);
         }
     }
 }
