@@ -336,13 +336,14 @@ mod tests {
             std::thread::spawn(move || peers.run(&state))
         };
 
+        // A waits 20 s at a time: each byte noticed within the bound woke it (or was there
+        // before it went to wait again).
         for i in 0..20 {
             client_a.write_all(b"x").unwrap();
             a.handled
                 .recv_timeout(BOUND)
                 .unwrap_or_else(|_| panic!("byte {i} not noticed"));
         }
-        assert!(a.wakes.load(Ordering::Acquire) >= 20);
         assert_eq!(
             b.wakes.load(Ordering::Acquire),
             0,
