@@ -857,3 +857,151 @@ fn relative_paths_are_made_absolute() {
         .join("some/rel/kubelet-current.pem");
     assert_eq!(s.current_path(), want);
 }
+
+/// States of the certificate directory reached after the store was built that it did not make:
+/// when `current` cannot be read, reading is an error — never "no certificate" and never the
+/// older legacy pair lying beside it; a stray regular `-updated.pem` (the name an update uses
+/// for its new link) leaves `current` readable but refuses updates. Neither reading nor a
+/// refused update moves, changes or deletes a file (a refused update may leave its new pair
+/// file, which retention prunes later).
+#[test]
+fn unreadable_current_states_are_errors_that_touch_nothing() {
+    struct Case {
+        name: &'static str,
+        /// Breaks the directory (after the store was built on a good one).
+        breaks: fn(&Path),
+        /// Whether `current` still reads as the stored pair.
+        read_ok: bool,
+        /// Whether an update can still go through (it replaces what `current` points at).
+        update_ok: bool,
+    }
+    let cases = [
+        Case {
+            name: "a symlink loop at current",
+            read_ok: false,
+            breaks: |d| {
+                fs::remove_file(d.join("kubelet-current.pem")).unwrap();
+                symlink(d.join("loop-b"), d.join("kubelet-current.pem")).unwrap();
+                symlink(d.join("kubelet-current.pem"), d.join("loop-b")).unwrap();
+            },
+            update_ok: true,
+        },
+        Case {
+            name: "a directory at current",
+            read_ok: false,
+            breaks: |d| {
+                fs::remove_file(d.join("kubelet-current.pem")).unwrap();
+                fs::create_dir(d.join("kubelet-current.pem")).unwrap();
+            },
+            update_ok: false,
+        },
+        Case {
+            name: "current pointing at a directory",
+            read_ok: false,
+            breaks: |d| {
+                fs::remove_file(d.join("kubelet-current.pem")).unwrap();
+                fs::create_dir(d.join("elsewhere")).unwrap();
+                symlink(d.join("elsewhere"), d.join("kubelet-current.pem")).unwrap();
+            },
+            update_ok: true,
+        },
+        Case {
+            name: "a regular -updated.pem file",
+            read_ok: true,
+            breaks: |d| fs::write(d.join("kubelet-updated.pem"), combined("store")).unwrap(),
+            update_ok: false,
+        },
+    ];
+    for c in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let clock = clock();
+        let s = store(d, &clock);
+        s.update(&pair("store").0, &pair("store").1).unwrap();
+        // An older pair in the legacy names, which must not be taken instead.
+        fs::write(d.join("kubelet.crt"), pair("bootstrap").0).unwrap();
+        fs::write(d.join("kubelet.key"), pair("bootstrap").1).unwrap();
+        (c.breaks)(d);
+        let before = names(d);
+        // The bytes of every regular file (links and directories are left out).
+        let files = |d: &Path| -> Vec<(String, Vec<u8>)> {
+            names(d)
+                .into_iter()
+                .filter(|n| fs::symlink_metadata(d.join(n)).is_ok_and(|m| m.is_file()))
+                .map(|n| (n.clone(), fs::read(d.join(&n)).unwrap()))
+                .collect()
+        };
+        let bytes_before = files(d);
+
+        let read = s.current();
+        if c.read_ok {
+            let got = read.unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            assert!(
+                got.is_some_and(|g| same_key(&g, &loaded("store"))),
+                "{}: not the stored pair",
+                c.name
+            );
+        } else {
+            assert!(
+                matches!(
+                    read,
+                    Err(StoreError::Io { .. } | StoreError::BadState { .. })
+                ),
+                "{}: {:?}",
+                c.name,
+                read.map(|o| o.map(|c| c.serial_hex()))
+            );
+        }
+        assert_eq!(names(d), before, "{}: reading moved files", c.name);
+        assert!(
+            files(d) == bytes_before,
+            "{}: reading changed a file",
+            c.name
+        );
+
+        clock.advance(Duration::from_secs(1));
+        let updated = s.update(&pair("store").0, &pair("store").1);
+        if c.update_ok {
+            updated.unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            let now = s.current().unwrap().expect("the new pair");
+            assert!(now.not_after() > t0(), "{}", c.name);
+        } else {
+            assert!(updated.is_err(), "{}: the update went through", c.name);
+            let after = files(d);
+            for (name, bytes) in &bytes_before {
+                assert!(
+                    after.iter().any(|(n, b)| n == name && b == bytes),
+                    "{}: the refused update changed or removed {name}",
+                    c.name
+                );
+            }
+            let after = names(d);
+            assert!(
+                before.is_subset(&after),
+                "{}: the update removed {:?}",
+                c.name,
+                before.difference(&after).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// The certificate directory is a regular file: building the store, or reading it, is an
+/// error naming the path, never "no certificate".
+#[test]
+fn a_certificate_directory_that_is_a_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pki");
+    fs::write(&file, b"not a directory").unwrap();
+    match FileStore::builder("kubelet", &file, &file).build() {
+        Err(e) => assert!(e.to_string().contains(&file.display().to_string()), "{e}"),
+        Ok(s) => {
+            let err = s.current().unwrap_err();
+            assert!(
+                err.to_string().contains(&file.display().to_string()),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"not a directory");
+}
