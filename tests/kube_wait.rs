@@ -119,7 +119,31 @@ fn gone_410_scripts() -> [(&'static str, Vec<Step>); 2] {
     ]
 }
 
-/// Every watch ends in 410; the client's clock is a fake one. Between two list+watch rounds
+/// The ways a watch fails other than 410: a 500 or 503 answer, an ERROR event with code 500.
+fn failing_watch_scripts() -> [(&'static str, Vec<Step>); 3] {
+    [
+        (
+            "HTTP 500",
+            vec![Step::Http(Reply::plain(500, "etcd is sad"))],
+        ),
+        (
+            "HTTP 503",
+            vec![Step::Http(Reply::plain(503, "upstream unavailable"))],
+        ),
+        (
+            "ERROR event with code 500",
+            vec![Step::Event(
+                "ERROR",
+                json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                       "message":"etcd is sad","reason":"InternalError","code":500}),
+            )],
+        ),
+    ]
+}
+
+/// Every watch ends in 410, or in one of the other errors (500, 503): never a list at once
+/// after it, which would be a hot relist loop against a failing apiserver. The client's clock
+/// is a fake one. Between two list+watch rounds
 /// the client sleeps on that clock for client-go's reflector backoff (`wait.
 /// NewExponentialBackoffManager(800ms, 30s, 2min, 2.0, 1.0)`): base 0.8, 1.6, 3.2, 6.4, 12.8,
 /// 25.6 s, then 30 s, each stretched by a random fraction in [0, 1) of itself. Exactly one
@@ -127,11 +151,14 @@ fn gone_410_scripts() -> [(&'static str, Vec<Step>); 2] {
 /// A cancel during a pause ends the wait at once. Seen before: ~180 (ERROR event) to ~1,000
 /// (HTTP 410) requests per second, no pause.
 #[test]
-fn always_410_backoff_follows_the_reflector_schedule_on_the_clock() {
+fn every_watch_failing_backs_off_on_the_reflector_schedule_on_the_clock() {
     let bases_ms = [
         800u64, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000, 30_000,
     ];
-    for (case, script) in gone_410_scripts() {
+    for (case, script) in gone_410_scripts()
+        .into_iter()
+        .chain(failing_watch_scripts())
+    {
         let api = FakeApi::with(|s| s.every_watch = Some(script));
         let clock = FakeClock::new(SystemTime::now());
         let client = default_paced_builder(&api)
