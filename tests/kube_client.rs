@@ -274,6 +274,83 @@ fn already_exists_with_compatible_csr_is_adopted() {
     );
 }
 
+/// A named create that fails with anything but 409 AlreadyExists is that failure: the client
+/// does not try to adopt (no GET), and the error says whether a retry may succeed — 429 and
+/// 5xx yes, other 4xx no — whatever the Status's reason (`Unknown` included), and keeps the
+/// server's Retry-After.
+#[test]
+fn a_named_create_failing_other_than_already_exists_adopts_nothing() {
+    struct Case {
+        code: u16,
+        reason: &'static str,
+        transient: bool,
+    }
+    let cases = [
+        Case {
+            code: 400,
+            reason: "BadRequest",
+            transient: false,
+        },
+        Case {
+            code: 403,
+            reason: "Forbidden",
+            transient: false,
+        },
+        Case {
+            code: 422,
+            reason: "Invalid",
+            transient: false,
+        },
+        Case {
+            code: 429,
+            reason: "TooManyRequests",
+            transient: true,
+        },
+        Case {
+            code: 500,
+            reason: "InternalError",
+            transient: true,
+        },
+        Case {
+            code: 500,
+            reason: "Unknown",
+            transient: true,
+        },
+        Case {
+            code: 503,
+            reason: "ServiceUnavailable",
+            transient: true,
+        },
+        Case {
+            code: 504,
+            reason: "Timeout",
+            transient: true,
+        },
+    ];
+    for c in cases {
+        let api = FakeApi::new();
+        api.state
+            .lock()
+            .create_replies
+            .push_back(Reply::status(c.code, c.reason, "no"));
+        let client = api.builder().build().unwrap();
+        let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
+        req.name = Some("node-csr-fixed".into());
+        let err = client.create(&req).unwrap_err();
+        let case = format!("{} {}", c.code, c.reason);
+        let api_error = err
+            .api_error()
+            .unwrap_or_else(|| panic!("{case}: not an API error: {err}"));
+        assert_eq!(
+            (api_error.code, api_error.reason.as_str()),
+            (c.code, c.reason),
+            "{case}"
+        );
+        assert_eq!(err.is_transient(), c.transient, "{case}");
+        assert_eq!(paths(&api), [format!("POST {V1}")], "{case}: no adoption");
+    }
+}
+
 #[test]
 fn adoption_gets_v1beta1_when_v1_get_is_404() {
     let api = FakeApi::new();
