@@ -245,6 +245,34 @@ fn current_cert_key_files() {
     assert!(same_key(&got, &loaded("store")));
 }
 
+/// Explicit files are used only when both paths are given (client-go: `certFile != "" &&
+/// keyFile != ""`): with one path empty they are ignored, and the store falls back to its
+/// legacy names.
+#[test]
+fn explicit_files_with_one_empty_path_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = pair("store");
+    let (cf, kf) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    fs::write(&cf, &cert).unwrap();
+    fs::write(&kf, &key).unwrap();
+    let (legacy_cert, legacy_key) = pair("bootstrap");
+    fs::write(dir.path().join("kubelet.crt"), legacy_cert).unwrap();
+    fs::write(dir.path().join("kubelet.key"), legacy_key).unwrap();
+    for (c, k) in [(cf.as_path(), Path::new("")), (Path::new(""), kf.as_path())] {
+        let s = FileStore::builder("kubelet", dir.path(), dir.path())
+            .cert_and_key_files(c, k)
+            .build()
+            .unwrap();
+        let got = s.current().unwrap().expect("the legacy pair");
+        assert!(
+            same_key(&got, &loaded("bootstrap")),
+            "({}, {}): not the legacy pair",
+            c.display(),
+            k.display()
+        );
+    }
+}
+
 // TestCurrentTwoCerts: explicit files holding a chain load with the whole chain.
 #[test]
 fn current_two_certs() {
