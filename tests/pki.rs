@@ -309,3 +309,54 @@ fn issued_chain_is_checked_before_use() {
         assert!(err.to_string().contains(want), "{name}: {err}");
     }
 }
+
+/// Validity times are whole seconds, rounded down (towards the past) on both sides of 1970:
+/// 1.5 s before the epoch is 23:59:58, not 23:59:59. Decoded by x509-parser (through
+/// `Certificate`) and by OpenSSL.
+#[test]
+fn validity_times_round_down_to_the_second_on_both_sides_of_1970() {
+    let ca = CertificateAuthority::for_tests("test-ca").unwrap();
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let usages = [KeyUsage::DigitalSignature, KeyUsage::ClientAuth];
+    let not_after = UNIX_EPOCH + Duration::from_secs(86_400);
+    // (NotBefore as seconds from the epoch, the whole second expected, as OpenSSL prints it)
+    let cases = [
+        (-1.5, -2, "1969-12-31 23:59:58Z"),
+        (-2.0, -2, "1969-12-31 23:59:58Z"),
+        (-0.25, -1, "1969-12-31 23:59:59Z"),
+        (0.0, 0, "1970-01-01 00:00:00Z"),
+        (1.75, 1, "1970-01-01 00:00:01Z"),
+    ];
+    for (given, want, printed) in cases {
+        let at = |s: f64| {
+            if s < 0.0 {
+                UNIX_EPOCH - Duration::from_secs_f64(-s)
+            } else {
+                UNIX_EPOCH + Duration::from_secs_f64(s)
+            }
+        };
+        let cert = ca
+            .issue(&CsrTemplate::new("t"), &key, &usages, at(given), not_after)
+            .unwrap();
+        assert_eq!(cert.not_before(), at(want as f64), "{given} s");
+        let mut openssl = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-startdate", "-dateopt", "iso_8601"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl");
+        use std::io::Write;
+        openssl
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(cert.cert_pem().as_bytes())
+            .unwrap();
+        let out = openssl.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("notBefore={printed}"),
+            "{given} s"
+        );
+    }
+}
