@@ -194,7 +194,7 @@ fn a_connection_past_the_limit_is_answered_429_with_retry_after() {
 /// Connections past the limit that never start their TLS handshake hold the one refusing
 /// thread for at most its timeout (2 s) altogether, counted from their accept: a real client
 /// refused after twenty of them gets its answer (a 429, or the connection closed) within a few
-/// seconds, not after twenty timeouts one after the other.
+/// seconds, not after twenty timeouts one after the other; curl, after them, gets its 429.
 #[test]
 fn silent_connections_past_the_limit_do_not_hold_a_later_client() {
     let _one = one_at_a_time();
@@ -223,6 +223,8 @@ fn silent_connections_past_the_limit_do_not_hold_a_later_client() {
         took < Duration::from_secs(10),
         "the late client waited {took:?} behind silent connections"
     );
+    // The refusing thread still answers after a queue of connections it closed unanswered.
+    curl_sees_429(&server);
     drop(silent);
 }
 
