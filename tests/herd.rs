@@ -10,41 +10,23 @@
 mod sim;
 
 use certrotate::schedule::Backoff;
-use sim::{Fleet, Run, Scenario, simulate, window};
+use sim::{Fleet, HOUR, OutageFigures, Scenario, simulate};
 use std::time::Duration;
 
 const NODES: usize = 10_000;
-const HOUR: u64 = 3600;
-
-fn outage(seed: u64) -> Scenario {
-    Scenario {
-        nodes: NODES,
-        start_spread: Duration::from_secs(1),
-        outage: (0, HOUR),
-        admit: None,
-        lifetime: Duration::from_secs(30 * 86_400),
-        duration: HOUR + 600,
-        seed,
-    }
-}
-
-/// (outage mean, busiest second of the outage after its first minute, of the first minute
-/// after recovery, anywhere after the first minute)
-fn figures(run: &Run) -> (f64, u32, u32, u32) {
-    let during = window(&run.creates, 60, HOUR);
-    (
-        during.mean,
-        during.peak,
-        window(&run.creates, HOUR, HOUR + 60).peak,
-        window(&run.creates, 60, HOUR + 600).peak,
-    )
-}
 
 #[test]
 fn the_default_backoff_spreads_a_fleets_retries_during_and_after_an_outage() {
     for seed in [1, 2] {
-        let run = simulate(&outage(seed), Fleet::Certrotate(Backoff::Spread));
-        let (mean, during, recovery, later) = figures(&run);
+        let scenario = Scenario::outage(NODES, seed);
+        let run = simulate(&scenario, Fleet::Certrotate(Backoff::Spread));
+        let OutageFigures {
+            mean,
+            outage_peak: during,
+            recovery_peak: recovery,
+            later_peak: later,
+            ..
+        } = OutageFigures::of(&run, &scenario);
         // One create per node per 32 s on average: the mean itself is no goal, but a mean far
         // from it would mean the simulation lost or doubled attempts.
         let expected = NODES as f64 / 32.0;
@@ -76,8 +58,14 @@ fn the_default_backoff_spreads_a_fleets_retries_during_and_after_an_outage() {
 #[test]
 fn client_go_keeps_a_fleet_in_lock_step_after_an_outage() {
     for fleet in [Fleet::ClientGo, Fleet::Certrotate(Backoff::ClientGo)] {
-        let run = simulate(&outage(1), fleet);
-        let (mean, during, recovery, _) = figures(&run);
+        let scenario = Scenario::outage(NODES, 1);
+        let run = simulate(&scenario, fleet);
+        let OutageFigures {
+            mean,
+            outage_peak: during,
+            recovery_peak: recovery,
+            ..
+        } = OutageFigures::of(&run, &scenario);
         assert!(
             f64::from(during) > 5.0 * mean && f64::from(recovery) > 5.0 * mean,
             "{fleet:?}: busiest seconds {during} and {recovery}, mean {mean:.0}"
@@ -91,11 +79,8 @@ fn client_go_keeps_a_fleet_in_lock_step_after_an_outage() {
 /// client-go's manager), and every node still gets its certificate.
 #[test]
 fn retry_after_from_a_throttling_api_stretches_the_fleets_delays() {
-    let scenario = Scenario {
-        admit: Some((100, Duration::from_secs(120))),
-        duration: 4 * HOUR,
-        ..outage(1)
-    };
+    let scenario = Scenario::throttled(NODES, 1);
+    assert_eq!(scenario.admit, Some((100, Duration::from_secs(120))));
     let ours = simulate(&scenario, Fleet::Certrotate(Backoff::Spread));
     let model = simulate(&scenario, Fleet::ClientGo);
     assert!(

@@ -26,13 +26,9 @@
 mod sim;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use certrotate::schedule::Backoff;
-use sim::{Fleet, Run, Scenario, quantile, simulate, window};
-
-const HOUR: u64 = 3600;
-const DAY: u64 = 24 * HOUR;
+use sim::{DAY, Fleet, HOUR, OutageFigures, Run, Scenario, quantile, simulate, window};
 
 fn main() -> ExitCode {
     let mut nodes = 10_000usize;
@@ -139,35 +135,6 @@ pub fn outage(nodes: usize, seed: u64) {
     );
 }
 
-/// The figures the outage scenario is judged on.
-pub struct OutageFigures {
-    /// The busiest second of the first minute.
-    pub first_minute: u32,
-    /// Mean creates per second from the outage's first minute to its end.
-    pub mean: f64,
-    /// The busiest second over the same span.
-    pub outage_peak: u32,
-    /// The busiest second of the first minute after the API is back.
-    pub recovery_peak: u32,
-    /// The busiest second anywhere after the first minute.
-    pub later_peak: u32,
-}
-
-impl OutageFigures {
-    /// The figures of `run`, a run of [`Scenario::outage`].
-    pub fn of(run: &Run, scenario: &Scenario) -> OutageFigures {
-        let (_, back) = scenario.outage;
-        let during = window(&run.creates, 60, back);
-        OutageFigures {
-            first_minute: window(&run.creates, 0, 60).peak,
-            mean: during.mean,
-            outage_peak: during.peak,
-            recovery_peak: window(&run.creates, back, back + 60).peak,
-            later_peak: window(&run.creates, 60, scenario.duration).peak,
-        }
-    }
-}
-
 fn throttled(nodes: usize, seed: u64) {
     let scenario = Scenario::throttled(nodes, seed);
     let runs = all(&scenario);
@@ -245,38 +212,4 @@ fn hourly(times: &[f64], from_day: u64, to_day: u64) -> (u32, f64) {
     }
     let peak = counts.iter().copied().max().unwrap_or(0);
     (peak, times.len() as f64 / hours as f64)
-}
-
-impl Scenario {
-    /// 1: the API down for the first hour, then ten more minutes.
-    pub fn outage(nodes: usize, seed: u64) -> Scenario {
-        Scenario {
-            nodes,
-            start_spread: Duration::from_secs(1),
-            outage: (0, HOUR),
-            admit: None,
-            lifetime: Duration::from_secs(30 * DAY),
-            duration: HOUR + 600,
-            seed,
-        }
-    }
-
-    /// 2: the same outage, then 100 creates per second admitted, the others 429 with
-    /// `Retry-After: 120`.
-    pub fn throttled(nodes: usize, seed: u64) -> Scenario {
-        Scenario {
-            admit: Some((100, Duration::from_secs(120))),
-            duration: HOUR + 3 * HOUR,
-            ..Scenario::outage(nodes, seed)
-        }
-    }
-
-    /// 3: no outage, 30-day certificates, a year.
-    pub fn steady(nodes: usize, seed: u64) -> Scenario {
-        Scenario {
-            outage: (0, 0),
-            duration: 365 * DAY,
-            ..Scenario::outage(nodes, seed)
-        }
-    }
 }

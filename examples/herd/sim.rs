@@ -26,6 +26,11 @@ use certrotate::schedule::{
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+/// Seconds in an hour of simulated time.
+pub const HOUR: u64 = 3600;
+/// Seconds in a day.
+pub const DAY: u64 = 24 * HOUR;
+
 /// Which rotation policy the nodes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fleet {
@@ -331,4 +336,67 @@ pub fn quantile(values: &mut [f64], q: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let k = ((values.len() - 1) as f64 * q).round() as usize;
     values[k]
+}
+
+impl Scenario {
+    /// 1: the API down for the first hour, then ten more minutes.
+    pub fn outage(nodes: usize, seed: u64) -> Scenario {
+        Scenario {
+            nodes,
+            start_spread: Duration::from_secs(1),
+            outage: (0, HOUR),
+            admit: None,
+            lifetime: Duration::from_secs(30 * DAY),
+            duration: HOUR + 600,
+            seed,
+        }
+    }
+
+    /// 2: the same outage, then 100 creates per second admitted, the others 429 with
+    /// `Retry-After: 120`.
+    pub fn throttled(nodes: usize, seed: u64) -> Scenario {
+        Scenario {
+            admit: Some((100, Duration::from_secs(120))),
+            duration: HOUR + 3 * HOUR,
+            ..Scenario::outage(nodes, seed)
+        }
+    }
+
+    /// 3: no outage, 30-day certificates, a year.
+    pub fn steady(nodes: usize, seed: u64) -> Scenario {
+        Scenario {
+            outage: (0, 0),
+            duration: 365 * DAY,
+            ..Scenario::outage(nodes, seed)
+        }
+    }
+}
+
+/// The figures the outage scenario is judged on.
+pub struct OutageFigures {
+    /// The busiest second of the first minute.
+    pub first_minute: u32,
+    /// Mean creates per second from the outage's first minute to its end.
+    pub mean: f64,
+    /// The busiest second over the same span.
+    pub outage_peak: u32,
+    /// The busiest second of the first minute after the API is back.
+    pub recovery_peak: u32,
+    /// The busiest second anywhere after the first minute.
+    pub later_peak: u32,
+}
+
+impl OutageFigures {
+    /// The figures of `run`, a run of [`Scenario::outage`].
+    pub fn of(run: &Run, scenario: &Scenario) -> OutageFigures {
+        let (_, back) = scenario.outage;
+        let during = window(&run.creates, 60, back);
+        OutageFigures {
+            first_minute: window(&run.creates, 0, 60).peak,
+            mean: during.mean,
+            outage_peak: during.peak,
+            recovery_peak: window(&run.creates, back, back + 60).peak,
+            later_peak: window(&run.creates, 60, scenario.duration).peak,
+        }
+    }
 }
