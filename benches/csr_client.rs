@@ -28,7 +28,7 @@ fn round_trip(c: &mut Criterion) {
     let client = builder.build().unwrap();
     g.bench_function("reused_client", |b| {
         b.iter(|| {
-            let csr = client.create(&req).unwrap();
+            let csr = client.create(&req, &Cancel::new()).unwrap();
             black_box(
                 client
                     .wait_for_certificate(&csr, Duration::from_secs(30), &Cancel::new())
@@ -39,7 +39,7 @@ fn round_trip(c: &mut Criterion) {
     g.bench_function("new_client_per_attempt", |b| {
         b.iter(|| {
             let client = builder.client_for(Some(&node)).unwrap();
-            let csr = client.create(&req).unwrap();
+            let csr = client.create(&req, &Cancel::new()).unwrap();
             black_box(
                 client
                     .wait_for_certificate(&csr, Duration::from_secs(30), &Cancel::new())

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
+use certrotate::clock::SystemClock;
 use certrotate::testing::FakeCsrApi;
-use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock};
+use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn manager() -> (Arc<CertificateManager>, Arc<FakeCsrApi>) {

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use certrotate::clock::SystemClock;
 use certrotate::testing::FakeCsrApi;
 use certrotate::{
     CertificateManager, Config, CsrTemplate, KeyAlgorithm, KeyUsage, Manager, MemoryStore,
-    PrivateKey, Store, SystemClock,
+    PrivateKey, Store,
 };
 
 fn rss_kib() -> u64 {

@@ -119,9 +119,9 @@ struct Timed {
 }
 
 impl CsrClient for Timed {
-    fn create(&self, request: &CsrRequest) -> Result<CsrRef, CsrError> {
+    fn create(&self, request: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError> {
         self.marks.mark("create start");
-        let r = self.inner.as_ref().unwrap().create(request);
+        let r = self.inner.as_ref().unwrap().create(request, cancel);
         self.marks.mark("create end");
         r
     }
@@ -572,13 +572,13 @@ fn main() {
         public_key_der: key.public_key_der(),
     };
     let req = request(&key);
-    let issued = client.create(&req).unwrap();
+    let issued = client.create(&req, &Cancel::new()).unwrap();
     client
         .wait_for_certificate(&issued, Duration::from_secs(30), &Cancel::new())
         .unwrap();
     let create_open = median(Box::new(|| {
         let t = Instant::now();
-        black_box(client.create(&req).unwrap());
+        black_box(client.create(&req, &Cancel::new()).unwrap());
         t.elapsed()
     }));
     let list_issued = median(Box::new(|| {

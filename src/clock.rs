@@ -373,7 +373,7 @@ pub(crate) mod fake {
 
         #[test]
         fn coarse_system_time_lags_within_the_slack() {
-            let c = crate::SystemClock;
+            let c = crate::clock::SystemClock;
             for _ in 0..1000 {
                 let coarse = c.now_coarse();
                 let precise = c.now();
@@ -389,7 +389,7 @@ pub(crate) mod fake {
 
         #[test]
         fn is_past_is_exact_near_the_deadline() {
-            let c = crate::SystemClock;
+            let c = crate::clock::SystemClock;
             let now = c.now();
             assert!(crate::clock::is_past(&c, now - Duration::from_millis(1)));
             assert!(!crate::clock::is_past(&c, now + Duration::from_secs(1)));
@@ -407,7 +407,7 @@ pub(crate) mod fake {
                 Duration::from_millis(1),
                 Duration::from_secs(3600),
             );
-            let c = crate::SystemClock;
+            let c = crate::clock::SystemClock;
             let now = c.now();
             assert!(is_within(&c, now - h, now + h));
             assert!(is_within(&c, now - ms, now + s));

@@ -18,7 +18,8 @@
 //! # #[cfg(feature = "test-util")] {
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock};
+//! use certrotate::clock::SystemClock;
+//! use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager};
 //!
 //! // Against a cluster the factory comes from a kubeconfig:
 //! //   Kubeconfig::load_default()?.client_builder(None)?.factory()
@@ -166,16 +167,15 @@ pub mod testing;
 pub mod tls;
 mod usages;
 
-pub use clock::{Clock, SystemClock, Timer};
+pub use clock::Clock;
 pub use csr::{
     BoxError, Cancel, CancelReason, ClientFactory, CsrClient, CsrError, CsrRef, CsrRequest,
     KeyUsage, KubeCsrClient, KubeCsrClientBuilder,
 };
 pub use error::Error;
 pub use manager::{
-    CertificateManager, Config, ConfigBuilder, DEFAULT_CERTIFICATE_WAIT_TIMEOUT,
-    DEFAULT_MAX_SLEEP_SLICE, DEFAULT_TEMPLATE_POLL_INTERVAL, DEFAULT_THREAD_STACK_SIZE,
-    KeyGenerator, MIN_REQUESTED_LIFETIME, Manager, Subscription, TemplateFn, UsagesFn,
+    CertificateManager, Config, ConfigBuilder, KeyGenerator, Manager, Subscription, TemplateFn,
+    UsagesFn,
 };
 pub use pki::{Certificate, KeyAlgorithm, PrivateKey};
 pub use store::{FileStore, MemoryStore, Store, StoreError};

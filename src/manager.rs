@@ -201,15 +201,15 @@ impl fmt::Debug for ConfigBuilder {
 }
 
 /// Default of [`ConfigBuilder::template_poll_interval`] (client-go polls every second).
-pub const DEFAULT_TEMPLATE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_TEMPLATE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default of [`ConfigBuilder::max_sleep_slice`].
-pub const DEFAULT_MAX_SLEEP_SLICE: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_SLEEP_SLICE: Duration = Duration::from_secs(60);
 /// Default of [`ConfigBuilder::certificate_wait_timeout`] (client-go's 15 minutes).
-pub const DEFAULT_CERTIFICATE_WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_CERTIFICATE_WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Default of [`ConfigBuilder::thread_stack_size`]: 512 KiB.
-pub const DEFAULT_THREAD_STACK_SIZE: usize = 512 * 1024;
+const DEFAULT_THREAD_STACK_SIZE: usize = 512 * 1024;
 /// The smallest `expirationSeconds` the CSR API accepts.
-pub const MIN_REQUESTED_LIFETIME: Duration = Duration::from_secs(600);
+const MIN_REQUESTED_LIFETIME: Duration = Duration::from_secs(600);
 
 impl ConfigBuilder {
     /// A fixed CSR template (client-go `Template`). Defaults to none: without a template the

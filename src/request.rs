@@ -67,8 +67,7 @@ impl CertRequest {
 
     /// Creates the CSR, or adopts the one of the same name when it was made with this key and
     /// subject (the client's `AlreadyExists` handling). `cancel` interrupts it
-    /// ([`CsrClient::create_cancellable`]; a cancel that fired before is seen before anything is
-    /// sent).
+    /// ([`CsrClient::create`]; a cancel that fired before is seen before anything is sent).
     ///
     /// # Errors
     /// The client's [`CsrError`]; [`CsrError::Cancelled`] when `cancel` fired.
@@ -77,7 +76,7 @@ impl CertRequest {
         client: &dyn CsrClient,
         cancel: &Cancel,
     ) -> Result<CsrRef, CsrError> {
-        client.create_cancellable(&self.request, cancel)
+        client.create(&self.request, cancel)
     }
 
     /// Checks the chain issued for this request before it may replace anything

@@ -201,7 +201,12 @@ struct FakeClient {
 }
 
 impl CsrClient for FakeClient {
-    fn create(&self, request: &CsrRequest) -> Result<CsrRef, CsrError> {
+    fn create(&self, request: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError> {
+        if cancel.is_cancelled() {
+            return Err(CsrError::Cancelled {
+                name: request.name.clone().unwrap_or_else(|| "(new)".into()),
+            });
+        }
         let mut st = self.api.state.lock();
         let step = st.create_script.pop_front().unwrap_or(CreateStep::Succeed);
         let result = match step {

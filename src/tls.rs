@@ -47,7 +47,7 @@
 //! Both helpers verify the peer's certificate as webpki does (a chain to the given CA bundle;
 //! the serverAuth or clientAuth extended key usage when the certificate lists any; the validity
 //! period) at the wall time of the manager's [`Clock`], the same clock that decides when the
-//! manager's own certificate has expired. With [`SystemClock`](crate::SystemClock) that is the system time, as rustls
+//! manager's own certificate has expired. With [`SystemClock`](crate::clock::SystemClock) that is the system time, as rustls
 //! would use anyway. A client certificate that is expired, not yet valid or not issued by a
 //! trusted CA is refused on every handshake; since nothing is resumed, that is every connection.
 //! An established connection is not re-checked when a certificate expires during it (Go's

@@ -227,8 +227,8 @@ fn assert_cause_once(what: &str, e: &dyn std::error::Error, cause: &str) {
 fn errors_made_by_the_library_print_their_cause_once() {
     use certrotate::pki::{CertificateAuthority, build_csr_pem};
     use certrotate::{
-        CertificateManager, Config, CsrClient, CsrRequest, CsrTemplate, KeyAlgorithm, KeyUsage,
-        KubeCsrClientBuilder, MemoryStore, PrivateKey, Store,
+        Cancel, CertificateManager, Config, CsrClient, CsrRequest, CsrTemplate, KeyAlgorithm,
+        KeyUsage, KubeCsrClientBuilder, MemoryStore, PrivateKey, Store,
     };
 
     // Connection refused: a port that was just free.
@@ -251,7 +251,7 @@ fn errors_made_by_the_library_print_their_cause_once() {
         expiration: None,
         public_key_der: key.public_key_der(),
     };
-    let err = client.create(&request).unwrap_err();
+    let err = client.create(&request, &Cancel::new()).unwrap_err();
     assert_cause_once("create without an answer", &err, "onnection refused");
 
     // A client factory that fails.

@@ -77,7 +77,7 @@ fn create_sends_expiration_seconds_truncated_when_set_and_a_fixed_name() {
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
     req.expiration = Some(Duration::from_millis(3_600_900));
     req.name = Some("node-csr-abc".into());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(csr.name, "node-csr-abc");
     let body = body_json(&api.requests()[0]);
     assert_eq!(body["spec"]["expirationSeconds"], 3600);
@@ -101,7 +101,7 @@ fn create_goes_straight_to_v1beta1_without_signer_usages_or_with_legacy_signer()
         let api = FakeApi::new();
         let client = api.builder().allow_legacy_v1beta1(true).build().unwrap();
         let (_k, req) = new_request(signer, &usages);
-        let csr = client.create(&req).unwrap();
+        let csr = client.create(&req, &Cancel::new()).unwrap();
         assert_eq!(csr.api_version, ApiVersion::V1beta1, "{name}");
         assert_eq!(paths(&api), [format!("POST {V1BETA1}")], "{name}");
         let body = body_json(&api.requests()[0]);
@@ -130,14 +130,14 @@ fn without_the_opt_in_every_request_goes_to_v1_only() {
         let api = FakeApi::new();
         let client = api.builder().build().unwrap();
         let (_k, req) = new_request(signer, &usages);
-        let csr = client.create(&req).unwrap();
+        let csr = client.create(&req, &Cancel::new()).unwrap();
         assert_eq!(csr.api_version, ApiVersion::V1, "{name}");
         assert_eq!(paths(&api), [format!("POST {V1}")], "{name}");
     }
     let api = FakeApi::with(|s| s.v1 = false);
     let client = api.builder().build().unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert!(err.to_string().contains(V1), "{err}");
     assert_eq!(paths(&api), [format!("POST {V1}")]);
 }
@@ -149,7 +149,7 @@ fn v1_404_falls_back_to_v1beta1_for_create_list_and_watch() {
     let api = FakeApi::with(|s| s.v1 = false);
     let client = api.builder().allow_legacy_v1beta1(true).build().unwrap();
     let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(csr.api_version, ApiVersion::V1beta1);
     let cert = api.sign(&csr.name);
     let obj = api.object(&csr.name);
@@ -232,7 +232,7 @@ fn c16_no_csr_api_404_names_the_path() {
         });
         let client = api.builder().allow_legacy_v1beta1(legacy).build().unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        let err = client.create(&req).unwrap_err();
+        let err = client.create(&req, &Cancel::new()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(if legacy { V1BETA1 } else { V1 }), "{msg}");
         assert!(
@@ -249,9 +249,9 @@ fn already_exists_with_compatible_csr_is_adopted() {
     let client = api.builder().build().unwrap();
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
     req.name = Some("node-csr-fixed".into());
-    let first = client.create(&req).unwrap();
+    let first = client.create(&req, &Cancel::new()).unwrap();
     // The same request again (a restart): adopted, same uid.
-    let again = client.create(&req).unwrap();
+    let again = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(
         (&again.name, &again.uid, again.api_version),
         (&first.name, &first.uid, first.api_version)
@@ -336,7 +336,7 @@ fn a_named_create_failing_other_than_already_exists_adopts_nothing() {
         let client = api.builder().build().unwrap();
         let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
         req.name = Some("node-csr-fixed".into());
-        let err = client.create(&req).unwrap_err();
+        let err = client.create(&req, &Cancel::new()).unwrap_err();
         let case = format!("{} {}", c.code, c.reason);
         let api_error = err
             .api_error()
@@ -357,12 +357,12 @@ fn adoption_gets_v1beta1_when_v1_get_is_404() {
     let client = api.builder().allow_legacy_v1beta1(true).build().unwrap();
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
     req.name = Some("node-csr-fixed".into());
-    client.create(&req).unwrap();
+    client.create(&req, &Cancel::new()).unwrap();
     api.state
         .lock()
         .get_replies
         .push_back(Reply::status(404, "NotFound", "no v1"));
-    let adopted = client.create(&req).unwrap();
+    let adopted = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(adopted.api_version, ApiVersion::V1beta1);
     assert_eq!(adopted.uid, "uid-1");
 }
@@ -375,9 +375,9 @@ fn already_exists_with_other_signer_is_refused_with_client_go_message() {
     let client = api.builder().build().unwrap();
     let (_k, mut req) = new_request("example.com/not-test", &client_usages());
     req.name = Some("fixed".into());
-    client.create(&req).unwrap();
+    client.create(&req, &Cancel::new()).unwrap();
     req.signer_name = "example.com/test".into();
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert!(matches!(err, CsrError::Incompatible { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
@@ -391,10 +391,10 @@ fn already_exists_with_another_key_is_refused() {
     let client = api.builder().build().unwrap();
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
     req.name = Some("fixed".into());
-    client.create(&req).unwrap();
+    client.create(&req, &Cancel::new()).unwrap();
     let (_k2, mut other) = new_request(CLIENT_SIGNER, &client_usages());
     other.name = Some("fixed".into());
-    let err = client.create(&other).unwrap_err();
+    let err = client.create(&other, &Cancel::new()).unwrap_err();
     assert!(err.to_string().contains("another key"), "{err}");
 }
 
@@ -407,7 +407,7 @@ fn already_exists_without_fixed_name_is_an_api_error() {
         .push_back(Reply::status(409, "AlreadyExists", "exists"));
     let client = api.builder().build().unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert!(err.api_error().unwrap().is_already_exists());
     assert_eq!(api.requests().len(), 1);
 }
@@ -697,7 +697,7 @@ fn a_watch_from_the_creates_version_that_fails_leads_to_the_list() {
             .build()
             .unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        let csr = client.create(&req).unwrap();
+        let csr = client.create(&req, &Cancel::new()).unwrap();
         let cert = api.sign(&csr.name);
         api.push_watch(vec![Step::Http(reply)]);
         api.push_issued_event(&csr.name, &cert);
@@ -738,7 +738,7 @@ fn a_create_answer_with_a_status_leaves_the_version_unknown() {
             .lock()
             .create_replies
             .push_back(Reply::json(201, &answer));
-        let csr = client.create(&req).unwrap();
+        let csr = client.create(&req, &Cancel::new()).unwrap();
         assert_eq!(csr.resource_version, "", "{status}");
     }
 }
@@ -851,7 +851,7 @@ fn create_429_carries_retry_after() {
     );
     let client = api.builder().build().unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     assert!(err.is_transient());
     assert!(!err.server_healthy_after_create());
@@ -908,7 +908,7 @@ fn health_table_end_to_end() {
         api.state.lock().create_replies.extend(replies);
         let client = api.builder().build().unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        let err = client.create(&req).unwrap_err();
+        let err = client.create(&req, &Cancel::new()).unwrap_err();
         assert_eq!(err.server_healthy_after_create(), healthy, "{name}: {err}");
     }
     // Connection refused.
@@ -922,7 +922,7 @@ fn health_table_end_to_end() {
         .build()
         .unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert!(matches!(err, CsrError::Transport { .. }), "{err:?}");
     assert!(!err.server_healthy_after_create());
 }
@@ -936,7 +936,7 @@ fn non_status_error_bodies_become_generic_errors_with_the_code() {
         .push_back(Reply::plain(500, "<html>oops</html>"));
     let client = api.builder().build().unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     let api_err = err.api_error().unwrap();
     assert_eq!(api_err.code, 500);
     assert_eq!(api_err.reason, "InternalError");
@@ -974,7 +974,7 @@ fn hostile_malformed_or_incomplete_create_answers() {
         api.state.lock().create_replies.push_back(reply);
         let client = api.builder().build().unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        expect_invalid(client.create(&req).unwrap_err(), needle);
+        expect_invalid(client.create(&req, &Cancel::new()).unwrap_err(), needle);
     }
 }
 
@@ -1031,7 +1031,7 @@ fn hostile_oversized_list_is_refused() {
     let api = FakeApi::new();
     let client = api.builder().max_list_size(1024).build().unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     let mut huge = api.object(&csr.name);
     huge["metadata"]["annotations"] = json!({"pad": "x".repeat(4096)});
     api.insert(huge);
@@ -1086,7 +1086,7 @@ fn cancel_during_a_retry_pause_returns_within_100ms() {
         .build()
         .unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let mut csr = client.create(&req).unwrap();
+    let mut csr = client.create(&req, &Cancel::new()).unwrap();
     csr.resource_version.clear(); // listed first
     {
         let mut st = api.state.lock();
@@ -1141,7 +1141,7 @@ fn cancel_during_a_create_to_a_hung_server_returns_promptly() {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let c2 = cancel.clone();
     let creator = thread::spawn(move || {
-        let r = client.create_cancellable(&req, &c2);
+        let r = client.create(&req, &c2);
         let _ = tx.send(Instant::now());
         r
     });
@@ -1193,7 +1193,7 @@ fn client_cert_rotated_between_attempts_is_the_one_the_server_sees() {
         .factory();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
     for cert in [None, Some(&first), Some(&second), None] {
-        factory(cert).unwrap().create(&req).unwrap();
+        factory(cert).unwrap().create(&req, &Cancel::new()).unwrap();
     }
     let log = api.requests();
     let seen: Vec<(Option<String>, Option<String>)> = log
@@ -1220,9 +1220,9 @@ fn token_file_is_reread_for_every_client() {
     std::fs::write(&token, "first-token\n").unwrap();
     let b = api.builder().bearer_token_file(&token);
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    b.build().unwrap().create(&req).unwrap();
+    b.build().unwrap().create(&req, &Cancel::new()).unwrap();
     std::fs::write(&token, "second-token").unwrap();
-    b.build().unwrap().create(&req).unwrap();
+    b.build().unwrap().create(&req, &Cancel::new()).unwrap();
     let auth: Vec<_> = api
         .requests()
         .into_iter()
@@ -1264,7 +1264,7 @@ fn plain_http_is_refused_unless_allowed() {
         .build()
         .unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    assert_eq!(client.create(&req).unwrap().uid, "u1");
+    assert_eq!(client.create(&req, &Cancel::new()).unwrap().uid, "u1");
 }
 
 #[test]
@@ -1276,7 +1276,7 @@ fn only_the_configured_ca_is_trusted() {
         .build()
         .unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert!(matches!(err, CsrError::Transport { .. }), "{err:?}");
     assert!(!err.server_healthy_after_create());
     // No CA at all: refused at build time.
@@ -1299,13 +1299,13 @@ fn tls_server_name_is_the_name_verified() {
         .tls_server_name("apiserver.test")
         .build()
         .unwrap();
-    ok.create(&req).unwrap();
+    ok.create(&req, &Cancel::new()).unwrap();
     let wrong = api
         .builder()
         .tls_server_name("not-the-apiserver.test")
         .build()
         .unwrap();
-    let err = wrong.create(&req).unwrap_err();
+    let err = wrong.create(&req, &Cancel::new()).unwrap_err();
     assert!(matches!(err, CsrError::Transport { .. }), "{err:?}");
 }
 
@@ -1317,7 +1317,7 @@ fn insecure_skip_tls_verify_connects_but_not_together_with_a_ca() {
         .dangerous_skip_tls_verify(true)
         .build()
         .unwrap();
-    client.create(&req).unwrap();
+    client.create(&req, &Cancel::new()).unwrap();
     let err = api
         .builder()
         .dangerous_skip_tls_verify(true)
@@ -1337,7 +1337,7 @@ fn round_trip_create_to_issued() {
     let client = api.builder().build().unwrap();
     let (key, req) = new_request(CLIENT_SIGNER, &client_usages());
     let t = Instant::now();
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     let cert = api.sign(&csr.name);
     api.push_watch(vec![Step::Event(
         "MODIFIED",
@@ -1393,7 +1393,7 @@ fn silent_watch_is_dropped_after_its_read_timeout() {
         .build()
         .unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     let cert = api.sign(&csr.name);
     api.push_watch(vec![Step::Notify, Step::Hang]);
     api.push_watch(vec![Step::Event(
@@ -1474,7 +1474,7 @@ fn watches_ending_at_once_are_paced() {
         .build()
         .unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     for _ in 0..200 {
         api.push_watch(vec![]);
     }

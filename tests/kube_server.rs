@@ -335,7 +335,7 @@ fn create_on_v1_sends_the_object_as_spec() {
     let client = rig.client();
 
     let (_k, req) = request();
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(csr.api_version, ApiVersion::V1);
     assert!(
         csr.name.starts_with("csr-") && csr.name.len() > 4,
@@ -357,7 +357,7 @@ fn create_on_v1_sends_the_object_as_spec() {
     let (_k, mut req) = request();
     req.expiration = Some(Duration::from_millis(3_600_900));
     req.name = Some("node-csr-fixed".into());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(csr.name, "node-csr-fixed");
     let o = rig.csr(&csr.name);
     assert_eq!(o.metadata.generate_name, None);
@@ -376,7 +376,7 @@ fn v1_not_found_falls_back_to_v1beta1() {
         let rig = token_rig(|b| b.v1beta1(true).fault(Call::Create, fault, 1));
         let client = rig.builder().allow_legacy_v1beta1(true).build().unwrap();
         let (key, req) = request();
-        let csr = client.create(&req).unwrap();
+        let csr = client.create(&req, &Cancel::new()).unwrap();
         assert_eq!(csr.api_version, ApiVersion::V1beta1, "{case}");
         let counts = rig.server.fault_counts();
         assert_eq!(counts.status + counts.raw, 1, "{case}: the v1 404 was met");
@@ -396,7 +396,7 @@ fn v1_not_found_falls_back_to_v1beta1() {
 fn v1_only_by_default_and_the_server_names_missing_fields() {
     let rig = token_rig(|b| b.v1beta1(true).fault(Call::Create, Fault::Status(404), 1));
     let (_k, req) = request();
-    let err = rig.client().create(&req).unwrap_err();
+    let err = rig.client().create(&req, &Cancel::new()).unwrap_err();
     let CsrError::Api { op, path, error } = &err else {
         panic!("{err:?}");
     };
@@ -410,7 +410,7 @@ fn v1_only_by_default_and_the_server_names_missing_fields() {
         let (_k, mut req) = request();
         req.signer_name = signer.into();
         req.usages = usages;
-        let err = rig.client().create(&req).unwrap_err();
+        let err = rig.client().create(&req, &Cancel::new()).unwrap_err();
         let CsrError::Api { path, error, .. } = &err else {
             panic!("{err:?}");
         };
@@ -429,7 +429,7 @@ fn c16_v1_not_found_without_v1beta1_names_the_path() {
     let rig = token_rig(|b| b.fault(Call::Create, Fault::Status(404), 1));
     let (_k, req) = request();
     let client = rig.builder().allow_legacy_v1beta1(true).build().unwrap();
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     let CsrError::Api { op, path, error } = &err else {
         panic!("{err:?}");
     };
@@ -449,8 +449,8 @@ fn already_exists_adopts_a_compatible_csr_and_refuses_others() {
     let client = rig.client();
     let (key, mut req) = request();
     req.name = Some("node-csr-fixed".into());
-    let first = client.create(&req).unwrap();
-    let again = client.create(&req).unwrap();
+    let first = client.create(&req, &Cancel::new()).unwrap();
+    let again = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(
         (&again.name, &again.uid, again.api_version),
         (&first.name, &first.uid, first.api_version),
@@ -477,7 +477,7 @@ fn already_exists_adopts_a_compatible_csr_and_refuses_others() {
         ("another subject", other_subject, "subjects differ"),
         ("another signer", other_signer, "signerNames differ"),
     ] {
-        match client.create(&r) {
+        match client.create(&r, &Cancel::new()) {
             Err(e @ CsrError::Incompatible { .. }) => {
                 let text = e.to_string();
                 assert!(
@@ -501,7 +501,7 @@ fn c11_approved_then_issued_returns_the_certificate() {
     let rig = token_rig(|b| manual(b).signer_fault(SignerFault::NeverIssue, 1));
     let client = rig.client();
     let (key, req) = request();
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     rig.server.approve(&csr.name).unwrap(); // approved; the signer skips it once
     assert!(approved(&rig.csr(&csr.name)) && !has_cert(&rig.csr(&csr.name)));
     thread::scope(|s| {
@@ -573,7 +573,7 @@ fn c11_denied_failed_uid_replaced_and_deleted_end_the_wait_at_once() {
         let rig = token_rig(manual);
         let client = rig.client();
         let (_k, req) = request();
-        let csr = client.create(&req).unwrap();
+        let csr = client.create(&req, &Cancel::new()).unwrap();
         thread::scope(|s| {
             let started = Instant::now();
             let waiting = spawn_wait(s, &client, &csr, LONG);
@@ -597,7 +597,7 @@ fn c11_approved_but_never_issued_times_out() {
     let rig = token_rig(|b| manual(b).signer_fault(SignerFault::NeverIssue, 2));
     let client = rig.client();
     let (_k, req) = request();
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     rig.server.approve(&csr.name).unwrap(); // the signer skips it: never issued
     let timeout = Duration::from_millis(300);
     let started = Instant::now();
@@ -720,10 +720,10 @@ fn c12_expired_resource_version_in_the_stream_relists() {
     let rig = token_rig(|b| manual(b).history_limit(2));
     let client = rig.builder().retry_interval(FIRST_PAUSE).build().unwrap();
     let (key, req) = request();
-    let mut csr = client.create(&req).unwrap();
+    let mut csr = client.create(&req, &Cancel::new()).unwrap();
     csr.resource_version.clear(); // its wait lists first, as after a restart
     let (_k, other) = request();
-    let other = client.create(&other).unwrap();
+    let other = client.create(&other, &Cancel::new()).unwrap();
     rig.hold_next(Verb::Watch);
     thread::scope(|s| {
         let waiting = spawn_wait(s, &client, &csr, LONG);
@@ -756,7 +756,7 @@ fn c12_watch_answered_410_relists() {
     let rig = token_rig(|b| manual(b).fault(Call::Watch, Fault::Status(410), 1));
     let client = rig.builder().retry_interval(FIRST_PAUSE).build().unwrap();
     let (key, req) = request();
-    let mut csr = client.create(&req).unwrap();
+    let mut csr = client.create(&req, &Cancel::new()).unwrap();
     csr.resource_version.clear(); // its wait lists first, as after a restart
     thread::scope(|s| {
         let waiting = spawn_wait(s, &client, &csr, LONG);
@@ -779,7 +779,7 @@ fn c12_already_issued_returns_from_the_list() {
     let rig = token_rig(|b| b);
     let client = rig.client();
     let (key, req) = request();
-    let mut csr = client.create(&req).unwrap();
+    let mut csr = client.create(&req, &Cancel::new()).unwrap();
     let first = client
         .wait_for_certificate(&csr, LONG, &Cancel::new())
         .unwrap();
@@ -802,7 +802,7 @@ fn cancel_during_a_wait_returns_within_100ms() {
     let rig = token_rig(manual);
     let client = rig.client();
     let (_k, req) = request();
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     thread::scope(|s| {
         let waiting = spawn_wait(s, &client, &csr, LONG);
         rig.await_call(Verb::Watch);
@@ -820,7 +820,9 @@ fn cancel_during_a_wait_returns_within_100ms() {
         );
     });
     let (_k, req) = request();
-    client.create(&req).expect("usable after a cancelled wait");
+    client
+        .create(&req, &Cancel::new())
+        .expect("usable after a cancelled wait");
 }
 
 // ---- errors and health (SPEC §5, CASES C4) ----
@@ -1004,7 +1006,7 @@ fn too_many_requests_carries_retry_after() {
     let rig = token_rig(|b| b.fault(Call::Create, Fault::Status(429), 1));
     let client = rig.client();
     let (_k, req) = request();
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     let CsrError::Api {
         path, error: api, ..
     } = &err
@@ -1016,7 +1018,9 @@ fn too_many_requests_carries_retry_after() {
     assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
     assert!(err.is_transient());
     assert!(!err.server_healthy_after_create());
-    client.create(&req).expect("the next create goes through");
+    client
+        .create(&req, &Cancel::new())
+        .expect("the next create goes through");
 }
 
 // ---- credentials ----
@@ -1030,7 +1034,7 @@ fn a_rotated_client_certificate_is_the_one_the_server_sees() {
 
     let bootstrap = builder.client_for(None).unwrap();
     let (key, req) = request();
-    let csr = bootstrap.create(&req).unwrap();
+    let csr = bootstrap.create(&req, &Cancel::new()).unwrap();
     let o = rig.csr(&csr.name);
     assert_eq!(o.spec.username.as_deref(), Some(BOOT_USER));
     assert!(o.spec.groups.iter().any(|g| g == GROUP_BOOTSTRAPPERS));
@@ -1041,7 +1045,7 @@ fn a_rotated_client_certificate_is_the_one_the_server_sees() {
 
     let rotated = builder.client_for(Some(&cert)).unwrap();
     let (key2, req2) = request();
-    let csr2 = rotated.create(&req2).unwrap();
+    let csr2 = rotated.create(&req2, &Cancel::new()).unwrap();
     let o2 = rig.csr(&csr2.name);
     assert_eq!(o2.spec.username.as_deref(), Some(NODE), "the cert's CN");
     assert!(o2.spec.groups.iter().any(|g| g == "system:nodes"), "its O");
@@ -1081,7 +1085,7 @@ fn a_serving_certificate_is_not_used_as_client_credentials() {
     assert!(!serving.info().allows_client_auth);
     let client = builder.client_for(Some(&serving)).unwrap();
     let (_, req) = request();
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(rig.csr(&csr.name).spec.username.as_deref(), Some(BOOT_USER));
 }
 

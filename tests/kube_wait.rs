@@ -166,7 +166,7 @@ fn every_watch_failing_backs_off_on_the_reflector_schedule_on_the_clock() {
             .build()
             .unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        let mut csr = client.create(&req).unwrap();
+        let mut csr = client.create(&req, &Cancel::new()).unwrap();
         csr.resource_version.clear(); // every round lists, the first one too
         let cancel = Cancel::new();
         let c2 = cancel.clone();
@@ -224,7 +224,7 @@ fn always_410_request_rate_is_bounded_in_real_time() {
         let api = FakeApi::with(|s| s.every_watch = Some(script));
         let client = default_paced_builder(&api).build().unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        let csr = client.create(&req).unwrap();
+        let csr = client.create(&req, &Cancel::new()).unwrap();
         let window = Duration::from_secs(2);
         let t = Instant::now();
         let err = wait(&client, &csr, window).unwrap_err();
@@ -358,19 +358,19 @@ fn create_and_get_answers_of_another_kind_are_refused() {
         .push_back(Reply::json(201, &secret));
     let client = api.builder().build().unwrap();
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert!(
         matches!(&err, CsrError::InvalidResponse { op: "create", message } if message.contains("Secret")),
         "{err:?}"
     );
 
     req.name = Some("node-csr-fixed".into());
-    client.create(&req).unwrap();
+    client.create(&req, &Cancel::new()).unwrap();
     api.state
         .lock()
         .get_replies
         .push_back(Reply::json(200, &secret));
-    let err = client.create(&req).unwrap_err();
+    let err = client.create(&req, &Cancel::new()).unwrap_err();
     assert!(
         matches!(&err, CsrError::InvalidResponse { op: "retrieve", message } if message.contains("Secret")),
         "{err:?}"
@@ -519,7 +519,7 @@ fn approved_not_issued_names_the_signer_and_warns_at_half_the_timeout() {
     let client = api.builder().build().unwrap();
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
     req.name = Some("approved-not-issued".into());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     api.push_watch(vec![
         Step::Event(
             "MODIFIED",

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certrotate::kubeconfig::{ConfigError, Kubeconfig};
 use certrotate::pki::{KeyAlgorithm, PrivateKey};
-use certrotate::{Certificate, CsrClient, CsrTemplate, KeyUsage, KubeCsrClient};
+use certrotate::{Cancel, Certificate, CsrClient, CsrTemplate, KeyUsage, KubeCsrClient};
 use common::*;
 
 #[path = "support/connect_proxy.rs"]
@@ -50,7 +50,7 @@ impl Fixture {
     /// Creates one CSR with `client` and returns (peer CN, Authorization) the server saw.
     fn observe(&self, client: &KubeCsrClient) -> (Option<String>, Option<String>) {
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        client.create(&req).unwrap();
+        client.create(&req, &Cancel::new()).unwrap();
         let last = self.api.requests().pop().unwrap();
         (last.peer_cn, last.authorization)
     }
@@ -322,7 +322,7 @@ fn insecure_skip_tls_verify_and_tls_server_name() {
         );
         let client = KubeCsrClient::from_kubeconfig(f.write(name, cfg)).unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        assert_eq!(client.create(&req).is_ok(), ok, "{name}");
+        assert_eq!(client.create(&req, &Cancel::new()).is_ok(), ok, "{name}");
     }
 }
 
@@ -467,7 +467,7 @@ fn proxy_url_https_tunnels_inside_tls_to_the_proxy() {
         let path = f.write(&format!("https-proxy{i}"), cfg);
         let client = KubeCsrClient::from_kubeconfig(&path).unwrap();
         let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-        match client.create(&req) {
+        match client.create(&req, &Cancel::new()) {
             Ok(_) => {
                 assert!(ok, "{case}: went through");
                 let seen = proxy.connects();
@@ -558,7 +558,7 @@ fn pinned_outcomes(
     let path = f.write(name, cfg);
     let client = KubeCsrClient::from_kubeconfig(&path).unwrap();
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let ours = match client.create(&req) {
+    let ours = match client.create(&req, &Cancel::new()) {
         Ok(_) => panic!("{name}: the server only forbids"),
         Err(e) => {
             let text = format!("{e:?}");
@@ -863,8 +863,11 @@ fn factory_from_a_kubeconfig_switches_from_bootstrap_to_the_current_certificate(
         .factory();
     let rotated = f.api.server.client_cert("system:node:rotated");
     let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-    factory(None).unwrap().create(&req).unwrap();
-    factory(Some(&rotated)).unwrap().create(&req).unwrap();
+    factory(None).unwrap().create(&req, &Cancel::new()).unwrap();
+    factory(Some(&rotated))
+        .unwrap()
+        .create(&req, &Cancel::new())
+        .unwrap();
     let cns: Vec<_> = f.api.requests().into_iter().map(|l| l.peer_cn).collect();
     assert_eq!(
         cns,

@@ -21,7 +21,7 @@ use std::process::Command;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certrotate::kubeconfig::Kubeconfig;
-use certrotate::{CsrClient, KubeCsrClient};
+use certrotate::{Cancel, CsrClient, KubeCsrClient};
 use common::*;
 
 #[path = "support/connect_proxy.rs"]
@@ -56,7 +56,7 @@ fn child() {
         ["request", kubeconfig] => {
             let client = KubeCsrClient::from_kubeconfig(kubeconfig).unwrap();
             let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-            client.create(&req).unwrap();
+            client.create(&req, &Cancel::new()).unwrap();
         }
         ["chdir", kubeconfig, dir] => {
             let kc = Kubeconfig::load(kubeconfig).unwrap();
@@ -68,7 +68,7 @@ fn child() {
             );
             let client = builder.build().unwrap();
             let (_k, req) = new_request(CLIENT_SIGNER, &client_usages());
-            client.create(&req).unwrap();
+            client.create(&req, &Cancel::new()).unwrap();
         }
         _ => panic!("unknown child command {what:?}"),
     }

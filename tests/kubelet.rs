@@ -384,14 +384,17 @@ fn node_story_from_bootstrap_token_to_renewals() {
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let template = node_identity(NODE).with_ip_address("10.0.0.7".parse().unwrap());
     let refused = stale
-        .create(&CsrRequest {
-            name: None,
-            csr_pem: pki::build_csr_pem(&template, &key).unwrap(),
-            signer_name: SERVING_SIGNER.into(),
-            usages: vec![KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
-            expiration: None,
-            public_key_der: key.public_key_der(),
-        })
+        .create(
+            &CsrRequest {
+                name: None,
+                csr_pem: pki::build_csr_pem(&template, &key).unwrap(),
+                signer_name: SERVING_SIGNER.into(),
+                usages: vec![KeyUsage::DigitalSignature, KeyUsage::ServerAuth],
+                expiration: None,
+                public_key_der: key.public_key_der(),
+            },
+            &Cancel::new(),
+        )
         .unwrap_err();
     assert!(
         matches!(&refused, CsrError::Api { error, .. } if error.code == 401),
@@ -934,14 +937,17 @@ fn the_written_kubeconfig_points_at_the_client_store() {
         .build()
         .unwrap();
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    node.create(&CsrRequest {
-        name: None,
-        csr_pem: pki::build_csr_pem(&node_identity(NODE), &key).unwrap(),
-        signer_name: CLIENT_SIGNER.into(),
-        usages: vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
-        expiration: None,
-        public_key_der: key.public_key_der(),
-    })
+    node.create(
+        &CsrRequest {
+            name: None,
+            csr_pem: pki::build_csr_pem(&node_identity(NODE), &key).unwrap(),
+            signer_name: CLIENT_SIGNER.into(),
+            usages: vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
+            expiration: None,
+            public_key_der: key.public_key_der(),
+        },
+        &Cancel::new(),
+    )
     .unwrap();
     assert_eq!(env.next_created().user, NODE_USER);
 }

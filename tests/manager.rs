@@ -2096,21 +2096,9 @@ struct HangingCreate {
 }
 
 impl certrotate::CsrClient for HangingCreate {
-    fn create(&self, _: &certrotate::CsrRequest) -> Result<certrotate::CsrRef, CsrError> {
-        let _ = self.entered.send(());
-        let _ = self.release.recv();
-        Err(CsrError::Transport {
-            op: "create",
-            request:
-                "POST https://127.0.0.1:1/apis/certificates.k8s.io/v1/certificatesigningrequests"
-                    .into(),
-            source: "connection reset".into(),
-        })
-    }
-
-    /// Blocks like `create`, but returns at once when cancelled, as a client that can
+    /// Blocks until released, or returns at once when cancelled, as a client that can
     /// interrupt its request (the kube client shuts its agent down) does.
-    fn create_cancellable(
+    fn create(
         &self,
         _: &certrotate::CsrRequest,
         cancel: &certrotate::Cancel,
@@ -2138,7 +2126,7 @@ impl certrotate::CsrClient for HangingCreate {
 }
 
 /// DESIGN §3: `stop()` returns promptly in every state — including while a create call is in
-/// flight: the manager calls `create_cancellable` and cancels it on stop (the kube client
+/// flight: the manager cancels the create on stop (the kube client
 /// shuts its agent down), so stop() does not wait for a hung server.
 #[test]
 fn stop_is_prompt_while_a_create_call_hangs() {
@@ -2344,7 +2332,7 @@ fn huge_durations_in_the_config_do_not_panic() {
     rig.asleep(2); // the rotation thread and the template thread, each on one long timer
     assert!(rotations.try_recv().is_err());
     m.stop();
-    let sys = certrotate::SystemClock;
+    let sys = certrotate::clock::SystemClock;
     let t = certrotate::Clock::after(&sys, Duration::MAX);
     assert!(t.receiver().try_recv().is_err());
 }
@@ -2391,7 +2379,7 @@ fn ttl_gauge_keeps_falling_while_rotation_fails() {
 /// watchdog thread); it still ends the attempt as a timeout of the configured length.
 #[test]
 fn wait_timeout_with_the_system_clock_is_the_clients() {
-    let api = FakeCsrApi::new(Arc::new(certrotate::SystemClock), HOUR);
+    let api = FakeCsrApi::new(Arc::new(certrotate::clock::SystemClock), HOUR);
     let (failures, c) = counter();
     let m = CertificateManager::new(
         Config::builder()

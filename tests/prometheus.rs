@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use certrotate::clock::SystemClock;
 use certrotate::kubelet::KubeletMetrics;
 use certrotate::testing::{CreateStep, FakeCsrApi, api_error};
-use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock};
+use certrotate::{CertificateManager, Config, CsrTemplate, KeyUsage, Manager};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 fn exposition(registry: &Registry) -> String {

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use certrotate::clock::SystemClock;
 use certrotate::testing::{FakeClock, FakeCsrApi};
 use certrotate::tls::{client_config, server_config};
-use certrotate::{
-    Certificate, CertificateManager, Config, CsrTemplate, KeyUsage, Manager, SystemClock,
-};
+use certrotate::{Certificate, CertificateManager, Config, CsrTemplate, KeyUsage, Manager};
 
 #[path = "support/loopback_tls.rs"]
 mod loopback_tls;

@@ -1181,13 +1181,9 @@ impl KubeCsrClient {
 }
 
 impl CsrClient for KubeCsrClient {
-    fn create(&self, req: &CsrRequest) -> Result<CsrRef, CsrError> {
-        self.create_on(&self.agent().0, req)
-    }
-
     /// Every request of the create runs on one agent, which the cancel shuts down: a create
     /// blocked on a hung server returns at once.
-    fn create_cancellable(&self, req: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError> {
+    fn create(&self, req: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError> {
         let cancelled = || CsrError::Cancelled {
             name: req.name.clone().unwrap_or_else(|| "(new)".into()),
         };

@@ -170,33 +170,15 @@ pub struct CsrRef {
 /// Talks to a CSR API: creates requests and waits for their certificates (client-go
 /// `csr.RequestCertificate` and `csr.WaitForCertificate`).
 pub trait CsrClient: Send {
-    /// Creates the CSR object and returns its name and uid.
+    /// Creates the CSR object and returns its name and uid. Returns [`CsrError::Cancelled`]
+    /// within 100 ms of `cancel` firing, even when the server does not answer: the manager
+    /// cancels on `stop()`, which therefore never waits for a hung create. Pass
+    /// `&Cancel::new()` when nothing is to interrupt the call.
     ///
     /// # Errors
     /// Any [`CsrError`]; the manager maps it to health with
     /// [`CsrError::server_healthy_after_create`].
-    fn create(&self, request: &CsrRequest) -> Result<CsrRef, CsrError>;
-
-    /// [`create`](CsrClient::create) that `cancel` can interrupt: returns
-    /// [`CsrError::Cancelled`] within 100 ms of `cancel` firing, even when the server does not
-    /// answer. The manager calls this one, so that `stop()` never waits for a hung create.
-    /// The default checks `cancel` and calls `create`, which suits clients whose create cannot
-    /// block for long.
-    ///
-    /// # Errors
-    /// As [`create`](CsrClient::create), plus [`CsrError::Cancelled`].
-    fn create_cancellable(
-        &self,
-        request: &CsrRequest,
-        cancel: &Cancel,
-    ) -> Result<CsrRef, CsrError> {
-        if cancel.is_cancelled() {
-            return Err(CsrError::Cancelled {
-                name: request.name.clone().unwrap_or_else(|| "(new)".into()),
-            });
-        }
-        self.create(request)
-    }
+    fn create(&self, request: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError>;
 
     /// Waits until the CSR is approved and issued and returns the PEM chain (leaf first).
     /// Ends early on Denied/Failed conditions, deletion or a uid change. Returns

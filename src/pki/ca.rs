@@ -8,9 +8,8 @@ use rand::RngExt;
 
 use super::PkiError;
 use super::der::{general_names_der, has_sans, name_der};
-use super::x509::{
-    CertSpec, KU_CERT_SIGN, build_certificate, truncate_to_second, usage_extensions,
-};
+use super::extensions::{KU_CERT_SIGN, usage_extensions};
+use super::x509::{CertSpec, build_certificate, truncate_to_second};
 use super::{CertInfo, Certificate, ParsedCsr, PrivateKey, pem_encode};
 use crate::template::CsrTemplate;
 use crate::usages::KeyUsage;

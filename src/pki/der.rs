@@ -36,6 +36,7 @@ pub(crate) fn write_name(w: DERWriter<'_>, t: &CsrTemplate) {
     });
 }
 
+#[cfg(any(test, feature = "server", feature = "test-util"))]
 /// The DER of [`write_name`] alone.
 pub(crate) fn name_der(t: &CsrTemplate) -> Vec<u8> {
     yasna::construct_der(|w| write_name(w, t))

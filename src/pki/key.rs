@@ -343,6 +343,7 @@ pub(crate) struct Signer {
 
 impl Signer {
     /// The DER `AlgorithmIdentifier` of the signature.
+    #[cfg(any(test, feature = "server", feature = "test-util"))]
     pub(crate) fn algorithm_der(&self) -> &[u8] {
         &self.alg_ident
     }

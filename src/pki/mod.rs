@@ -10,13 +10,18 @@
 //! builder ([`crypto_provider`]), so a second provider elsewhere in a program's dependency graph
 //! cannot make rustls panic for want of a process default.
 
+// The certificate authority signs for the embedded server and for tests; a program that only
+// requests certificates does not build it.
+#[cfg(any(test, feature = "server", feature = "test-util"))]
 mod ca;
 mod csr;
 pub(crate) mod der;
 mod error;
+mod extensions;
 mod key;
 mod template;
 mod verify;
+#[cfg(any(test, feature = "server", feature = "test-util"))]
 mod x509;
 
 use std::fmt;
@@ -30,12 +35,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::prelude::*;
 
+#[cfg(any(test, feature = "server", feature = "test-util"))]
 pub use ca::CertificateAuthority;
-#[cfg_attr(not(feature = "server"), allow(unused_imports))]
+#[cfg(feature = "server")]
 pub(crate) use ca::Flaw;
 pub use csr::{ParsedCsr, build_csr_pem, parse_csr_der, parse_csr_pem};
+pub(crate) use key::pem_encode;
 pub use key::{KeyAlgorithm, PrivateKey};
-pub(crate) use key::{Signer, pem_encode};
 pub use template::cert_satisfies_template;
 pub use verify::NOT_BEFORE_ALLOWANCE;
 

@@ -42,7 +42,7 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::prelude::*;
 
-use super::x509::{KU_CERT_SIGN, usage_extensions};
+use super::extensions::{KU_CERT_SIGN, usage_extensions};
 use super::{fmt_duration, fmt_time, unix_to_system_time};
 use crate::usages::KeyUsage;
 

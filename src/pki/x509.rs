@@ -1,9 +1,9 @@
 //! Issuing X.509 v3 certificates: the signer side, used by the embedded server's CA and by
-//! test helpers.
+//! test helpers (built with the `server` or `test-util` feature).
 //!
 //! Subject, issuer and SANs are taken as raw DER so that a signer can copy a CSR's subject byte
 //! for byte (every organization included), as kube-controller-manager's signer does. Usages map
-//! to KeyUsage/ExtKeyUsage as Kubernetes' `keyUsagesFromStrings`.
+//! to KeyUsage/ExtKeyUsage in `extensions`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,27 +11,14 @@ use yasna::Tag;
 use yasna::models::ObjectIdentifier;
 
 use super::PkiError;
-use super::Signer;
 use super::der::OID_SAN;
-use crate::usages::KeyUsage;
+use super::key::Signer;
 
 const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
 const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
 const OID_EXT_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
 const OID_SUBJECT_KEY_ID: &[u64] = &[2, 5, 29, 14];
 const OID_AUTHORITY_KEY_ID: &[u64] = &[2, 5, 29, 35];
-
-/// KeyUsage bit positions (RFC 5280 §4.2.1.3).
-const KU_DIGITAL_SIGNATURE: u16 = 1 << 0;
-const KU_CONTENT_COMMITMENT: u16 = 1 << 1;
-const KU_KEY_ENCIPHERMENT: u16 = 1 << 2;
-const KU_DATA_ENCIPHERMENT: u16 = 1 << 3;
-const KU_KEY_AGREEMENT: u16 = 1 << 4;
-/// keyCertSign.
-pub(crate) const KU_CERT_SIGN: u16 = 1 << 5;
-const KU_CRL_SIGN: u16 = 1 << 6;
-const KU_ENCIPHER_ONLY: u16 = 1 << 7;
-const KU_DECIPHER_ONLY: u16 = 1 << 8;
 
 /// What goes into one certificate.
 #[derive(Clone, Debug)]
@@ -61,91 +48,6 @@ pub(crate) struct CertSpec<'a> {
     /// Authority key identifier to write, if any.
     pub authority_key_id: Option<&'a [u8]>,
 }
-
-/// Maps CSR API usages to KeyUsage bits and ExtKeyUsage OIDs (Kubernetes
-/// `keyUsagesFromStrings`).
-pub(crate) fn usage_extensions(usages: &[KeyUsage]) -> (u16, Vec<&'static [u64]>) {
-    let mut ku = 0u16;
-    let mut eku: Vec<&'static [u64]> = Vec::new();
-    for u in usages {
-        let oid: Option<&'static [u64]> = match u {
-            KeyUsage::Signing | KeyUsage::DigitalSignature => {
-                ku |= KU_DIGITAL_SIGNATURE;
-                None
-            }
-            KeyUsage::ContentCommitment => {
-                ku |= KU_CONTENT_COMMITMENT;
-                None
-            }
-            KeyUsage::KeyEncipherment => {
-                ku |= KU_KEY_ENCIPHERMENT;
-                None
-            }
-            KeyUsage::KeyAgreement => {
-                ku |= KU_KEY_AGREEMENT;
-                None
-            }
-            KeyUsage::DataEncipherment => {
-                ku |= KU_DATA_ENCIPHERMENT;
-                None
-            }
-            KeyUsage::CertSign => {
-                ku |= KU_CERT_SIGN;
-                None
-            }
-            KeyUsage::CrlSign => {
-                ku |= KU_CRL_SIGN;
-                None
-            }
-            KeyUsage::EncipherOnly => {
-                ku |= KU_ENCIPHER_ONLY;
-                None
-            }
-            KeyUsage::DecipherOnly => {
-                ku |= KU_DECIPHER_ONLY;
-                None
-            }
-            KeyUsage::Any => Some(&[2, 5, 29, 37, 0]),
-            KeyUsage::ServerAuth => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 1]),
-            KeyUsage::ClientAuth => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 2]),
-            KeyUsage::CodeSigning => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 3]),
-            KeyUsage::EmailProtection | KeyUsage::SMime => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 4]),
-            KeyUsage::IpsecEndSystem => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 5]),
-            KeyUsage::IpsecTunnel => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 6]),
-            KeyUsage::IpsecUser => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 7]),
-            KeyUsage::Timestamping => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 8]),
-            KeyUsage::OcspSigning => Some(&[1, 3, 6, 1, 5, 5, 7, 3, 9]),
-            KeyUsage::MicrosoftSgc => Some(&[1, 3, 6, 1, 4, 1, 311, 10, 3, 3]),
-            KeyUsage::NetscapeSgc => Some(&[2, 16, 840, 1, 113730, 4, 1]),
-        };
-        if let Some(oid) = oid.filter(|o| !eku.contains(o)) {
-            eku.push(oid);
-        }
-    }
-    // As upstream: de-duplicated, then sorted by Go's `x509.ExtKeyUsage` value.
-    eku.sort_by_key(|o| GO_EXT_KEY_USAGE_ORDER.iter().position(|g| g == o));
-    (ku, eku)
-}
-
-/// The extended key usage OIDs in the order of Go's `x509.ExtKeyUsage` values (Any,
-/// ServerAuth, ClientAuth, CodeSigning, EmailProtection, IPSECEndSystem, IPSECTunnel,
-/// IPSECUser, TimeStamping, OCSPSigning, MicrosoftServerGatedCrypto,
-/// NetscapeServerGatedCrypto): Kubernetes' `keyUsagesFromStrings` sorts by that value, so its
-/// signer writes the extension in this order whatever the order of the request's usages.
-const GO_EXT_KEY_USAGE_ORDER: [&[u64]; 12] = [
-    &[2, 5, 29, 37, 0],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 1],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 2],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 3],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 4],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 5],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 6],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 7],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 8],
-    &[1, 3, 6, 1, 5, 5, 7, 3, 9],
-    &[1, 3, 6, 1, 4, 1, 311, 10, 3, 3],
-    &[2, 16, 840, 1, 113730, 4, 1],
-];
 
 /// Encodes and signs one certificate; returns its DER.
 ///
@@ -299,19 +201,5 @@ mod tests {
         assert_eq!(positive_integer(&[0x80]), vec![0, 0x80]);
         assert_eq!(positive_integer(&[0, 0, 0x7f]), vec![0x7f]);
         assert_eq!(positive_integer(&[]), vec![0]);
-    }
-
-    #[test]
-    fn usages_map_to_ku_and_eku_without_duplicates() {
-        let (ku, eku) = usage_extensions(&[
-            KeyUsage::DigitalSignature,
-            KeyUsage::Signing,
-            KeyUsage::KeyEncipherment,
-            KeyUsage::ServerAuth,
-            KeyUsage::EmailProtection,
-            KeyUsage::SMime,
-        ]);
-        assert_eq!(ku, KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT);
-        assert_eq!(eku.len(), 2);
     }
 }

@@ -21,7 +21,7 @@ use certrotate::csr::api;
 use certrotate::pki::{
     CertificateAuthority, KeyAlgorithm, PrivateKey, build_csr_pem, crypto_provider,
 };
-use certrotate::{Certificate, CsrRequest, CsrTemplate, KeyUsage, KubeCsrClientBuilder};
+use certrotate::{Cancel, Certificate, CsrRequest, CsrTemplate, KeyUsage, KubeCsrClientBuilder};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use rustls::server::WebPkiClientVerifier;
@@ -930,6 +930,6 @@ pub fn create_v1_fresh(api: &FakeApi) -> (certrotate::KubeCsrClient, certrotate:
     use certrotate::CsrClient;
     let client = api.builder().build().unwrap();
     let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
-    let csr = client.create(&req).unwrap();
+    let csr = client.create(&req, &Cancel::new()).unwrap();
     (client, csr)
 }
