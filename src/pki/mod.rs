@@ -513,21 +513,26 @@ fn hex_colon(bytes: &[u8]) -> String {
     s
 }
 
-/// Formats a time as RFC 3339 UTC with second resolution (`2026-11-30T07:36:00Z`).
+/// Formats a time as RFC 3339 UTC with second resolution (`2026-11-30T07:36:00Z`); a time
+/// outside the years -9999 to 9999 as seconds from the epoch (`-400000000000s from
+/// 1970-01-01T00:00:00Z`).
 pub fn fmt_time(t: SystemTime) -> String {
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs() as i64),
     };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    match ::time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        ),
+        Err(_) => format!("{secs}s from 1970-01-01T00:00:00Z"),
+    }
 }
 
 /// Formats a duration for people: `3h12m`, `45s`, `2d4h`.
@@ -547,20 +552,6 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,6 +566,14 @@ mod tests {
         assert_eq!(
             fmt_time(UNIX_EPOCH - Duration::from_secs(86_400)),
             "1969-12-31T00:00:00Z"
+        );
+        assert_eq!(
+            fmt_time(UNIX_EPOCH + Duration::from_secs(253_402_300_799)),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            fmt_time(UNIX_EPOCH + Duration::from_secs(253_402_300_800)),
+            "253402300800s from 1970-01-01T00:00:00Z"
         );
         assert_eq!(fmt_duration(Duration::from_secs(11_520)), "3h12m");
         assert_eq!(fmt_duration(Duration::from_secs(45)), "45s");

@@ -152,15 +152,25 @@ fn positive_integer(magnitude: &[u8]) -> Vec<u8> {
     out
 }
 
-/// RFC 5280 Time: UTCTime for years 1950–2049, GeneralizedTime otherwise; whole seconds.
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the first and last times GeneralizedTime's
+/// four-digit year can hold, as seconds from the epoch.
+const FIRST_ENCODABLE: i64 = -62_167_219_200;
+const LAST_ENCODABLE: i64 = 253_402_300_799;
+
+/// RFC 5280 Time: UTCTime for years 1950–2049, GeneralizedTime otherwise; whole seconds
+/// (rounded down). A time outside the years 0000–9999 is written as the nearest one inside
+/// (RFC 5280 §4.1.2.5 gives 99991231235959Z for a certificate without a defined end).
 fn encode_time(t: SystemTime) -> Vec<u8> {
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs() as i64) - i64::from(e.duration().subsec_nanos() > 0),
     };
-    let (y, mo, d) = super::civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let secs = secs.clamp(FIRST_ENCODABLE, LAST_ENCODABLE);
+    // Within those bounds the conversion cannot fail; the epoch is never used.
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    let (h, mi, s) = (t.hour(), t.minute(), t.second());
     let (tag, text) = if (1950..2050).contains(&y) {
         (
             0x17u8,
@@ -194,6 +204,26 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100-01-01
         assert_eq!(&encode_time(t)[2..], b"21000101000000Z");
         assert_eq!(encode_time(t)[0], 0x18);
+    }
+
+    #[test]
+    fn times_beyond_four_digit_years_are_written_as_the_nearest_that_fits() {
+        let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        assert_eq!(&encode_time(last)[2..], b"99991231235959Z");
+        let later = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(encode_time(later), encode_time(last));
+        let first = UNIX_EPOCH - Duration::from_secs(62_167_219_200);
+        assert_eq!(&encode_time(first)[2..], b"00000101000000Z");
+        let earlier = UNIX_EPOCH - Duration::from_secs(70_000_000_000);
+        assert_eq!(encode_time(earlier), encode_time(first));
+        assert_eq!(
+            &encode_time(first - Duration::from_secs(1))[2..],
+            b"00000101000000Z"
+        );
+        assert_eq!(
+            &encode_time(first + Duration::from_secs(1))[2..],
+            b"00000101000001Z"
+        );
     }
 
     #[test]

@@ -871,31 +871,12 @@ fn table(
     })
 }
 
-/// Parses the RFC 3339 UTC times this server writes (`2026-01-02T03:04:05Z`).
+/// Parses an RFC 3339 time (`2026-01-02T03:04:05Z`, as this server writes them; fractions and
+/// offsets as Go's `time.RFC3339` reads them).
 fn parse_time(s: &str) -> Option<std::time::SystemTime> {
-    let b = s.as_bytes();
-    if b.len() != 20 || b[19] != b'Z' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    // Days from civil (Howard Hinnant).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
-    Some(crate::pki::unix_to_system_time(secs))
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(std::time::SystemTime::from)
 }
 
 /// apimachinery `duration.HumanDuration`.
