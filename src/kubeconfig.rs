@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::csr::ConfigError;
 use crate::csr::{KubeCsrClient, KubeCsrClientBuilder};
@@ -628,9 +628,222 @@ impl KubeCsrClient {
     }
 }
 
+/// A kubeconfig to write, in the layout kubectl and the kubelet write: one cluster, one user
+/// and one context joining them, which is the current context. The kubelet's bootstrap writes
+/// one that points at its certificate files; the embedded server hands out one per identity.
+/// The same file format as [`Kubeconfig`] reads, so what is written reads back.
+pub(crate) struct KubeconfigOut<'a> {
+    pub(crate) cluster_name: &'a str,
+    pub(crate) cluster: ClusterOut<'a>,
+    pub(crate) user_name: &'a str,
+    pub(crate) user: UserOut<'a>,
+    pub(crate) context_name: &'a str,
+    /// The context's namespace, if it names one.
+    pub(crate) namespace: Option<&'a str>,
+}
+
+/// The cluster stanza of a [`KubeconfigOut`]: fields left `None` (or false) are not written.
+#[derive(Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct ClusterOut<'a> {
+    pub(crate) server: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) certificate_authority: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64_out")]
+    pub(crate) certificate_authority_data: Option<&'a [u8]>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) insecure_skip_tls_verify: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_server_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) proxy_url: Option<&'a str>,
+}
+
+/// The user stanza of a [`KubeconfigOut`] (credentials: never logged): fields left `None` are
+/// not written.
+#[derive(Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) struct UserOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_certificate: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64_out")]
+    pub(crate) client_certificate_data: Option<&'a [u8]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_key: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64_out")]
+    pub(crate) client_key_data: Option<&'a [u8]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) token: Option<&'a str>,
+}
+
+impl KubeconfigOut<'_> {
+    /// The YAML document.
+    ///
+    /// # Errors
+    /// A path that is not valid UTF-8 cannot be written.
+    pub(crate) fn to_yaml(&self) -> Result<String, serde_norway::Error> {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            #[serde(rename = "apiVersion")]
+            api_version: &'static str,
+            kind: &'static str,
+            clusters: [Named<'a, ClusterEntry<'a>>; 1],
+            users: [Named<'a, UserEntry<'a>>; 1],
+            contexts: [Named<'a, ContextEntry<'a>>; 1],
+            #[serde(rename = "current-context")]
+            current_context: &'a str,
+            preferences: BTreeMap<String, String>,
+        }
+        #[derive(Serialize)]
+        struct Named<'a, T> {
+            name: &'a str,
+            #[serde(flatten)]
+            value: T,
+        }
+        #[derive(Serialize)]
+        struct ClusterEntry<'a> {
+            cluster: &'a ClusterOut<'a>,
+        }
+        #[derive(Serialize)]
+        struct UserEntry<'a> {
+            user: &'a UserOut<'a>,
+        }
+        #[derive(Serialize)]
+        struct ContextEntry<'a> {
+            context: ContextOut<'a>,
+        }
+        #[derive(Serialize)]
+        struct ContextOut<'a> {
+            cluster: &'a str,
+            user: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            namespace: Option<&'a str>,
+        }
+        serde_norway::to_string(&Doc {
+            api_version: "v1",
+            kind: "Config",
+            clusters: [Named {
+                name: self.cluster_name,
+                value: ClusterEntry {
+                    cluster: &self.cluster,
+                },
+            }],
+            users: [Named {
+                name: self.user_name,
+                value: UserEntry { user: &self.user },
+            }],
+            contexts: [Named {
+                name: self.context_name,
+                value: ContextEntry {
+                    context: ContextOut {
+                        cluster: self.cluster_name,
+                        user: self.user_name,
+                        namespace: self.namespace,
+                    },
+                },
+            }],
+            current_context: self.context_name,
+            preferences: BTreeMap::new(),
+        })
+    }
+}
+
+/// `*-data` fields: base64 of the bytes, as kubectl writes them.
+fn base64_out<S: Serializer>(data: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    match data {
+        Some(d) => s.serialize_str(&STANDARD.encode(d)),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the writer writes, the reader reads back: every field of each stanza, and the
+    /// current context joining them.
+    #[test]
+    fn a_written_kubeconfig_reads_back() {
+        let base = Path::new("/nowhere");
+        let files = KubeconfigOut {
+            cluster_name: "c",
+            cluster: ClusterOut {
+                server: "https://10.0.0.1:6443",
+                certificate_authority: Some(Path::new("/etc/ca.crt")),
+                insecure_skip_tls_verify: true,
+                tls_server_name: Some("api.internal"),
+                proxy_url: Some("http://proxy:3128"),
+                ..ClusterOut::default()
+            },
+            user_name: "u",
+            user: UserOut {
+                client_certificate: Some(Path::new("/var/lib/pair.pem")),
+                client_key: Some(Path::new("/var/lib/pair.pem")),
+                ..UserOut::default()
+            },
+            context_name: "ctx",
+            namespace: Some("default"),
+        };
+        let yaml = files.to_yaml().unwrap();
+        let read = Kubeconfig::parse(yaml.as_bytes(), base, Path::new("written")).unwrap();
+        let s = read.select(None).unwrap();
+        assert_eq!((s.cluster_name, s.user_name), ("c", "u"));
+        assert_eq!(s.cluster.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(
+            s.cluster.certificate_authority.as_deref(),
+            Some(Path::new("/etc/ca.crt"))
+        );
+        assert!(s.cluster.insecure_skip_tls_verify);
+        assert_eq!(s.cluster.tls_server_name.as_deref(), Some("api.internal"));
+        assert_eq!(s.cluster.proxy_url.as_deref(), Some("http://proxy:3128"));
+        let pair = Some(PathBuf::from("/var/lib/pair.pem"));
+        assert_eq!(
+            (&s.user.client_certificate, &s.user.client_key),
+            (&pair, &pair)
+        );
+        assert!(yaml.contains("namespace: default"), "{yaml}");
+
+        let inline = KubeconfigOut {
+            cluster_name: "c",
+            cluster: ClusterOut {
+                server: "https://127.0.0.1:1",
+                certificate_authority_data: Some(b"CA PEM"),
+                ..ClusterOut::default()
+            },
+            user_name: "u",
+            user: UserOut {
+                client_certificate_data: Some(b"CERT PEM"),
+                client_key_data: Some(b"KEY PEM"),
+                token: Some("abcdef.0123456789abcdef"),
+                ..UserOut::default()
+            },
+            context_name: "ctx",
+            namespace: None,
+        };
+        let yaml = inline.to_yaml().unwrap();
+        let read = Kubeconfig::parse(yaml.as_bytes(), base, Path::new("written")).unwrap();
+        let s = read.select(None).unwrap();
+        assert_eq!(
+            s.cluster.certificate_authority_data.as_deref(),
+            Some(&b"CA PEM"[..])
+        );
+        assert_eq!(s.cluster.certificate_authority, None);
+        assert!(!s.cluster.insecure_skip_tls_verify);
+        assert_eq!(
+            s.user.client_certificate_data.as_deref(),
+            Some(&b"CERT PEM"[..])
+        );
+        assert_eq!(s.user.client_key_data.as_deref(), Some(&b"KEY PEM"[..]));
+        assert_eq!(s.user.token.as_deref(), Some("abcdef.0123456789abcdef"));
+        for absent in [
+            "namespace",
+            "insecure-skip-tls-verify",
+            "client-certificate:",
+            "proxy-url",
+        ] {
+            assert!(!yaml.contains(absent), "{absent} written: {yaml}");
+        }
+    }
 
     #[test]
     fn in_cluster_reads_env_and_service_account_dir() {

@@ -64,7 +64,6 @@
 //! path) and `insecure-skip-tls-verify`, as the kubelet does, and also `tls-server-name` and
 //! `proxy-url`, which the kubelet drops.
 
-use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, Permissions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -72,17 +71,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use rand::RngExt;
-use serde::Serialize;
 
 use super::{CLIENT_PREFIX, CLIENT_SIGNER, Factory, Options, node_identity};
 use crate::KubeCsrClientBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::csr::{Cancel, CsrClient, CsrError, CsrRef, KeyUsage, KubeCsrClient};
 use crate::error::Error;
-use crate::kubeconfig::{ConfigError, Kubeconfig};
+use crate::kubeconfig::{ClusterOut, ConfigError, Kubeconfig, KubeconfigOut, UserOut};
 use crate::manager::CertificateManager;
 use crate::pki::{
     self, CertInfo, Certificate, KeyAlgorithm, PkiError, PrivateKey, fmt_duration, fmt_time,
@@ -836,71 +832,6 @@ fn write_private_file(path: &Path, data: &[u8], replace: bool) -> Result<(), Boo
     Ok(())
 }
 
-#[derive(Serialize)]
-struct KubeconfigOut<'a> {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    clusters: [Named<ClusterEntry<'a>>; 1],
-    users: [Named<UserEntry<'a>>; 1],
-    contexts: [Named<ContextEntry>; 1],
-    #[serde(rename = "current-context")]
-    current_context: &'static str,
-    preferences: BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct Named<T> {
-    name: &'static str,
-    #[serde(flatten)]
-    value: T,
-}
-
-#[derive(Serialize)]
-struct ClusterEntry<'a> {
-    cluster: ClusterOut<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct ClusterOut<'a> {
-    server: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    certificate_authority: Option<&'a Path>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    certificate_authority_data: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    insecure_skip_tls_verify: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls_server_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    proxy_url: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct UserEntry<'a> {
-    user: UserOut<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "kebab-case")]
-struct UserOut<'a> {
-    client_certificate: &'a Path,
-    client_key: &'a Path,
-}
-
-#[derive(Serialize)]
-struct ContextEntry {
-    context: ContextOut,
-}
-
-#[derive(Serialize)]
-struct ContextOut {
-    cluster: &'static str,
-    user: &'static str,
-    namespace: &'static str,
-}
-
 /// Writes the kubeconfig pointing at `pem_path` with `bootstrap`'s cluster (the kubelet's
 /// `writeKubeconfigFromBootstrapping`; see the module docs).
 fn write_kubeconfig(
@@ -919,47 +850,28 @@ fn write_kubeconfig(
         .cluster;
     let data = cluster.certificate_authority_data.as_deref();
     let doc = KubeconfigOut {
-        api_version: "v1",
-        kind: "Config",
-        clusters: [Named {
-            name: DEFAULT_CLUSTER,
-            value: ClusterEntry {
-                cluster: ClusterOut {
-                    server: cluster.server.as_deref().unwrap_or_default(),
-                    certificate_authority: match data {
-                        Some(_) => None,
-                        None => cluster.certificate_authority.as_deref(),
-                    },
-                    certificate_authority_data: data.map(|d| STANDARD.encode(d)),
-                    insecure_skip_tls_verify: cluster.insecure_skip_tls_verify,
-                    tls_server_name: cluster.tls_server_name.as_deref().filter(|s| !s.is_empty()),
-                    proxy_url: cluster.proxy_url.as_deref().filter(|s| !s.is_empty()),
-                },
+        cluster_name: DEFAULT_CLUSTER,
+        cluster: ClusterOut {
+            server: cluster.server.as_deref().unwrap_or_default(),
+            certificate_authority: match data {
+                Some(_) => None,
+                None => cluster.certificate_authority.as_deref(),
             },
-        }],
-        users: [Named {
-            name: DEFAULT_AUTH,
-            value: UserEntry {
-                user: UserOut {
-                    client_certificate: pem_path,
-                    client_key: pem_path,
-                },
-            },
-        }],
-        contexts: [Named {
-            name: DEFAULT_CONTEXT,
-            value: ContextEntry {
-                context: ContextOut {
-                    cluster: DEFAULT_CLUSTER,
-                    user: DEFAULT_AUTH,
-                    namespace: "default",
-                },
-            },
-        }],
-        current_context: DEFAULT_CONTEXT,
-        preferences: BTreeMap::new(),
+            certificate_authority_data: data,
+            insecure_skip_tls_verify: cluster.insecure_skip_tls_verify,
+            tls_server_name: cluster.tls_server_name.as_deref().filter(|s| !s.is_empty()),
+            proxy_url: cluster.proxy_url.as_deref().filter(|s| !s.is_empty()),
+        },
+        user_name: DEFAULT_AUTH,
+        user: UserOut {
+            client_certificate: Some(pem_path),
+            client_key: Some(pem_path),
+            ..UserOut::default()
+        },
+        context_name: DEFAULT_CONTEXT,
+        namespace: Some("default"),
     };
-    let yaml = serde_norway::to_string(&doc).map_err(|e| invalid(e.to_string()))?;
+    let yaml = doc.to_yaml().map_err(|e| invalid(e.to_string()))?;
     write_private_file(path, yaml.as_bytes(), true)
 }
 
