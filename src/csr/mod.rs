@@ -211,17 +211,43 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
+/// The `Status.reason` values apimachinery knows (its `knownReasons`, k8s.io/apimachinery
+/// v0.37.2): for any other reason, the empty one included, its predicates go by the HTTP code.
+const KNOWN_REASONS: [&str; 19] = [
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "AlreadyExists",
+    "Conflict",
+    "Gone",
+    "Invalid",
+    "ServerTimeout",
+    "StorageReadError",
+    "Timeout",
+    "TooManyRequests",
+    "BadRequest",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "RequestEntityTooLarge",
+    "UnsupportedMediaType",
+    "InternalError",
+    "Expired",
+    "ServiceUnavailable",
+];
+
 impl ApiError {
+    /// apimachinery's rule (`IsNotFound` and the like): the reason matches, or the reason is
+    /// not one it knows and the code matches.
     fn is_reason(&self, reason: &str, code: u16) -> bool {
-        // apimachinery: match on the reason, or on the code when the reason is unknown.
         self.reason == reason || (self.reason_is_unknown() && self.code == code)
     }
 
     fn reason_is_unknown(&self) -> bool {
-        self.reason.is_empty() || self.reason == "Unknown"
+        !KNOWN_REASONS.contains(&self.reason.as_str())
     }
 
-    /// 401 Unauthorized.
+    /// 401 Unauthorized (apimachinery's `IsUnauthorized`; so are the next three predicates:
+    /// the reason, or an unknown reason and the code).
     pub fn is_unauthorized(&self) -> bool {
         self.is_reason("Unauthorized", 401)
     }
@@ -241,9 +267,10 @@ impl ApiError {
         self.reason == "AlreadyExists"
     }
 
-    /// 410 Expired / Gone.
+    /// The resource version asked for is too old: reason `Expired`, or `Gone` (410 with an
+    /// unknown reason), as the reflector's `IsResourceExpired(err) || IsGone(err)`.
     pub fn is_expired(&self) -> bool {
-        self.reason == "Expired" || self.reason == "Gone" || self.code == 410
+        self.reason == "Expired" || self.is_reason("Gone", 410)
     }
 }
 
