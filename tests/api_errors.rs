@@ -38,7 +38,9 @@ const REASONS: [&str; 23] = [
     "SomethingNew",
 ];
 
-const CODES: [u16; 13] = [200, 400, 401, 403, 404, 405, 409, 410, 422, 429, 500, 503, 504];
+const CODES: [u16; 13] = [
+    200, 400, 401, 403, 404, 405, 409, 410, 422, 429, 500, 503, 504,
+];
 
 #[test]
 fn api_error_predicates_agree_with_apimachinery() {
