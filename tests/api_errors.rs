@@ -1,11 +1,17 @@
-//! `ApiError`'s predicates against k8s.io/apimachinery's own (`tests/peers/cmd/apierrors`): the
-//! same reason and code given to both, on a grid of every reason apimachinery knows, the empty
-//! one, reasons it does not know, and the codes a server answers with.
+//! The library's reading of API errors against k8s.io/apimachinery's own
+//! (`tests/peers/cmd/apierrors`), the same reasons and codes given to both: `ApiError`'s
+//! predicates on a grid of every reason apimachinery knows, the empty one, reasons it does not
+//! know and the codes a server answers with; and the reason a create gets from an answer that
+//! is not a `Status`, which client-go's REST client takes from `NewGenericServerResponse`.
+
+mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use certrotate::csr::ApiError;
+use certrotate::{Cancel, CsrClient, CsrError};
+use common::*;
 use serde_json::{Value, json};
 
 #[path = "support/go_peer.rs"]
@@ -38,26 +44,20 @@ const REASONS: [&str; 23] = [
     "SomethingNew",
 ];
 
-const CODES: [u16; 13] = [
-    200, 400, 401, 403, 404, 405, 409, 410, 422, 429, 500, 503, 504,
+const CODES: [u16; 18] = [
+    400, 401, 403, 404, 405, 406, 409, 410, 413, 415, 422, 429, 500, 501, 502, 503, 504, 599,
 ];
 
-#[test]
-fn api_error_predicates_agree_with_apimachinery() {
-    let Some(peer) = go_peer::build("apierrors") else {
-        return;
-    };
-    let cases: Vec<(&str, u16)> = REASONS
-        .iter()
-        .flat_map(|r| CODES.iter().map(move |c| (*r, *c)))
-        .collect();
+/// apimachinery's answers for each (reason, code), or `None` when Go is missing outside CI.
+fn upstream(cases: &[(&str, u16)]) -> Option<Vec<Value>> {
+    let peer = go_peer::build("apierrors")?;
     let mut child = Command::new(&peer)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("the apierrors peer starts");
     let mut input = String::new();
-    for (reason, code) in &cases {
+    for (reason, code) in cases {
         input.push_str(&json!({ "reason": reason, "code": code }).to_string());
         input.push('\n');
     }
@@ -75,11 +75,26 @@ fn api_error_predicates_agree_with_apimachinery() {
         .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
         .collect();
     assert_eq!(answers.len(), cases.len());
+    for ((reason, code), answer) in cases.iter().zip(&answers) {
+        assert_eq!(
+            (&answer["reason"], &answer["code"]),
+            (&json!(reason), &json!(code))
+        );
+    }
+    Some(answers)
+}
 
+#[test]
+fn api_error_predicates_agree_with_apimachinery() {
+    let cases: Vec<(&str, u16)> = REASONS
+        .iter()
+        .flat_map(|r| CODES.iter().map(move |c| (*r, *c)))
+        .collect();
+    let Some(answers) = upstream(&cases) else {
+        return;
+    };
     let mut disagreements = Vec::new();
     for ((reason, code), upstream) in cases.iter().zip(&answers) {
-        assert_eq!(upstream["reason"], *reason);
-        assert_eq!(upstream["code"], *code);
         let e = ApiError {
             code: *code,
             reason: (*reason).to_owned(),
@@ -108,6 +123,47 @@ fn api_error_predicates_agree_with_apimachinery() {
         "{} of {} answers differ:\n{}",
         disagreements.len(),
         cases.len() * 5,
+        disagreements.join("\n")
+    );
+}
+
+/// A create answered with a body that is not a `Status` (a proxy's or a load balancer's page)
+/// gets the reason client-go's REST client gives it, `AlreadyExists` for a 409 among them; the
+/// library's "Unknown" stands for apimachinery's empty reason.
+#[test]
+fn a_create_answered_without_a_status_gets_client_gos_reason() {
+    let cases: Vec<(&str, u16)> = CODES.iter().map(|c| ("", *c)).collect();
+    let Some(answers) = upstream(&cases) else {
+        return;
+    };
+    let api = FakeApi::new();
+    let client = api.builder().build().unwrap();
+    let mut disagreements = Vec::new();
+    for ((_, code), upstream) in cases.iter().zip(&answers) {
+        api.state
+            .lock()
+            .create_replies
+            .push_back(Reply::plain(*code, "<html>bad gateway</html>"));
+        let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
+        let reason = match client.create(&req, &Cancel::new()) {
+            Err(CsrError::Api { error, .. }) => {
+                assert!(!error.is_status, "{code}: {error:?}");
+                error.reason
+            }
+            other => panic!("{code}: {other:?}"),
+        };
+        let expected = match upstream["genericPost"].as_str() {
+            Some("") => "Unknown",
+            Some(r) => r,
+            None => panic!("no genericPost in {upstream}"),
+        };
+        if reason != expected {
+            disagreements.push(format!("{code}: {reason:?}, client-go {expected:?}"));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "reasons that differ from client-go's:\n{}",
         disagreements.join("\n")
     );
 }

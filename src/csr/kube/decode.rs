@@ -70,10 +70,15 @@ pub(super) fn check_type_value(
 
 /// Turns a non-2xx answer into an [`ApiError`]: a `Status` body (non-empty `status`, kind
 /// `Status` or absent) gives its reason, message and `retryAfterSeconds`; any other body gives
-/// a generic error with the code's standard reason and `is_status: false` (apimachinery
+/// a generic error with [`generic_reason`] and `is_status: false` (apimachinery
 /// `NewGenericServerResponse`, whose `UnexpectedServerResponse` cause makes the server count as
-/// unhealthy). A `Retry-After` header wins over the body.
-pub(crate) fn parse_api_error(code: u16, retry_after: Option<Duration>, body: &[u8]) -> ApiError {
+/// unhealthy). `post`: the request was a POST. A `Retry-After` header wins over the body.
+pub(crate) fn parse_api_error(
+    code: u16,
+    post: bool,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> ApiError {
     if let Ok(status) = serde_json::from_slice::<Status>(body)
         && status.status.as_deref().is_some_and(|s| !s.is_empty())
         && status.kind.as_deref().is_none_or(|k| k == "Status")
@@ -87,7 +92,7 @@ pub(crate) fn parse_api_error(code: u16, retry_after: Option<Duration>, body: &[
     let snippet = snippet.trim();
     ApiError {
         code,
-        reason: api::reason_for_code(code).to_owned(),
+        reason: generic_reason(code, post).to_owned(),
         message: if snippet.is_empty() {
             format!("the server responded with HTTP {code} and no Status body")
         } else {
@@ -95,6 +100,30 @@ pub(crate) fn parse_api_error(code: u16, retry_after: Option<Duration>, body: &[
         },
         is_status: false,
         retry_after,
+    }
+}
+
+/// The reason apimachinery's `NewGenericServerResponse` gives an answer whose body is not a
+/// `Status` (what client-go's REST client reports then): `AlreadyExists` for a conflict on a
+/// POST, `InternalError` for a 5xx without a reason of its own, and `Unknown` (standing for its
+/// empty `StatusReasonUnknown`) for codes it does not name, 410 among them.
+pub(super) fn generic_reason(code: u16, post: bool) -> &'static str {
+    match code {
+        409 if post => "AlreadyExists",
+        409 => "Conflict",
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        406 => "NotAcceptable",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        500.. => "InternalError",
+        _ => "Unknown",
     }
 }
 
@@ -220,20 +249,25 @@ mod tests {
     #[test]
     fn status_bodies_and_generic_bodies() {
         let st = br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"nope","reason":"Forbidden","code":403,"details":{"retryAfterSeconds":7}}"#;
-        let e = parse_api_error(403, None, st);
+        let e = parse_api_error(403, false, None, st);
         assert!(e.is_status && e.is_forbidden(), "{e:?}");
         assert_eq!(e.message, "nope");
         assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
-        let e = parse_api_error(429, Some(Duration::from_secs(3)), st);
+        let e = parse_api_error(429, false, Some(Duration::from_secs(3)), st);
         assert_eq!(e.retry_after, Some(Duration::from_secs(3)), "header wins");
 
-        let e = parse_api_error(404, None, b"404 page not found\n");
+        let e = parse_api_error(404, false, None, b"404 page not found\n");
         assert!(!e.is_status && e.is_not_found(), "{e:?}");
         assert!(e.message.contains("404 page not found"), "{}", e.message);
-        let e = parse_api_error(502, None, br#"{"kind":"Other","status":"x"}"#);
+        let e = parse_api_error(502, false, None, br#"{"kind":"Other","status":"x"}"#);
         assert!(!e.is_status);
-        assert_eq!(e.reason, "Unknown");
-        let e = parse_api_error(401, None, b"");
+        assert_eq!(e.reason, "InternalError");
+        let e = parse_api_error(401, false, None, b"");
         assert!(!e.is_status && e.is_unauthorized());
+        // NewGenericServerResponse: a conflict is AlreadyExists only for a POST.
+        let e = parse_api_error(409, false, None, b"conflict");
+        assert_eq!(e.reason, "Conflict");
+        let e = parse_api_error(409, true, None, b"conflict");
+        assert!(e.is_already_exists(), "{e:?}");
     }
 }

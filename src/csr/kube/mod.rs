@@ -336,7 +336,8 @@ impl KubeCsrClient {
         CsrError::Api {
             op,
             path: path.to_owned(),
-            error: parse_api_error(code, retry_after, &body),
+            // create is the client's only POST
+            error: parse_api_error(code, op == "create", retry_after, &body),
         }
     }
 }
@@ -488,7 +489,7 @@ pub(crate) mod fuzzing {
 
     /// An error answer with HTTP status `code` ([`parse_api_error`]).
     pub(crate) fn error(code: u16, body: &[u8]) {
-        let e = parse_api_error(code, None, body);
+        let e = parse_api_error(code, false, None, body);
         let _ = (e.is_expired(), e.is_not_found(), e.is_already_exists());
     }
 

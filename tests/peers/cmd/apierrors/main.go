@@ -3,8 +3,10 @@
 //
 // Each line of stdin is a JSON object {"reason": "...", "code": N}; for each, one JSON line
 // goes to stdout with the answers of apierrors.IsUnauthorized, IsForbidden, IsNotFound,
-// IsAlreadyExists, and "expired": IsResourceExpired || IsGone (the reflector's test for a
-// watch or list whose resourceVersion is too old, which relists).
+// IsAlreadyExists, "expired": IsResourceExpired || IsGone (the reflector's test for a
+// watch or list whose resourceVersion is too old, which relists), and the reasons
+// NewGenericServerResponse gives the code when a body is not a Status (client-go's REST client
+// then), for a POST and for a GET.
 package main
 
 import (
@@ -15,6 +17,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 type input struct {
@@ -30,6 +33,8 @@ type output struct {
 	NotFound      bool   `json:"notFound"`
 	AlreadyExists bool   `json:"alreadyExists"`
 	Expired       bool   `json:"expired"`
+	GenericPost   string `json:"genericPost"`
+	GenericGet    string `json:"genericGet"`
 }
 
 func main() {
@@ -46,6 +51,12 @@ func main() {
 			Reason: metav1.StatusReason(i.Reason),
 			Code:   i.Code,
 		}}
+		generic := func(verb string) string {
+			e := apierrors.NewGenericServerResponse(int(i.Code), verb,
+				schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests"},
+				"", "", 0, true)
+			return string(e.ErrStatus.Reason)
+		}
 		if e := out.Encode(output{
 			Reason:        i.Reason,
 			Code:          i.Code,
@@ -54,6 +65,8 @@ func main() {
 			NotFound:      apierrors.IsNotFound(err),
 			AlreadyExists: apierrors.IsAlreadyExists(err),
 			Expired:       apierrors.IsResourceExpired(err) || apierrors.IsGone(err),
+			GenericPost:   generic("POST"),
+			GenericGet:    generic("GET"),
 		}); e != nil {
 			fmt.Fprintf(os.Stderr, "apierrors: %v\n", e)
 			os.Exit(1)
