@@ -963,6 +963,19 @@ mod error_tests {
                 CsrError::Timeout {
                     name: "csr-1".into(),
                     waited: Duration::from_secs(900),
+                    // An object without a signer name (a v1beta1 one) names none.
+                    progress: WaitProgress::ApprovedNotIssued {
+                        signer_name: Some(String::new()),
+                    },
+                    last_error: None,
+                },
+                "timed out waiting for certificate signing request \"csr-1\" after 15m0s; \
+                 approved but not issued: is a signer running for this signer?",
+            ),
+            (
+                CsrError::Timeout {
+                    name: "csr-1".into(),
+                    waited: Duration::from_secs(900),
                     progress: WaitProgress::Unseen,
                     last_error: Some(Box::new(transport())),
                 },
