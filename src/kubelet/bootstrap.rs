@@ -687,8 +687,8 @@ fn valid_kubeconfig(path: &Path, now: SystemTime) -> Result<Option<Kubeconfig>, 
 }
 
 fn check_kubeconfig(path: &Path, now: SystemTime) -> Result<Kubeconfig, String> {
-    let kc = Kubeconfig::load(path).map_err(|e| chain(&e))?;
-    let user = kc.select(None).map_err(|e| chain(&e))?.user;
+    let kc = Kubeconfig::load(path).map_err(|e| Chain(&e).to_string())?;
+    let user = kc.select(None).map_err(|e| Chain(&e).to_string())?.user;
     let read = |data: Option<Vec<u8>>, file: Option<PathBuf>, what: &str| match (data, file) {
         (Some(d), _) => Ok(d),
         (None, Some(f)) => {
@@ -713,20 +713,8 @@ fn check_kubeconfig(path: &Path, now: SystemTime) -> Result<Kubeconfig, String> 
             ));
         }
     }
-    kc.client_builder(None).map_err(|e| chain(&e))?;
+    kc.client_builder(None).map_err(|e| Chain(&e).to_string())?;
     Ok(kc)
-}
-
-/// An error and its causes on one line, for logs.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Loads the kept bootstrap key, or makes and keeps a new ECDSA P-256 one (the kubelet's
@@ -846,7 +834,7 @@ fn write_kubeconfig(
     };
     let cluster = bootstrap
         .select(None)
-        .map_err(|e| invalid(chain(&e)))?
+        .map_err(|e| invalid(Chain(&e).to_string()))?
         .cluster;
     let data = cluster.certificate_authority_data.as_deref();
     let doc = KubeconfigOut {

@@ -70,6 +70,7 @@ use crate::error::Error;
 use crate::manager::{KeySource, Shared};
 use crate::pki::cert_satisfies_template;
 use crate::pki::{Certificate, PrivateKey, fmt_duration, fmt_time};
+use crate::report::Chain;
 use crate::request::CertRequest;
 use crate::schedule::{AfterAttempt, CertFacts, Inputs, Outcome, Policy, Step};
 use crate::template::CsrTemplate;
@@ -225,7 +226,7 @@ fn rotation_loop(shared: &Shared, stop: &Receiver<()>) {
                         if let (true, Some(Err(e))) = (exhausted, &result) {
                             log::error!(
                                 "{name}: Reached backoff limit, still unable to rotate certs: {}",
-                                error_chain(e)
+                                Chain(e)
                             );
                         }
                         log::debug!("{name}: next attempt in {}", fmt_duration(delay));
@@ -325,7 +326,7 @@ fn attempt_serialised(shared: &Shared) -> Result<Arc<Certificate>, Error> {
                 log::error!(
                     "{}: failed while requesting a signed certificate from the control plane: {}",
                     shared.config.name,
-                    error_chain(&e)
+                    Chain(&e)
                 );
             }
             if let Some(c) = &shared.config.renew_failure_counter {
@@ -454,7 +455,7 @@ fn kept_key(shared: &Shared, current: Option<&Certificate>) -> Option<PrivateKey
             log::warn!(
                 "{}: cannot read the key kept for an earlier request, making a new one: {}",
                 config.name,
-                error_chain(&e)
+                Chain(&e)
             );
             return None;
         }
@@ -486,7 +487,7 @@ fn forget_kept_key(shared: &Shared) {
         log::warn!(
             "{}: cannot remove the key kept for an answered request: {}",
             shared.config.name,
-            error_chain(&e)
+            Chain(&e)
         );
     }
 }
@@ -520,7 +521,7 @@ fn new_request(
                 log::warn!(
                     "{}: cannot keep the new request's key in the store (a restart before it is answered makes another CSR): {}",
                     config.name,
-                    error_chain(&e)
+                    Chain(&e)
                 );
             }
             key
@@ -737,7 +738,7 @@ fn store_and_publish(
             "{}: certificate {} was issued but cannot be stored, keeping it in memory to store again: {}",
             shared.config.name,
             cert.serial_hex(),
-            error_chain(&e)
+            Chain(&e)
         );
         *shared.unstored.lock() = Some(cert);
         return Err(e.into());
@@ -802,18 +803,6 @@ fn changed(shared: &Shared) {
     shared.cancel_in_flight(CancelReason::TemplateChanged);
     // A full channel already holds a pending signal; one is enough.
     let _ = shared.template_changed_tx.try_send(());
-}
-
-/// An error and its sources, `: `-separated, for a log line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]
