@@ -565,11 +565,26 @@ impl ConfigBuilder {
 }
 
 /// The published certificate, in one copy per reader slot (see the module docs).
+/// The published certificate: one record for the readers' fast path, the rotation thread and
+/// the manager's accessors, replaced whole at every publish.
 struct Published {
     generation: u64,
+    /// The certificate, in copies that readers spread over (see `copies_per_certificate`);
+    /// the first is the canonical one, which subscribers and the resolver get.
     copies: Box<[Arc<Certificate>]>,
     /// From NotBefore − the allowance to NotAfter.
     window: Window,
+    /// Invariant: drawn once, when the certificate was published
+    /// ([`schedule::rotation_deadline`]; re-drawing at every look would pull rotations towards
+    /// the start of the window).
+    deadline: SystemTime,
+}
+
+impl Published {
+    fn canonical(&self) -> &Arc<Certificate> {
+        // Never empty: publish makes at least one copy.
+        &self.copies[0]
+    }
 }
 
 /// A reader thread's view of the published certificate.
@@ -594,14 +609,6 @@ fn copies_per_certificate() -> usize {
         .clamp(2, 16)
 }
 
-/// The certificate last published and its rotation deadline.
-struct Latest {
-    cert: Arc<Certificate>,
-    /// Invariant: drawn once, when `cert` was published ([`schedule::rotation_deadline`];
-    /// re-drawing at every look would pull rotations towards the start of the window).
-    deadline: SystemTime,
-}
-
 /// State shared by the manager handle, its threads and `rotate_now`.
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -610,9 +617,6 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// Each entry padded to its own cache line: readers write their borrow flags on every call.
     readers: ThreadLocal<CachePadded<RefCell<ReaderCache>>>,
-    /// The canonical current certificate (one of the copies) and its rotation deadline, for
-    /// policy code that wants the certificate even after expiry (deadline, metrics).
-    latest: Mutex<Option<Latest>>,
     /// A rotation is due at once (bootstrap certificate, no usable certificate at start).
     pub(crate) forced: AtomicBool,
     healthy: AtomicBool,
@@ -665,11 +669,12 @@ impl Shared {
         &self,
         now: SystemTime,
     ) -> Option<(Arc<Certificate>, SystemTime)> {
-        self.latest
-            .lock()
+        self.published
+            .load()
             .as_ref()
-            .filter(|l| !l.cert.is_expired_at(now) && !l.cert.is_not_yet_valid_at(now))
-            .map(|l| (l.cert.clone(), l.deadline))
+            .map(|p| (p.canonical(), p.deadline))
+            .filter(|(cert, _)| !cert.is_expired_at(now) && !cert.is_not_yet_valid_at(now))
+            .map(|(cert, deadline)| (cert.clone(), deadline))
     }
 
     pub(crate) fn current_fast(&self) -> Option<Arc<Certificate>> {
@@ -713,31 +718,28 @@ impl Shared {
         for _ in 1..n {
             copies.push(Arc::new((*canonical).clone()));
         }
-        // Publish the copies and the canonical certificate first, then the generation that tells
-        // readers to look (the rotation thread relies on it too: a generation it has seen
-        // implies `latest` holds that certificate or a later one).
-        let generation = self.generation.load(Ordering::Relaxed) + 1;
-        self.published.store(Some(Arc::new(Published {
-            generation,
-            copies: copies.into_boxed_slice(),
-            window: Window::new(canonical.usable_from(), canonical.not_after()),
-        })));
         // The one place a rotation deadline is drawn.
         let deadline = schedule::rotation_deadline(
             canonical.not_before(),
             canonical.not_after(),
             &mut *self.rng.lock(),
         );
+        // Publish the record first, then the generation that tells readers to look (the
+        // rotation thread relies on it too: a generation it has seen implies the record holds
+        // that certificate or a later one).
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        self.published.store(Some(Arc::new(Published {
+            generation,
+            copies: copies.into_boxed_slice(),
+            window: Window::new(canonical.usable_from(), canonical.not_after()),
+            deadline,
+        })));
         log::info!(
             "{}: certificate expiration is {}, rotation deadline is {}",
             self.config.name,
             crate::pki::fmt_time(canonical.not_after()),
             crate::pki::fmt_time(deadline)
         );
-        *self.latest.lock() = Some(Latest {
-            cert: canonical.clone(),
-            deadline,
-        });
         self.generation.store(generation, Ordering::Release);
         self.resolver.set(Some(&canonical));
         let mut subscribers = self.subscribers.lock();
@@ -949,7 +951,12 @@ impl fmt::Debug for CertificateManager {
             .field("name", &self.shared.config.name)
             .field(
                 "current",
-                &self.shared.latest.lock().as_ref().map(|l| &*l.cert),
+                &self
+                    .shared
+                    .published
+                    .load()
+                    .as_ref()
+                    .map(|p| p.canonical().clone()),
             )
             .field("server_healthy", &self.server_healthy())
             .finish()
@@ -1031,7 +1038,6 @@ impl CertificateManager {
             published: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             readers: ThreadLocal::new(),
-            latest: Mutex::new(None),
             forced: AtomicBool::new(forced),
             healthy: AtomicBool::new(false),
             last_request: Mutex::new(None),
@@ -1110,11 +1116,12 @@ impl CertificateManager {
     /// without a certificate. For scrape-time reads of the TTL.
     pub fn ttl(&self) -> Option<Duration> {
         let now = self.shared.clock().now();
-        self.shared
-            .latest
-            .lock()
-            .as_ref()
-            .map(|l| l.cert.not_after().duration_since(now).unwrap_or_default())
+        self.shared.published.load().as_ref().map(|p| {
+            p.canonical()
+                .not_after()
+                .duration_since(now)
+                .unwrap_or_default()
+        })
     }
 
     /// The rotation deadline drawn for the current certificate (a random point in [70 %, 90 %)
@@ -1122,7 +1129,7 @@ impl CertificateManager {
     /// earlier when rotation is forced (a bootstrap certificate) or the certificate stops
     /// satisfying the template.
     pub fn rotation_deadline(&self) -> Option<SystemTime> {
-        self.shared.latest.lock().as_ref().map(|l| l.deadline)
+        self.shared.published.load().as_ref().map(|p| p.deadline)
     }
 
     /// The config's name, as used in log lines.
