@@ -428,12 +428,10 @@ pub(crate) mod fuzzing {
     use std::io::{BufRead, BufReader, Read};
 
     use super::create::ensure_compatible;
-    use super::decode::{
-        api_error_from_status, check_type, check_type_value, csr_from_value, csr_ref, decode_csr,
-    };
-    use super::wait::{Judged, judge};
+    use super::decode::{check_type, csr_ref, decode_csr};
+    use super::wait::{Event, Judged, decode_event, judge};
     use super::*;
-    use crate::csr::api::{self, CsrList, Status, WatchEvent};
+    use crate::csr::api::{self, CsrList};
 
     /// A create or get answer ([`KubeCsrClient::post_csr`], [`KubeCsrClient::get_csr`]), then
     /// the adoption check of an existing request against `req` ([`ensure_compatible`]).
@@ -494,11 +492,10 @@ pub(crate) mod fuzzing {
     }
 
     /// A watch body: split into lines under `limit` bytes and each event decoded as in the
-    /// wait's watch loop ([`Wait::watch`]).
+    /// wait's watch loop ([`decode_event`]).
     pub(crate) fn watch(body: &[u8], version: ApiVersion, csr: &CsrRef, limit: usize) {
         let mut reader = BufReader::new(body);
         let mut line = Vec::new();
-        let mut rv = String::new();
         loop {
             line.clear();
             match (&mut reader)
@@ -515,57 +512,23 @@ pub(crate) mod fuzzing {
             if text.is_empty() {
                 continue;
             }
-            let Ok(event) = serde_json::from_slice::<WatchEvent>(text) else {
+            let Ok((event, _next_rv)) = decode_event(text, version) else {
                 return;
             };
-            let checked = if event.type_ == "ERROR" {
-                check_type_value("watch", &event.object, "Status", None)
-            } else if matches!(
-                event.type_.as_str(),
-                "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK"
-            ) {
-                check_type_value("watch", &event.object, api::KIND_CSR, Some(version))
-            } else {
-                Ok(())
-            };
-            if checked.is_err() {
-                return;
-            }
-            if let Some(v) = event
-                .object
-                .pointer("/metadata/resourceVersion")
-                .and_then(|v| v.as_str())
-                && event.type_ != "ERROR"
-            {
-                v.clone_into(&mut rv);
-            }
-            match event.type_.as_str() {
-                "ADDED" | "MODIFIED" | "DELETED" => {
-                    let Ok(obj) = csr_from_value(event.object) else {
-                        return;
-                    };
-                    if obj.metadata.name.as_deref() == Some(csr.name.as_str())
-                        && (event.type_ == "DELETED"
-                            || !matches!(judge(csr, &obj), Ok(Judged::Waiting(_))))
-                    {
+            match event {
+                Event::Changed(obj) if obj.metadata.name.as_deref() == Some(csr.name.as_str()) => {
+                    if !matches!(judge(csr, &obj), Ok(Judged::Waiting(_))) {
                         return;
                     }
                 }
-                "BOOKMARK" => {}
-                "ERROR" => {
-                    let Ok(status) = serde_json::from_value::<Status>(event.object) else {
-                        return;
-                    };
-                    let code = status
-                        .code
-                        .and_then(|c| u16::try_from(c).ok())
-                        .filter(|c| (100..600).contains(c))
-                        .unwrap_or(500);
-                    let err = api_error_from_status(code, None, status);
+                Event::Deleted(obj) if obj.metadata.name.as_deref() == Some(csr.name.as_str()) => {
+                    return;
+                }
+                Event::Changed(_) | Event::Deleted(_) | Event::Bookmark => {}
+                Event::Error(err) => {
                     let _ = (err.is_expired(), err.retry_after);
                     return;
                 }
-                _ => return,
             }
         }
     }

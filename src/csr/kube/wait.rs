@@ -505,9 +505,9 @@ impl Waiter<'_> {
                 continue;
             }
             events += 1;
-            let event: WatchEvent = match serde_json::from_slice(text) {
-                Ok(event) => event,
-                Err(e) => {
+            let (event, next_rv) = match decode_event(text, version) {
+                Ok(decoded) => decoded,
+                Err(EventError::Malformed(e)) => {
                     // client-go's stream watcher reports an event it cannot decode as a watch
                     // error; its reflector lists and watches again after the backoff pause.
                     log::warn!("malformed watch event for {:?}: {e}", self.name());
@@ -517,54 +517,28 @@ impl Waiter<'_> {
                     });
                     return Ok(WatchEnd::Relist(Duration::ZERO));
                 }
+                Err(EventError::Invalid(e)) => return Err(e),
             };
-            if event.type_ == "ERROR" {
-                check_type_value("watch", &event.object, "Status", None)?;
-            } else if matches!(
-                event.type_.as_str(),
-                "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK"
-            ) {
-                check_type_value("watch", &event.object, api::KIND_CSR, Some(version))?;
+            if let Some(v) = next_rv {
+                *rv = v;
             }
-            if let Some(v) = event
-                .object
-                .pointer("/metadata/resourceVersion")
-                .and_then(|v| v.as_str())
-                && event.type_ != "ERROR"
-            {
-                *rv = v.to_owned();
-            }
-            match event.type_.as_str() {
-                "ADDED" | "MODIFIED" => {
-                    let obj = csr_from_value(event.object)?;
+            match event {
+                Event::Changed(obj) => {
                     if obj.metadata.name.as_deref() == Some(self.name())
                         && let Some(cert) = self.observe(&obj)?
                     {
                         return Ok(WatchEnd::Issued(cert));
                     }
                 }
-                "DELETED" => {
-                    let obj = csr_from_value(event.object)?;
+                Event::Deleted(obj) => {
                     if obj.metadata.name.as_deref() == Some(self.name()) {
                         return Err(CsrError::Deleted {
                             name: self.csr.name.clone(),
                         });
                     }
                 }
-                "BOOKMARK" => {}
-                "ERROR" => {
-                    let status: Status = serde_json::from_value(event.object).map_err(|e| {
-                        CsrError::InvalidResponse {
-                            op: "watch",
-                            message: format!("malformed Status in watch ERROR event: {e}"),
-                        }
-                    })?;
-                    let code = status
-                        .code
-                        .and_then(|c| u16::try_from(c).ok())
-                        .filter(|c| (100..600).contains(c))
-                        .unwrap_or(500);
-                    let err = api_error_from_status(code, None, status);
+                Event::Bookmark => {}
+                Event::Error(err) => {
                     let retry_after = if err.is_expired() {
                         log::debug!("watch of {:?} expired, listing again", self.name());
                         Duration::ZERO
@@ -578,15 +552,87 @@ impl Waiter<'_> {
                     });
                     return Ok(WatchEnd::Relist(retry_after));
                 }
-                other => {
-                    return Err(CsrError::InvalidResponse {
-                        op: "watch",
-                        message: format!("unknown watch event type {other:?}"),
-                    });
-                }
             }
         }
     }
+}
+
+/// One watch event, decoded and checked ([`decode_event`]).
+#[derive(Debug)]
+pub(super) enum Event {
+    /// `ADDED` or `MODIFIED`: the object as it is now.
+    Changed(CertificateSigningRequest),
+    /// `DELETED`: the object as it was.
+    Deleted(CertificateSigningRequest),
+    /// `BOOKMARK`: only a resourceVersion.
+    Bookmark,
+    /// `ERROR`: the `Status` it carries (a `410 Expired` when the version is too old).
+    Error(ApiError),
+}
+
+/// Why a watch event line is not an [`Event`].
+#[derive(Debug)]
+pub(super) enum EventError {
+    /// Not a JSON watch event: client-go's stream watcher ends the watch, and the wait lists
+    /// and watches again.
+    Malformed(serde_json::Error),
+    /// A watch event the wait cannot go on with (an object of another kind or version, an
+    /// unknown event type, a malformed object or Status): it ends the wait.
+    Invalid(CsrError),
+}
+
+/// Decodes one watch event line (without its newline) of a watch under `version`: the event,
+/// and the resourceVersion to watch from next when the event carries one (not an `ERROR`
+/// event's). Pure: no I/O, no clock; the wait's loop and the fuzz target both run it.
+///
+/// # Errors
+/// [`EventError`]: whether the watch is retried or the wait ends.
+pub(super) fn decode_event(
+    text: &[u8],
+    version: ApiVersion,
+) -> Result<(Event, Option<String>), EventError> {
+    let event: WatchEvent = serde_json::from_slice(text).map_err(EventError::Malformed)?;
+    let invalid = EventError::Invalid;
+    match event.type_.as_str() {
+        "ERROR" => check_type_value("watch", &event.object, "Status", None).map_err(invalid)?,
+        "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" => {
+            check_type_value("watch", &event.object, api::KIND_CSR, Some(version))
+                .map_err(invalid)?;
+        }
+        _ => {}
+    }
+    let next_rv = event
+        .object
+        .pointer("/metadata/resourceVersion")
+        .and_then(|v| v.as_str())
+        .filter(|_| event.type_ != "ERROR")
+        .map(str::to_owned);
+    let decoded = match event.type_.as_str() {
+        "ADDED" | "MODIFIED" => Event::Changed(csr_from_value(event.object).map_err(invalid)?),
+        "DELETED" => Event::Deleted(csr_from_value(event.object).map_err(invalid)?),
+        "BOOKMARK" => Event::Bookmark,
+        "ERROR" => {
+            let status: Status = serde_json::from_value(event.object).map_err(|e| {
+                invalid(CsrError::InvalidResponse {
+                    op: "watch",
+                    message: format!("malformed Status in watch ERROR event: {e}"),
+                })
+            })?;
+            let code = status
+                .code
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| (100..600).contains(c))
+                .unwrap_or(500);
+            Event::Error(api_error_from_status(code, None, status))
+        }
+        other => {
+            return Err(invalid(CsrError::InvalidResponse {
+                op: "watch",
+                message: format!("unknown watch event type {other:?}"),
+            }));
+        }
+    };
+    Ok((decoded, next_rv))
 }
 
 /// A copy of a list or watch error for [`CsrError::Timeout`]'s source. Transport errors keep
@@ -671,5 +717,80 @@ pub(super) fn judge(csr: &CsrRef, obj: &CertificateSigningRequest) -> Result<Jud
         None => Ok(Judged::Waiting(WaitProgress::ApprovedNotIssued {
             signer_name,
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(line: &str) -> Result<(Event, Option<String>), EventError> {
+        decode_event(line.as_bytes(), ApiVersion::V1)
+    }
+
+    const CSR: &str = r#"{"kind":"CertificateSigningRequest","apiVersion":"certificates.k8s.io/v1","metadata":{"name":"csr-1","resourceVersion":"7"},"spec":{"request":"","signerName":"s","usages":[]}}"#;
+
+    /// Each kind of line a watch can carry, and what the wait does with it: go on (an event,
+    /// and the version to resume from), watch again (not JSON), or end (anything else wrong).
+    #[test]
+    fn watch_events_by_type() {
+        for t in ["ADDED", "MODIFIED"] {
+            let (event, rv) = decode(&format!(r#"{{"type":"{t}","object":{CSR}}}"#)).unwrap();
+            assert!(
+                matches!(&event, Event::Changed(o) if o.metadata.name.as_deref() == Some("csr-1")),
+                "{t}: {event:?}"
+            );
+            assert_eq!(rv.as_deref(), Some("7"), "{t}");
+        }
+        let (event, rv) = decode(&format!(r#"{{"type":"DELETED","object":{CSR}}}"#)).unwrap();
+        assert!(matches!(event, Event::Deleted(_)), "{event:?}");
+        assert_eq!(rv.as_deref(), Some("7"));
+
+        let bookmark = r#"{"type":"BOOKMARK","object":{"kind":"CertificateSigningRequest","apiVersion":"certificates.k8s.io/v1","metadata":{"resourceVersion":"9"}}}"#;
+        let (event, rv) = decode(bookmark).unwrap();
+        assert!(matches!(event, Event::Bookmark), "{event:?}");
+        assert_eq!(rv.as_deref(), Some("9"));
+
+        // An ERROR event's Status: its code and reason; its own resourceVersion is not one to
+        // resume from.
+        let expired = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{"resourceVersion":"3"},"status":"Failure","message":"too old resource version: 1 (5)","reason":"Expired","code":410}}"#;
+        let (event, rv) = decode(expired).unwrap();
+        assert!(
+            matches!(&event, Event::Error(e) if e.is_expired() && e.code == 410),
+            "{event:?}"
+        );
+        assert_eq!(rv, None);
+        // A Status without a usable code counts as 500.
+        let (event, _) =
+            decode(r#"{"type":"ERROR","object":{"status":"Failure","code":7}}"#).unwrap();
+        assert!(
+            matches!(&event, Event::Error(e) if e.code == 500 && !e.is_expired()),
+            "{event:?}"
+        );
+
+        // Not a watch event at all: the watch is retried.
+        for line in ["not json", r#"{"type":"ADDED"}"#, "[]"] {
+            assert!(
+                matches!(decode(line), Err(EventError::Malformed(_))),
+                "{line}: {:?}",
+                decode(line)
+            );
+        }
+        // A watch event the wait cannot go on with: the wait ends.
+        let v1beta1 = CSR.replace("certificates.k8s.io/v1", "certificates.k8s.io/v1beta1");
+        for line in [
+            r#"{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1"}}"#.to_owned(),
+            format!(r#"{{"type":"MODIFIED","object":{v1beta1}}}"#),
+            format!(r#"{{"type":"SOMETHING","object":{CSR}}}"#),
+            r#"{"type":"ERROR","object":{"kind":"Pod","apiVersion":"v1"}}"#.to_owned(),
+            r#"{"type":"ERROR","object":{"status":"Failure","code":"410"}}"#.to_owned(),
+            r#"{"type":"ADDED","object":{"metadata":{"name":7}}}"#.to_owned(),
+        ] {
+            assert!(
+                matches!(decode(&line), Err(EventError::Invalid(_))),
+                "{line}: {:?}",
+                decode(&line)
+            );
+        }
     }
 }
