@@ -863,9 +863,11 @@ pub(crate) mod tests {
         let rx = c.receiver();
         assert!(rx.try_recv().is_err());
         assert!(!rx.is_empty() || !c.is_cancelled());
+        assert_eq!(format!("{c:?}"), "Cancel { reason: None }");
         c.cancel(CancelReason::TemplateChanged);
         c.cancel(CancelReason::Stopped);
         assert_eq!(c.reason(), Some(CancelReason::TemplateChanged));
+        assert_eq!(format!("{c:?}"), "Cancel { reason: Some(TemplateChanged) }");
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert!(matches!(rx.recv(), Err(crossbeam_channel::RecvError)));
         let h = hits.clone();
