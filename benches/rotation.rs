@@ -568,7 +568,7 @@ fn main() {
         csr_pem: build_csr_pem(&template(), key).unwrap(),
         signer_name: SIGNER_KUBE_APISERVER_CLIENT_KUBELET.into(),
         usages: USAGES.to_vec(),
-        expiration: None,
+        requested_lifetime: None,
         public_key_der: key.public_key_der(),
     };
     let req = request(&key);

@@ -39,7 +39,7 @@ fn request() -> &'static (CsrRequest, CsrRef) {
             csr_pem,
             signer_name: "kubernetes.io/kube-apiserver-client-kubelet".into(),
             usages: vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
-            expiration: None,
+            requested_lifetime: None,
             public_key_der: key.public_key_der(),
         };
         let csr = CsrRef {

@@ -51,6 +51,7 @@ use rand::{RngExt, SeedableRng};
 use thread_local::ThreadLocal;
 
 use crate::clock::{Clock, SystemClock, Window};
+use crate::csr::api::MIN_EXPIRATION_SECONDS;
 use crate::csr::{BoxError, Cancel, CancelReason, ClientFactory, CsrClient, KeyUsage};
 use crate::error::Error;
 use crate::metrics::{Counter, Gauge, Histogram};
@@ -208,8 +209,6 @@ const DEFAULT_MAX_SLEEP_SLICE: Duration = Duration::from_secs(60);
 const DEFAULT_CERTIFICATE_WAIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Default of [`ConfigBuilder::thread_stack_size`]: 512 KiB.
 const DEFAULT_THREAD_STACK_SIZE: usize = 512 * 1024;
-/// The smallest `expirationSeconds` the CSR API accepts.
-const MIN_REQUESTED_LIFETIME: Duration = Duration::from_secs(600);
 
 impl ConfigBuilder {
     /// A fixed CSR template (client-go `Template`). Defaults to none: without a template the
@@ -433,14 +432,13 @@ impl ConfigBuilder {
             (Some(list), None) => UsagesSource::List(list),
             (None, Some(f)) => UsagesSource::PerKey(f),
         };
-        if let Some(l) = self
-            .requested_lifetime
-            .filter(|l| *l < MIN_REQUESTED_LIFETIME)
-        {
+        let min_lifetime = Duration::from_secs(u64::from(MIN_EXPIRATION_SECONDS.unsigned_abs()));
+        if let Some(l) = self.requested_lifetime.filter(|l| *l < min_lifetime) {
             return Err(Error::InvalidConfig {
                 setting: "requested_lifetime",
                 problem: format!(
-                    "requested lifetime {} is below the CSR API minimum of 600 seconds",
+                    "requested lifetime {} is below the CSR API minimum of \
+                     {MIN_EXPIRATION_SECONDS} seconds",
                     crate::pki::fmt_duration(l)
                 ),
             });

@@ -36,7 +36,7 @@ pub(crate) struct CertRequest {
 
 impl CertRequest {
     /// Builds the CSR for `key` and `template` (a `CERTIFICATE REQUEST` signed by `key`), named
-    /// by `naming`, for `signer_name` with `usages` and, when given, `expiration` as its
+    /// by `naming`, for `signer_name` with `usages` and, when given, `requested_lifetime` as its
     /// requested lifetime.
     ///
     /// # Errors
@@ -47,7 +47,7 @@ impl CertRequest {
         naming: Naming,
         signer_name: String,
         usages: Vec<KeyUsage>,
-        expiration: Option<Duration>,
+        requested_lifetime: Option<Duration>,
     ) -> Result<CertRequest, PkiError> {
         let public_key_der = key.public_key_der();
         let request = CsrRequest {
@@ -55,7 +55,7 @@ impl CertRequest {
             csr_pem: pki::build_csr_pem(&template, &key)?,
             signer_name,
             usages,
-            expiration,
+            requested_lifetime,
             public_key_der,
         };
         Ok(CertRequest {
@@ -139,7 +139,10 @@ mod tests {
             assert!(want.starts_with(prefix), "{name}: {want}");
             assert_eq!(r.request.public_key_der, key.public_key_der(), "{name}");
             assert_eq!(r.request.usages, USAGES, "{name}");
-            assert_eq!(r.request.expiration, Some(Duration::from_secs(3600)));
+            assert_eq!(
+                r.request.requested_lifetime,
+                Some(Duration::from_secs(3600))
+            );
             let csr = pki::parse_csr_pem(r.request.csr_pem.as_bytes()).unwrap();
             assert_eq!(csr.common_name, "system:node:n1", "{name}");
             assert_eq!(csr.organizations, ["system:nodes"], "{name}");

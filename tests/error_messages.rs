@@ -248,7 +248,7 @@ fn errors_made_by_the_library_print_their_cause_once() {
         csr_pem: build_csr_pem(&template, &key).expect("a CSR"),
         signer_name: "kubernetes.io/kube-apiserver-client-kubelet".into(),
         usages: vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth],
-        expiration: None,
+        requested_lifetime: None,
         public_key_der: key.public_key_der(),
     };
     let err = client.create(&request, &Cancel::new()).unwrap_err();

@@ -75,7 +75,7 @@ fn create_sends_expiration_seconds_truncated_when_set_and_a_fixed_name() {
     let api = FakeApi::new();
     let client = api.builder().build().unwrap();
     let (_k, mut req) = new_request(CLIENT_SIGNER, &client_usages());
-    req.expiration = Some(Duration::from_millis(3_600_900));
+    req.requested_lifetime = Some(Duration::from_millis(3_600_900));
     req.name = Some("node-csr-abc".into());
     let csr = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(csr.name, "node-csr-abc");

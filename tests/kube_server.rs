@@ -242,7 +242,7 @@ fn request_for(cn: &str, signer: &str) -> (PrivateKey, CsrRequest) {
         csr_pem: build_csr_pem(&t, &key).unwrap(),
         signer_name: signer.into(),
         usages: usages(),
-        expiration: None,
+        requested_lifetime: None,
         public_key_der: key.public_key_der(),
     };
     (key, req)
@@ -355,7 +355,7 @@ fn create_on_v1_sends_the_object_as_spec() {
     assert!(o.spec.groups.iter().any(|g| g == "system:nodes"));
 
     let (_k, mut req) = request();
-    req.expiration = Some(Duration::from_millis(3_600_900));
+    req.requested_lifetime = Some(Duration::from_millis(3_600_900));
     req.name = Some("node-csr-fixed".into());
     let csr = client.create(&req, &Cancel::new()).unwrap();
     assert_eq!(csr.name, "node-csr-fixed");

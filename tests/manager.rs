@@ -1556,7 +1556,7 @@ fn c15_deadline_from_the_issued_cert_not_the_request() {
     let rotations = m.subscribe();
     m.start();
     let cert = rotations.recv_timeout(BOUND).unwrap();
-    assert_eq!(rig.api.requests()[0].1.expiration, Some(HOUR));
+    assert_eq!(rig.api.requests()[0].1.requested_lifetime, Some(HOUR));
     rig.asleep(1);
     let sleep = rig.clock.next_timer_in().unwrap();
     assert!(sleep >= 70 * HOUR && sleep < 90 * HOUR, "{sleep:?}");

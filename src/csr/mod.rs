@@ -146,7 +146,7 @@ pub struct CsrRequest {
     /// Requested usages.
     pub usages: Vec<KeyUsage>,
     /// Requested lifetime (`spec.expirationSeconds`), or `None` to leave it to the signer.
-    pub expiration: Option<Duration>,
+    pub requested_lifetime: Option<Duration>,
     /// The requesting key's DER `SubjectPublicKeyInfo`, to check an existing object before
     /// adopting it.
     pub public_key_der: Vec<u8>,

@@ -884,7 +884,7 @@ pub fn new_request(signer: &str, usages: &[KeyUsage]) -> (PrivateKey, CsrRequest
         csr_pem: build_csr_pem(&t, &key).unwrap(),
         signer_name: signer.into(),
         usages: usages.to_vec(),
-        expiration: None,
+        requested_lifetime: None,
         public_key_der: key.public_key_der(),
     };
     (key, req)

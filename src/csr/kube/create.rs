@@ -28,7 +28,9 @@ impl KubeCsrClient {
             spec: api::CsrSpec {
                 request: req.csr_pem.as_bytes().to_vec(),
                 signer_name: (!req.signer_name.is_empty()).then(|| req.signer_name.clone()),
-                expiration_seconds: req.expiration.map(api::duration_to_expiration_seconds),
+                expiration_seconds: req
+                    .requested_lifetime
+                    .map(api::duration_to_expiration_seconds),
                 usages: req.usages.iter().map(|u| u.as_str().to_owned()).collect(),
                 ..api::CsrSpec::default()
             },
@@ -195,7 +197,7 @@ mod tests {
             csr_pem: build_csr_pem(&t, key).unwrap(),
             signer_name: signer.into(),
             usages: vec![],
-            expiration: None,
+            requested_lifetime: None,
             public_key_der: key.public_key_der(),
         }
     }
