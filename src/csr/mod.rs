@@ -606,10 +606,12 @@ impl Cancel {
 /// the path DNS-1123 subdomains separated by dots. The message is the API server's for the
 /// first rule broken.
 pub(crate) fn signer_name_problem(signer: &str) -> Option<&'static str> {
-    fn label_ok(l: &str) -> bool {
+    /// A DNS-1123 label (`max` 63) or, split from a path at its dots, one piece of a DNS-1123
+    /// subdomain (`max` 253): lower-case letters, digits and `-`, alphanumeric at both ends.
+    fn name_ok(l: &str, max: usize) -> bool {
         let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
         let b = l.as_bytes();
-        b.len() <= 63
+        b.len() <= max
             && b.first().is_some_and(alnum)
             && b.last().is_some_and(alnum)
             && b.iter().all(|c| alnum(c) || *c == b'-')
@@ -619,20 +621,30 @@ pub(crate) fn signer_name_problem(signer: &str) -> Option<&'static str> {
             "must be a fully qualified domain and path of the form 'example.com/signer-name'",
         );
     };
-    if domain.len() > 253 {
+    if domain.len() > DNS1123_SUBDOMAIN_MAX {
         return Some("the domain may not be more than 253 bytes");
     }
-    if !domain.split('.').all(label_ok) {
+    if !domain.split('.').all(|l| name_ok(l, DNS1123_LABEL_MAX)) {
         return Some("the domain must consist of lower case RFC 1123 labels separated by '.'");
     }
     if domain.split('.').count() < 2 {
         return Some("should be a domain with at least two segments separated by dots");
     }
-    if path.len() > 253 + 63 + 1 || !path.split('.').all(label_ok) {
+    if !path.split('.').all(|l| name_ok(l, DNS1123_SUBDOMAIN_MAX)) {
         return Some("the path must consist of lower case RFC 1123 subdomains separated by '.'");
+    }
+    if signer.len() > SIGNER_NAME_MAX {
+        return Some("may not be more than 571 bytes");
     }
     None
 }
+
+const DNS1123_LABEL_MAX: usize = 63;
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+/// The domain, `/`, and a path that holds a label, a subdomain and a dot (kube-apiserver's
+/// `maxSignerNameLength`).
+const SIGNER_NAME_MAX: usize =
+    DNS1123_SUBDOMAIN_MAX + (DNS1123_SUBDOMAIN_MAX + DNS1123_LABEL_MAX + 1) + 1;
 
 /// `prefix` followed by the unpadded base64url SHA-512/256 digest of `fields`, each written as
 /// unpadded base64url followed by `|` (a character outside that alphabet, so different field
@@ -726,6 +738,34 @@ pub(crate) mod tests {
         ("example.com/path_name", false),
     ];
 
+    /// Signer names at the limits of kube-apiserver's `ValidateSignerName` (k8s.io/kubernetes
+    /// v1.37.2, pkg/apis/core/validation/names.go) and whether it accepts them: a domain of at
+    /// most 253 bytes in labels of at most 63; the path's pieces between dots are subdomains
+    /// (at most 253 each); the whole name at most 253 + 1 + (253 + 63 + 1) = 571 bytes.
+    pub(crate) fn signer_names_at_the_limits() -> Vec<(String, bool)> {
+        let a = |n: usize| "a".repeat(n);
+        // 63 + 61 + 63 + 63 bytes and three dots.
+        let domain_253 = [a(63), a(61), a(63), a(63)].join(".");
+        let domain_254 = [a(63), a(62), a(63), a(63)].join(".");
+        let path_317 = format!("{}.{}", a(253), a(63));
+        let path_318 = format!("{}.{}", a(253), a(64));
+        vec![
+            (format!("{domain_253}/p"), true),
+            (format!("{domain_254}/p"), false),
+            (format!("{}.com/p", a(64)), false),
+            (format!("example.com/{}", a(253)), true),
+            (format!("example.com/{}", a(254)), false),
+            (format!("{domain_253}/{path_317}"), true),
+            (format!("{domain_253}/{path_318}"), false),
+            (format!("example.com/{path_318}"), true),
+            (format!("example.com/{}.{}.{}", a(253), a(253), a(40)), true),
+            (
+                format!("example.com/{}.{}.{}", a(253), a(253), a(60)),
+                false,
+            ),
+        ]
+    }
+
     /// A rotation CSR's name depends on the key, every part of the template and the usages,
     /// and on nothing else.
     #[test]
@@ -762,7 +802,12 @@ pub(crate) mod tests {
 
     #[test]
     fn signer_names_as_the_api_server_judges_them() {
-        for &(name, ok) in SIGNER_NAMES {
+        let limits = signer_names_at_the_limits();
+        let all = SIGNER_NAMES
+            .iter()
+            .map(|&(n, ok)| (n, ok))
+            .chain(limits.iter().map(|(n, ok)| (n.as_str(), *ok)));
+        for (name, ok) in all {
             assert_eq!(
                 super::signer_name_problem(name).is_none(),
                 ok,

@@ -831,7 +831,12 @@ mod tests {
     /// client's table.
     #[test]
     fn signer_name_check_agrees_with_the_client() {
-        for &(name, ok) in crate::csr::tests::SIGNER_NAMES {
+        let limits = crate::csr::tests::signer_names_at_the_limits();
+        let all = crate::csr::tests::SIGNER_NAMES
+            .iter()
+            .map(|&(n, ok)| (n, ok))
+            .chain(limits.iter().map(|(n, ok)| (n.as_str(), *ok)));
+        for (name, ok) in all {
             assert_eq!(
                 validate_signer_name("spec.signerName", name).is_empty(),
                 ok,
