@@ -90,10 +90,11 @@
 //! client-go does.
 //!
 //! # Features
-//! - `test-util`: `testing::FakeClock`, a clock tests move by hand, and
-//!   `testing::FakeCsrApi`, a scripted in-process CSR API.
+//! - `test-util`: `testing::FakeClock`, a clock tests move by hand,
+//!   `testing::FakeCsrApi`, a scripted in-process CSR API, and `pki::CertificateAuthority`, a
+//!   CA that issues certificates (with `CertificateAuthority::for_tests`).
 //! - `server`: the embedded HTTPS CSR API server (kube-apiserver plus a signer, on loopback),
-//!   `server::CsrApiServer`.
+//!   `server::CsrApiServer`; it brings `pki::CertificateAuthority` too.
 //! - `prometheus`: the [`metrics`] traits for the `prometheus` crate's counter, histogram and
 //!   gauge, and `kubelet::KubeletMetrics`, the kubelet's certificate metrics registered in a
 //!   `prometheus::Registry` and wired into a config in one call.

@@ -562,7 +562,6 @@ impl ConfigBuilder {
     }
 }
 
-/// The published certificate, in one copy per reader slot (see the module docs).
 /// The published certificate: one record for the readers' fast path, the rotation thread and
 /// the manager's accessors, replaced whole at every publish.
 struct Published {

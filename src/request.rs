@@ -76,6 +76,12 @@ impl CertRequest {
         client: &dyn CsrClient,
         cancel: &Cancel,
     ) -> Result<CsrRef, CsrError> {
+        // Whatever the client does with `cancel`, nothing is sent once it has fired.
+        if cancel.is_cancelled() {
+            return Err(CsrError::Cancelled {
+                name: self.request.name.clone().unwrap_or_else(|| "(new)".into()),
+            });
+        }
         client.create(&self.request, cancel)
     }
 
@@ -148,6 +154,45 @@ mod tests {
             assert_eq!(csr.organizations, ["system:nodes"], "{name}");
             assert_eq!(csr.public_key_der, key.public_key_der(), "{name}");
         }
+    }
+
+    /// A client that sends whatever it is given, cancel or not.
+    struct Careless(std::sync::atomic::AtomicUsize);
+
+    impl CsrClient for Careless {
+        fn create(&self, _: &CsrRequest, _: &Cancel) -> Result<CsrRef, CsrError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(CsrError::timeout("sent", Duration::ZERO))
+        }
+
+        fn wait_for_certificate(
+            &self,
+            csr: &CsrRef,
+            waited: Duration,
+            _: &Cancel,
+        ) -> Result<Vec<u8>, CsrError> {
+            Err(CsrError::timeout(csr.name.clone(), waited))
+        }
+    }
+
+    /// A cancel that fired before the create is never sent, whatever the client does with it.
+    #[test]
+    fn a_cancelled_request_is_not_sent() {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let r = request(key, crate::csr::rotation_csr_name);
+        let client = Careless(std::sync::atomic::AtomicUsize::new(0));
+        let cancel = Cancel::new();
+        cancel.cancel(crate::csr::CancelReason::TemplateChanged);
+        assert!(matches!(
+            r.create(&client, &cancel),
+            Err(CsrError::Cancelled { name }) if Some(&name) == r.request.name.as_ref()
+        ));
+        assert_eq!(client.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(matches!(
+            r.create(&client, &Cancel::new()),
+            Err(CsrError::Timeout { .. })
+        ));
+        assert_eq!(client.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// The answer is checked against the request's own key: a chain issued for another key is

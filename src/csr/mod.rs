@@ -172,7 +172,8 @@ pub struct CsrRef {
 pub trait CsrClient: Send {
     /// Creates the CSR object and returns its name and uid. Returns [`CsrError::Cancelled`]
     /// within 100 ms of `cancel` firing, even when the server does not answer: the manager
-    /// cancels on `stop()`, which therefore never waits for a hung create. Pass
+    /// cancels on `stop()`, which therefore never waits for a hung create (it checks `cancel`
+    /// itself before calling, so a cancel that fired before is never sent). Pass
     /// `&Cancel::new()` when nothing is to interrupt the call.
     ///
     /// # Errors
@@ -200,7 +201,9 @@ pub trait CsrClient: Send {
 pub struct ApiError {
     /// HTTP status code.
     pub code: u16,
-    /// `Status.reason`, or the code's standard reason when the body was not a Status.
+    /// `Status.reason`, or, when the body was not a Status, the reason client-go gives the code
+    /// (apimachinery's `NewGenericServerResponse`: `AlreadyExists` for a 409 to a POST,
+    /// `InternalError` for a 5xx it does not name, `Unknown` for its empty reason).
     pub reason: String,
     /// `Status.message`, or a description of the unexpected body.
     pub message: String,
@@ -246,8 +249,8 @@ impl ApiError {
         !KNOWN_REASONS.contains(&self.reason.as_str())
     }
 
-    /// 401 Unauthorized (apimachinery's `IsUnauthorized`; so are the next three predicates:
-    /// the reason, or an unknown reason and the code).
+    /// 401 Unauthorized (apimachinery's `IsUnauthorized`; so are the next two predicates: the
+    /// reason, or an unknown reason and the code).
     pub fn is_unauthorized(&self) -> bool {
         self.is_reason("Unauthorized", 401)
     }

@@ -52,8 +52,13 @@ pub(crate) struct CertSpec<'a> {
 /// Encodes and signs one certificate; returns its DER.
 ///
 /// # Errors
-/// [`PkiError::Signing`] when signing fails.
+/// [`PkiError::Signing`] when signing fails; [`PkiError::InvalidCertificate`] when NotBefore or
+/// NotAfter is outside the years 0000–9999.
 pub(crate) fn build_certificate(spec: &CertSpec<'_>, signer: &Signer) -> Result<Vec<u8>, PkiError> {
+    let not_before =
+        encode_time(spec.not_before).ok_or_else(|| unencodable("NotBefore", spec.not_before))?;
+    let not_after =
+        encode_time(spec.not_after).ok_or_else(|| unencodable("NotAfter", spec.not_after))?;
     let tbs = yasna::construct_der(|w| {
         w.write_sequence(|w| {
             w.next().write_tagged(Tag::context(0), |w| w.write_u8(2));
@@ -62,8 +67,8 @@ pub(crate) fn build_certificate(spec: &CertSpec<'_>, signer: &Signer) -> Result<
             w.next().write_der(signer.algorithm_der());
             w.next().write_der(spec.issuer_der);
             w.next().write_sequence(|w| {
-                w.next().write_der(&encode_time(spec.not_before));
-                w.next().write_der(&encode_time(spec.not_after));
+                w.next().write_der(&not_before);
+                w.next().write_der(&not_after);
             });
             w.next().write_der(spec.subject_der);
             w.next().write_der(spec.spki_der);
@@ -152,23 +157,33 @@ fn positive_integer(magnitude: &[u8]) -> Vec<u8> {
     out
 }
 
+fn unencodable(field: &str, t: SystemTime) -> PkiError {
+    PkiError::InvalidCertificate(format!(
+        "{field} {} cannot be written as an X.509 time: only the years 0000 to 9999 can",
+        super::fmt_time(t)
+    ))
+}
+
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the first and last times GeneralizedTime's
 /// four-digit year can hold, as seconds from the epoch.
 const FIRST_ENCODABLE: i64 = -62_167_219_200;
 const LAST_ENCODABLE: i64 = 253_402_300_799;
 
 /// RFC 5280 Time: UTCTime for years 1950–2049, GeneralizedTime otherwise; whole seconds
-/// (rounded down). A time outside the years 0000–9999 is written as the nearest one inside
-/// (RFC 5280 §4.1.2.5 gives 99991231235959Z for a certificate without a defined end).
-fn encode_time(t: SystemTime) -> Vec<u8> {
+/// (rounded down). `None` outside the years 0000–9999, which GeneralizedTime cannot hold (Go's
+/// `encoding/asn1` refuses them too).
+fn encode_time(t: SystemTime) -> Option<Vec<u8>> {
     let secs = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64) - i64::from(e.duration().subsec_nanos() > 0),
+        Ok(d) => i64::try_from(d.as_secs()).ok()?,
+        Err(e) => {
+            -i64::try_from(e.duration().as_secs()).ok()?
+                - i64::from(e.duration().subsec_nanos() > 0)
+        }
     };
-    let secs = secs.clamp(FIRST_ENCODABLE, LAST_ENCODABLE);
-    // Within those bounds the conversion cannot fail; the epoch is never used.
-    let t =
-        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    if !(FIRST_ENCODABLE..=LAST_ENCODABLE).contains(&secs) {
+        return None;
+    }
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).ok()?;
     let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
     let (h, mi, s) = (t.hour(), t.minute(), t.second());
     let (tag, text) = if (1950..2050).contains(&y) {
@@ -181,7 +196,7 @@ fn encode_time(t: SystemTime) -> Vec<u8> {
     };
     let mut out = vec![tag, text.len() as u8];
     out.extend_from_slice(text.as_bytes());
-    out
+    Some(out)
 }
 
 /// Truncates a time to whole seconds (X.509 resolution).
@@ -198,30 +213,28 @@ mod tests {
 
     #[test]
     fn times_switch_to_generalized_in_2050() {
+        let enc = |t| encode_time(t).expect("encodable");
         let t = UNIX_EPOCH + Duration::from_secs(1_796_024_160);
-        assert_eq!(&encode_time(t)[2..], b"261130073600Z");
-        assert_eq!(encode_time(t)[0], 0x17);
+        assert_eq!(&enc(t)[2..], b"261130073600Z");
+        assert_eq!(enc(t)[0], 0x17);
         let t = UNIX_EPOCH + Duration::from_secs(4_102_444_800); // 2100-01-01
-        assert_eq!(&encode_time(t)[2..], b"21000101000000Z");
-        assert_eq!(encode_time(t)[0], 0x18);
+        assert_eq!(&enc(t)[2..], b"21000101000000Z");
+        assert_eq!(enc(t)[0], 0x18);
     }
 
+    /// Only the years 0000–9999 fit GeneralizedTime's four digits; a time outside them is not
+    /// written (as Go's encoding/asn1 refuses it), at the second either side of each bound.
     #[test]
-    fn times_beyond_four_digit_years_are_written_as_the_nearest_that_fits() {
+    fn times_beyond_four_digit_years_are_refused() {
         let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
-        assert_eq!(&encode_time(last)[2..], b"99991231235959Z");
-        let later = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
-        assert_eq!(encode_time(later), encode_time(last));
+        assert_eq!(&encode_time(last).unwrap()[2..], b"99991231235959Z");
+        assert_eq!(encode_time(last + Duration::from_secs(1)), None);
+        assert_eq!(encode_time(last + Duration::from_millis(1500)), None);
         let first = UNIX_EPOCH - Duration::from_secs(62_167_219_200);
-        assert_eq!(&encode_time(first)[2..], b"00000101000000Z");
-        let earlier = UNIX_EPOCH - Duration::from_secs(70_000_000_000);
-        assert_eq!(encode_time(earlier), encode_time(first));
+        assert_eq!(&encode_time(first).unwrap()[2..], b"00000101000000Z");
+        assert_eq!(encode_time(first - Duration::from_millis(1)), None);
         assert_eq!(
-            &encode_time(first - Duration::from_secs(1))[2..],
-            b"00000101000000Z"
-        );
-        assert_eq!(
-            &encode_time(first + Duration::from_secs(1))[2..],
+            &encode_time(first + Duration::from_millis(1500)).unwrap()[2..],
             b"00000101000001Z"
         );
     }

@@ -487,8 +487,10 @@ pub(crate) mod fuzzing {
 
     /// An error answer with HTTP status `code` ([`parse_api_error`]).
     pub(crate) fn error(code: u16, body: &[u8]) {
-        let e = parse_api_error(code, false, None, body);
-        let _ = (e.is_expired(), e.is_not_found(), e.is_already_exists());
+        for post in [false, true] {
+            let e = parse_api_error(code, post, None, body);
+            let _ = (e.is_expired(), e.is_not_found(), e.is_already_exists());
+        }
     }
 
     /// A watch body: split into lines under `limit` bytes and each event decoded as in the
