@@ -807,6 +807,38 @@ mod tests {
         fs::symlink_metadata(p).unwrap().file_type().is_symlink()
     }
 
+    /// Two writers in one second: the name a writer chose may be taken by the time it renames
+    /// its file; it takes the next free number and never replaces the other's file. Any other
+    /// failure of the rename ends the write at once.
+    #[test]
+    fn a_new_file_never_replaces_one_that_took_its_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_in(dir.path());
+        fs::write(dir.path().join("x-0"), b"first").unwrap();
+        fs::write(dir.path().join("x-1"), b"second").unwrap();
+        let path = s.write_new_file(b"third", 0, |n| format!("x-{n}")).unwrap();
+        assert_eq!(path, dir.path().join("x-2"));
+        assert_eq!(fs::read(dir.path().join("x-0")).unwrap(), b"first");
+        assert_eq!(fs::read(dir.path().join("x-1")).unwrap(), b"second");
+        assert_eq!(fs::read(&path).unwrap(), b"third");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // `x-0` is a file, so `x-0/…` cannot be made: an error, not a search for a free name.
+        let err = s
+            .write_new_file(b"fourth", 0, |n| format!("x-0/pair-{n}"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "no file left behind: {names:?}");
+    }
+
     // certificate_store_test.go TestUpdateSymlinkExistingFileError: the swap refuses a regular
     // `current` (update() backs it up first and then allows the replacement).
     #[test]
