@@ -832,11 +832,17 @@ mod tests {
             .write_new_file(b"fourth", 0, |n| format!("x-0/pair-{n}"))
             .unwrap_err();
         assert!(matches!(err, StoreError::Io { .. }), "{err}");
+        // Every number taken up to the last: an error, not a wrap to 0 or an overflow.
+        fs::write(dir.path().join(format!("x-{}", u32::MAX)), b"last").unwrap();
+        let err = s
+            .write_new_file(b"fifth", u32::MAX, |n| format!("x-{n}"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err}");
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 3, "no file left behind: {names:?}");
+        assert_eq!(names.len(), 4, "no file left behind: {names:?}");
     }
 
     // certificate_store_test.go TestUpdateSymlinkExistingFileError: the swap refuses a regular
