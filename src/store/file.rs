@@ -885,6 +885,26 @@ mod tests {
         assert!(!dir.path().join("kubelet-updated.pem").exists());
     }
 
+    /// A target that cannot be looked at (a symlink loop) is an I/O error naming it, not "does
+    /// not exist", and `current` is left as it was.
+    #[test]
+    fn update_symlink_to_a_target_that_cannot_be_inspected() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("kubelet-oldpair.pem");
+        fs::write(&old, b"").unwrap();
+        let s = store_in(dir.path());
+        s.swap_current(&old, false).unwrap();
+        let looped = dir.path().join("kubelet-loop.pem");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        let err = s.swap_current(&looped, false).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { path, .. } if *path == looped),
+            "{err:?}"
+        );
+        assert_eq!(fs::read_link(s.current_path()).unwrap(), old);
+        assert!(!dir.path().join("kubelet-updated.pem").exists());
+    }
+
     // TestUpdateSymlinkNoSymlink: with no `current`, the link is created.
     #[test]
     fn update_symlink_no_symlink() {
