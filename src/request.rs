@@ -78,9 +78,7 @@ impl CertRequest {
     ) -> Result<CsrRef, CsrError> {
         // Whatever the client does with `cancel`, nothing is sent once it has fired.
         if cancel.is_cancelled() {
-            return Err(CsrError::Cancelled {
-                name: self.request.name.clone().unwrap_or_else(|| "(new)".into()),
-            });
+            return Err(self.request.cancelled());
         }
         client.create(&self.request, cancel)
     }

@@ -203,9 +203,7 @@ struct FakeClient {
 impl CsrClient for FakeClient {
     fn create(&self, request: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError> {
         if cancel.is_cancelled() {
-            return Err(CsrError::Cancelled {
-                name: request.name.clone().unwrap_or_else(|| "(new)".into()),
-            });
+            return Err(request.cancelled());
         }
         let mut st = self.api.state.lock();
         let step = st.create_script.pop_front().unwrap_or(CreateStep::Succeed);

@@ -152,6 +152,16 @@ pub struct CsrRequest {
     pub public_key_der: Vec<u8>,
 }
 
+impl CsrRequest {
+    /// The error of a create that `cancel` stopped: names the request, or `(new)` for one the
+    /// server is to name.
+    pub(crate) fn cancelled(&self) -> CsrError {
+        CsrError::Cancelled {
+            name: self.name.clone().unwrap_or_else(|| "(new)".into()),
+        }
+    }
+}
+
 /// A created CSR object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CsrRef {

@@ -360,15 +360,12 @@ impl CsrClient for KubeCsrClient {
     /// Every request of the create runs on one agent, which the cancel shuts down: a create
     /// blocked on a hung server returns at once.
     fn create(&self, req: &CsrRequest, cancel: &Cancel) -> Result<CsrRef, CsrError> {
-        let cancelled = || CsrError::Cancelled {
-            name: req.name.clone().unwrap_or_else(|| "(new)".into()),
-        };
         if cancel.is_cancelled() {
-            return Err(cancelled());
+            return Err(req.cancelled());
         }
         let agent = self.agent_for(cancel);
         match self.create_on(&agent, req) {
-            Err(_) if cancel.is_cancelled() => Err(cancelled()),
+            Err(_) if cancel.is_cancelled() => Err(req.cancelled()),
             other => other,
         }
     }
