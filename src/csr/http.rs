@@ -31,6 +31,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use ureq::http::Uri;
+use ureq::http::uri::Scheme;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
     TransportAdapter,
@@ -94,6 +97,45 @@ impl<In: Transport> Connector<In> for RustlsConnector {
             buffers,
             stream: StreamOwned { conn, sock },
         })))
+    }
+}
+
+/// ureq's resolver, except that a host that is an IP address is used as it is.
+///
+/// ureq's `DefaultResolver` runs every lookup on a thread of its own whenever a timeout is
+/// set (ours always is), even for `https://10.0.0.1:6443`, where `ToSocketAddrs` parses the
+/// address and asks no one: a thread spawned and joined per connection for nothing. Go's
+/// `net.Dialer` does not look an IP literal up either. The answer is the default resolver's
+/// (the address, filtered by the agent's IP family); names go to the default resolver.
+#[derive(Debug, Default)]
+pub(crate) struct LiteralResolver {
+    names: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let literal = uri
+            .scheme()
+            .filter(|s| [Scheme::HTTP, Scheme::HTTPS].contains(s))
+            .zip(uri.authority())
+            .and_then(|(scheme, authority)| DefaultResolver::host_and_port(scheme, authority))
+            .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok());
+        let Some(addr) = literal else {
+            return self.names.resolve(uri, config, timeout);
+        };
+        let mut out = self.names.empty();
+        for a in config.ip_family().keep_wanted(std::iter::once(addr)) {
+            out.push(a);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
     }
 }
 
@@ -294,5 +336,62 @@ impl ServerCertVerifier for RootsVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ureq::config::{Config, IpFamily};
+    use ureq::unversioned::transport::time::Duration as Timeout;
+
+    fn resolve(r: &dyn Resolver, uri: &str, family: IpFamily) -> Result<Vec<String>, String> {
+        let config = Config::builder().ip_family(family).build();
+        let timeout = NextTimeout {
+            after: Timeout::from(std::time::Duration::from_secs(5)),
+            ..NextTimeout::default()
+        };
+        let uri: Uri = uri.parse().unwrap();
+        r.resolve(&uri, &config, timeout)
+            .map(|a| a.iter().map(ToString::to_string).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The rule: for every URL, the answer (addresses or error) is the default resolver's.
+    #[test]
+    fn literal_resolver_answers_as_the_default_one() {
+        let cases = [
+            (
+                "https://127.0.0.1:6443/apis",
+                IpFamily::Any,
+                Ok(vec!["127.0.0.1:6443"]),
+            ),
+            ("https://10.0.0.1", IpFamily::Any, Ok(vec!["10.0.0.1:443"])),
+            ("http://10.0.0.1", IpFamily::Any, Ok(vec!["10.0.0.1:80"])),
+            ("https://[::1]:6443", IpFamily::Any, Ok(vec!["[::1]:6443"])),
+            (
+                "https://[::1]:6443",
+                IpFamily::Ipv6Only,
+                Ok(vec!["[::1]:6443"]),
+            ),
+            ("https://[::1]:6443", IpFamily::Ipv4Only, Err(())),
+            ("https://127.0.0.1:6443", IpFamily::Ipv6Only, Err(())),
+        ];
+        for (uri, family, want) in cases {
+            let ours = resolve(&LiteralResolver::default(), uri, family);
+            let theirs = resolve(&DefaultResolver::default(), uri, family);
+            assert_eq!(ours, theirs, "{uri} {family:?}");
+            match want {
+                Ok(addrs) => assert_eq!(ours.unwrap(), addrs, "{uri} {family:?}"),
+                Err(()) => assert!(ours.is_err(), "{uri} {family:?}: {ours:?}"),
+            }
+        }
+        // A name is the default resolver's to look up.
+        let name = resolve(
+            &LiteralResolver::default(),
+            "https://localhost:6443",
+            IpFamily::Any,
+        );
+        assert!(name.as_ref().is_ok_and(|a| !a.is_empty()), "{name:?}");
     }
 }

@@ -187,7 +187,7 @@ impl AgentSpec {
         Agent::with_parts(
             self.config.clone(),
             connector,
-            ureq::unversioned::resolver::DefaultResolver::default(),
+            super::http::LiteralResolver::default(),
         )
     }
 }
