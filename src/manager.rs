@@ -599,11 +599,16 @@ fn reader_slot() -> usize {
     SLOT.with(|s| *s)
 }
 
+/// Asked of the system once per process: `available_parallelism` reads the cgroup's CPU quota
+/// from files at every call (tens of microseconds, on every publish otherwise).
 fn copies_per_certificate() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(2, 16)
+    static COPIES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COPIES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 16)
+    })
 }
 
 /// State shared by the manager handle, its threads and `rotate_now`.
@@ -709,6 +714,8 @@ impl Shared {
     /// Publishes `cert` to readers, the resolver and subscribers.
     pub(crate) fn publish(&self, cert: Certificate) -> Arc<Certificate> {
         let n = copies_per_certificate();
+        // Made before the copies, which then share it rather than each making its own.
+        let _ = cert.certified_key();
         let canonical = Arc::new(cert);
         let mut copies = Vec::with_capacity(n);
         copies.push(canonical.clone());
@@ -1257,6 +1264,24 @@ mod tests {
                 assert_eq!(d, deadline, "{name}: drawn again");
                 assert_eq!(m.rotation_deadline(), Some(deadline), "{name}");
             }
+        }
+    }
+
+    /// Every copy readers spread over serves TLS with the one signing key the published
+    /// certificate loaded, not one each.
+    #[test]
+    fn copies_share_the_published_signing_key() {
+        let t0 = crate::pki::unix_to_system_time(1_700_000_000);
+        let clock = FakeClock::new(t0);
+        let m = manager(&clock);
+        let ca = CertificateAuthority::for_tests("ca").unwrap();
+        let published = m.shared.publish(issue(&ca, t0, 10 * H));
+        let key = published.certified_key().expect("a P-256 key signs");
+        let record = m.shared.published.load();
+        let copies = &record.as_ref().expect("published").copies;
+        assert_eq!(copies.len(), copies_per_certificate());
+        for copy in copies.iter() {
+            assert!(Arc::ptr_eq(copy.certified_key().expect("signs"), key));
         }
     }
 
