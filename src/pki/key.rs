@@ -12,6 +12,8 @@
 //! put into a new CSR. The key never appears in `Debug` output or logs.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use rustls::pki_types::pem::{PemObject, SectionKind};
 use yasna::models::ObjectIdentifier;
@@ -87,6 +89,12 @@ pub struct PrivateKey {
     pkcs8: Vec<u8>,
     algorithm: KeyAlgorithm,
     public_key: Vec<u8>,
+    /// The signing key pair, made by the first [`PrivateKey::signer`] (or kept from
+    /// [`PrivateKey::generate`]) and shared by later ones and by clones: loading a key into
+    /// ring checks it with a scalar multiplication, worth doing once per key, not per signature.
+    /// Asserted unwind-safe: the pair is never changed after it is made (rcgen's remote-key
+    /// variant, whose trait object is not unwind-safe, is never used here).
+    pair: std::sync::OnceLock<Arc<AssertUnwindSafe<rcgen::KeyPair>>>,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -116,7 +124,10 @@ impl PrivateKey {
         };
         let pair = rcgen::KeyPair::generate_for(alg)
             .map_err(|e| PkiError::KeyGeneration(e.to_string()))?;
-        PrivateKey::from_pkcs8_der(pair.serialized_der())
+        let key = PrivateKey::from_pkcs8_der(pair.serialized_der())?;
+        // The pair signs with the algorithm `signer` picks for these key types.
+        let _ = key.pair.set(Arc::new(AssertUnwindSafe(pair)));
+        Ok(key)
     }
 
     /// Parses the first private key block of a PEM document, whatever its label
@@ -212,6 +223,7 @@ impl PrivateKey {
                 pkcs8: der.to_vec(),
                 algorithm: KeyAlgorithm::Ed25519,
                 public_key: public,
+                pair: std::sync::OnceLock::new(),
             })
         } else {
             Err(PkiError::InvalidKey(format!(
@@ -319,10 +331,22 @@ impl PrivateKey {
                     )));
                 }
             };
-        let der = rustls::pki_types::PrivatePkcs8KeyDer::from(self.pkcs8.as_slice());
-        let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, alg).map_err(|e| {
-            PkiError::InvalidKey(format!("cannot sign with this {} key: {e}", self.algorithm))
-        })?;
+        let pair = match self.pair.get() {
+            Some(pair) => pair.clone(),
+            None => {
+                let der = rustls::pki_types::PrivatePkcs8KeyDer::from(self.pkcs8.as_slice());
+                let pair =
+                    rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, alg).map_err(|e| {
+                        PkiError::InvalidKey(format!(
+                            "cannot sign with this {} key: {e}",
+                            self.algorithm
+                        ))
+                    })?;
+                self.pair
+                    .get_or_init(|| Arc::new(AssertUnwindSafe(pair)))
+                    .clone()
+            }
+        };
         let alg_ident = yasna::construct_der(|w| {
             w.write_sequence(|w| {
                 w.next().write_oid(&ObjectIdentifier::from_slice(oid));
@@ -337,7 +361,7 @@ impl PrivateKey {
 
 /// Signs DER structures (CSRs, certificates) with a [`PrivateKey`].
 pub(crate) struct Signer {
-    pair: rcgen::KeyPair,
+    pair: Arc<AssertUnwindSafe<rcgen::KeyPair>>,
     alg_ident: Vec<u8>,
 }
 
@@ -431,6 +455,7 @@ fn parse_pkcs1(der: &[u8]) -> Result<PrivateKey, PkiError> {
         pkcs8,
         algorithm: KeyAlgorithm::Rsa { bits },
         public_key,
+        pair: std::sync::OnceLock::new(),
     })
 }
 
@@ -487,6 +512,7 @@ fn parse_sec1(der: &[u8], outer_curve: Option<ObjectIdentifier>) -> Result<Priva
         pkcs8,
         algorithm,
         public_key,
+        pair: std::sync::OnceLock::new(),
     })
 }
 
@@ -516,6 +542,42 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key is loaded into ring once: signers of a key and of its clones share one pair, which
+    /// for a generated key is the one generated with it; a key read from PEM gets its pair at
+    /// its first signer. Every pair signs so that the key's public half verifies.
+    #[test]
+    fn signers_share_one_pair_per_key() {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+        let generated = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let kept = generated
+            .pair
+            .get()
+            .expect("generate keeps its pair")
+            .clone();
+        let read = PrivateKey::from_pem(generated.to_pem().as_bytes()).unwrap();
+        assert!(read.pair.get().is_none(), "made on demand");
+        let first = read.signer().unwrap();
+        for (key, pair) in [(&generated, &kept), (&read, &first.pair)] {
+            for signer in [key.signer().unwrap(), key.clone().signer().unwrap()] {
+                assert!(Arc::ptr_eq(&signer.pair, pair));
+                let der = signer
+                    .sign_der(&yasna::construct_der(|w| w.write_u8(7)))
+                    .unwrap();
+                let (tbs, sig) = yasna::parse_der(&der, |r| {
+                    r.read_sequence(|r| {
+                        let tbs = r.next().read_der()?;
+                        let _alg = r.next().read_der()?;
+                        Ok((tbs, r.next().read_bitvec_bytes()?.0))
+                    })
+                })
+                .unwrap();
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key.public_key_bits())
+                    .verify(&tbs, &sig)
+                    .unwrap();
+            }
+        }
+    }
 
     #[test]
     fn generated_keys_round_trip_through_pem() {

@@ -174,15 +174,19 @@ impl CertInfo {
 /// A certificate chain with its private key: what a store holds and the manager serves.
 ///
 /// Invariant: the chain has at least one certificate, `info` describes `chain[0]`, and `key`
-/// matches `chain[0]`'s public key. `certified_key` is `Some` whenever rustls can sign with the
-/// key (it cannot with RSA below 2048 bits, which still load for compatibility with old pairs).
+/// matches `chain[0]`'s public key. `certified_key`, once made, is `Some` whenever rustls can
+/// sign with the key (it cannot with RSA below 2048 bits, which still load for compatibility
+/// with old pairs).
 #[derive(Clone)]
 pub struct Certificate {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKey,
     info: CertInfo,
     cert_pem: String,
-    certified_key: Option<Arc<CertifiedKey>>,
+    /// Made at the first [`Certificate::certified_key`] (loading the key into rustls checks it
+    /// with a scalar multiplication: not worth doing for a pair that never serves TLS, such as
+    /// the one a store returns after a write), shared by clones made after that.
+    certified_key: OnceLock<Option<Arc<CertifiedKey>>>,
 }
 
 impl fmt::Debug for Certificate {
@@ -253,16 +257,12 @@ impl Certificate {
             .iter()
             .map(|c| pem_encode("CERTIFICATE", c))
             .collect::<String>();
-        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der().to_vec()));
-        let certified_key = CertifiedKey::from_der(chain.clone(), der, &crypto_provider())
-            .ok()
-            .map(Arc::new);
         Ok(Certificate {
             chain,
             key,
             info,
             cert_pem,
-            certified_key,
+            certified_key: OnceLock::new(),
         })
     }
 
@@ -348,10 +348,18 @@ impl Certificate {
             .unwrap_or(self.info.not_before)
     }
 
-    /// The rustls signing form of this pair, built once. `None` when rustls cannot sign with the
-    /// key (RSA below 2048 bits).
+    /// The rustls signing form of this pair, built at the first call and kept. `None` when
+    /// rustls cannot sign with the key (RSA below 2048 bits).
     pub fn certified_key(&self) -> Option<&Arc<CertifiedKey>> {
-        self.certified_key.as_ref()
+        self.certified_key
+            .get_or_init(|| {
+                let der =
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.pkcs8_der().to_vec()));
+                CertifiedKey::from_der(self.chain.clone(), der, &crypto_provider())
+                    .ok()
+                    .map(Arc::new)
+            })
+            .as_ref()
     }
 }
 
