@@ -167,3 +167,54 @@ fn a_create_answered_without_a_status_gets_client_gos_reason() {
         disagreements.join("\n")
     );
 }
+
+/// The GET side of the same rule: a named create that finds its name taken reads the existing
+/// request, and when that read is answered without a `Status` the error carries the reason
+/// client-go gives a GET (a 409 is a `Conflict` there, not `AlreadyExists`).
+#[test]
+fn a_read_answered_without_a_status_gets_client_gos_reason() {
+    let cases: Vec<(&str, u16)> = CODES.iter().map(|c| ("", *c)).collect();
+    let Some(answers) = upstream(&cases) else {
+        return;
+    };
+    let api = FakeApi::new();
+    let client = api.builder().build().unwrap();
+    let mut disagreements = Vec::new();
+    for ((_, code), upstream) in cases.iter().zip(&answers) {
+        {
+            let mut state = api.state.lock();
+            state
+                .create_replies
+                .push_back(Reply::status(409, "AlreadyExists", "already exists"));
+            state
+                .get_replies
+                .push_back(Reply::plain(*code, "<html>bad gateway</html>"));
+        }
+        let (_key, mut req) = new_request(CLIENT_SIGNER, &client_usages());
+        req.name = Some("node-csr-taken".into());
+        let reason = match client.create(&req, &Cancel::new()) {
+            Err(CsrError::Api { error, .. }) => {
+                assert!(!error.is_status, "{code}: {error:?}");
+                error.reason
+            }
+            other => panic!("{code}: {other:?}"),
+        };
+        let expected = match upstream["genericGet"].as_str() {
+            Some("") => "Unknown",
+            Some(r) => r,
+            None => panic!("no genericGet in {upstream}"),
+        };
+        if reason != expected {
+            disagreements.push(format!("{code}: {reason:?}, client-go {expected:?}"));
+        }
+    }
+    assert!(
+        api.state.lock().get_replies.is_empty(),
+        "every create read the existing request"
+    );
+    assert!(
+        disagreements.is_empty(),
+        "reasons that differ from client-go's:\n{}",
+        disagreements.join("\n")
+    );
+}
