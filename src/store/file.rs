@@ -985,4 +985,96 @@ mod tests {
         assert!(!is_temp_name("kubelet", ".kubelet-a1B2c.pem.tmp"));
         assert!(!is_temp_name("kubelet", "kubelet-a1B2c3.pem.tmp"));
     }
+
+    /// The pending key is `<cert dir>/<prefix>-pending.key`, 0600, read back as written, and
+    /// gone once cleared.
+    #[test]
+    fn the_pending_key_lives_beside_the_pairs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_in(dir.path());
+        let path = dir.path().join("kubelet-pending.key");
+        assert_eq!(s.pending_key_path(), path);
+        assert_eq!(s.pending_key().unwrap(), None);
+        s.set_pending_key(Some(b"key one")).unwrap();
+        s.set_pending_key(Some(b"key two")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"key two");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(s.pending_key().unwrap().as_deref(), Some(&b"key two"[..]));
+        s.set_pending_key(None).unwrap();
+        assert!(!path.exists());
+        assert_eq!(s.pending_key().unwrap(), None);
+        s.set_pending_key(None).unwrap();
+    }
+
+    /// Recovery promotes `-updated.pem` only when `current` does not exist; a `current` that
+    /// cannot be inspected (a symlink loop) is an error naming it, and nothing is moved (as
+    /// client-go's `recover`, whose `os.Stat` error is returned).
+    #[test]
+    fn recovery_refuses_a_current_it_cannot_inspect() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = dir.path().join("kubelet-2026-11-30-07-36-00.pem");
+        fs::write(&pair, b"pair").unwrap();
+        let updated = dir.path().join("kubelet-updated.pem");
+        let current = dir.path().join("kubelet-current.pem");
+        std::os::unix::fs::symlink(&pair, &updated).unwrap();
+        std::os::unix::fs::symlink(&current, &current).unwrap();
+        let err = FileStore::builder("kubelet", dir.path(), dir.path())
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { path, .. } if *path == current),
+            "{err:?}"
+        );
+        assert_eq!(fs::read_link(&updated).unwrap(), pair);
+        assert_eq!(fs::read_link(&current).unwrap(), current);
+    }
+
+    /// A certificate directory that is a regular file is an error when the store is built,
+    /// and the file is left as it was.
+    #[test]
+    fn a_certificate_directory_that_is_a_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("certs");
+        fs::write(&file, b"not a directory").unwrap();
+        let err = FileStore::builder("kubelet", &file, &file)
+            .build()
+            .unwrap_err();
+        assert!(matches!(&err, StoreError::Io { .. }), "{err:?}");
+        assert_eq!(fs::read(&file).unwrap(), b"not a directory");
+    }
+
+    /// Pruning keeps the newest `retention` pairs whatever `current` is: a link (its target is
+    /// kept even when older), a regular file, or nothing.
+    #[test]
+    fn pruning_keeps_the_newest_pairs_whatever_current_is() {
+        let names: Vec<String> = (0..4)
+            .map(|m| format!("kubelet-2026-11-30-07-3{m}-00.pem"))
+            .collect();
+        for current in ["link to the oldest", "regular file", "absent"] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = FileStore::builder("kubelet", dir.path(), dir.path())
+                .retention(2)
+                .build()
+                .unwrap();
+            for n in &names {
+                fs::write(dir.path().join(n), n).unwrap();
+            }
+            let link = s.current_path();
+            match current {
+                "link to the oldest" => {
+                    std::os::unix::fs::symlink(dir.path().join(&names[0]), &link).unwrap();
+                }
+                "regular file" => fs::write(&link, b"copied pair").unwrap(),
+                _ => {}
+            }
+            s.prune().unwrap();
+            let kept: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
+            let want = [current == "link to the oldest", false, true, true];
+            assert_eq!(kept, want, "current: {current}");
+        }
+    }
 }
