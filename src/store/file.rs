@@ -1008,6 +1008,62 @@ mod tests {
         assert!(!path.exists());
         assert_eq!(s.pending_key().unwrap(), None);
         s.set_pending_key(None).unwrap();
+        // Something else at that path: reading and clearing are errors naming it, and it
+        // stays.
+        fs::create_dir(&path).unwrap();
+        for err in [
+            s.pending_key().unwrap_err(),
+            s.set_pending_key(None).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, StoreError::Io { path: p, .. } if *p == path),
+                "{err:?}"
+            );
+        }
+        assert!(path.is_dir());
+    }
+
+    /// A certificate directory that became a regular file after the store was built: every
+    /// call is an error (never "no certificate"), and the file is left as it was.
+    #[test]
+    fn a_certificate_directory_replaced_by_a_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let s = FileStore::builder("kubelet", &certs, &certs)
+            .build()
+            .unwrap();
+        s.check_writable().unwrap();
+        fs::remove_dir(&certs).unwrap();
+        fs::write(&certs, b"not a directory").unwrap();
+        let pair = crate::pki::CertificateAuthority::for_tests("ca")
+            .unwrap()
+            .issue(
+                &crate::CsrTemplate::new("node"),
+                &crate::PrivateKey::generate(crate::KeyAlgorithm::EcdsaP256).unwrap(),
+                &[
+                    crate::KeyUsage::DigitalSignature,
+                    crate::KeyUsage::ClientAuth,
+                ],
+                SystemTime::now(),
+                SystemTime::now() + Duration::from_secs(3600),
+            )
+            .unwrap();
+        let current = certs.join("kubelet-current.pem");
+        match s.current() {
+            Err(StoreError::Io { path, .. }) => assert_eq!(path, current),
+            other => panic!("{other:?}"),
+        }
+        for (what, r) in [
+            ("check_writable", s.check_writable()),
+            (
+                "update",
+                s.update(pair.cert_pem().as_bytes(), pair.key_pem().as_bytes())
+                    .map(drop),
+            ),
+        ] {
+            assert!(matches!(r, Err(StoreError::Io { .. })), "{what}: {r:?}");
+        }
+        assert_eq!(fs::read(&certs).unwrap(), b"not a directory");
     }
 
     /// Recovery promotes `-updated.pem` only when `current` does not exist; a `current` that
