@@ -646,7 +646,6 @@ pub(crate) struct KubeconfigOut<'a> {
 #[derive(Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct ClusterOut<'a> {
-    pub(crate) server: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) certificate_authority: Option<&'a Path>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64_out")]
@@ -654,9 +653,10 @@ pub(crate) struct ClusterOut<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) insecure_skip_tls_verify: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) tls_server_name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) proxy_url: Option<&'a str>,
+    pub(crate) server: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_server_name: Option<&'a str>,
 }
 
 /// The user stanza of a [`KubeconfigOut`] (credentials: never logged): fields left `None` are
@@ -682,68 +682,62 @@ impl KubeconfigOut<'_> {
     /// # Errors
     /// A path that is not valid UTF-8 cannot be written.
     pub(crate) fn to_yaml(&self) -> Result<String, serde_norway::Error> {
+        // Every mapping's keys in alphabetical order, and no empty `preferences`: the bytes
+        // client-go's `clientcmd.Write` makes of the same config (it writes JSON through a
+        // YAML map, which sorts the keys), so a file we write is the one the kubelet writes.
         #[derive(Serialize)]
         struct Doc<'a> {
             #[serde(rename = "apiVersion")]
             api_version: &'static str,
-            kind: &'static str,
-            clusters: [Named<'a, ClusterEntry<'a>>; 1],
-            users: [Named<'a, UserEntry<'a>>; 1],
-            contexts: [Named<'a, ContextEntry<'a>>; 1],
+            clusters: [ClusterEntry<'a>; 1],
+            contexts: [ContextEntry<'a>; 1],
             #[serde(rename = "current-context")]
             current_context: &'a str,
-            preferences: BTreeMap<String, String>,
-        }
-        #[derive(Serialize)]
-        struct Named<'a, T> {
-            name: &'a str,
-            #[serde(flatten)]
-            value: T,
+            kind: &'static str,
+            users: [UserEntry<'a>; 1],
         }
         #[derive(Serialize)]
         struct ClusterEntry<'a> {
             cluster: &'a ClusterOut<'a>,
-        }
-        #[derive(Serialize)]
-        struct UserEntry<'a> {
-            user: &'a UserOut<'a>,
+            name: &'a str,
         }
         #[derive(Serialize)]
         struct ContextEntry<'a> {
             context: ContextOut<'a>,
+            name: &'a str,
+        }
+        #[derive(Serialize)]
+        struct UserEntry<'a> {
+            name: &'a str,
+            user: &'a UserOut<'a>,
         }
         #[derive(Serialize)]
         struct ContextOut<'a> {
             cluster: &'a str,
-            user: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             namespace: Option<&'a str>,
+            user: &'a str,
         }
         serde_norway::to_string(&Doc {
             api_version: "v1",
-            kind: "Config",
-            clusters: [Named {
+            clusters: [ClusterEntry {
+                cluster: &self.cluster,
                 name: self.cluster_name,
-                value: ClusterEntry {
-                    cluster: &self.cluster,
+            }],
+            contexts: [ContextEntry {
+                context: ContextOut {
+                    cluster: self.cluster_name,
+                    namespace: self.namespace,
+                    user: self.user_name,
                 },
-            }],
-            users: [Named {
-                name: self.user_name,
-                value: UserEntry { user: &self.user },
-            }],
-            contexts: [Named {
                 name: self.context_name,
-                value: ContextEntry {
-                    context: ContextOut {
-                        cluster: self.cluster_name,
-                        user: self.user_name,
-                        namespace: self.namespace,
-                    },
-                },
             }],
             current_context: self.context_name,
-            preferences: BTreeMap::new(),
+            kind: "Config",
+            users: [UserEntry {
+                name: self.user_name,
+                user: &self.user,
+            }],
         })
     }
 }
