@@ -1133,4 +1133,18 @@ mod tests {
             assert_eq!(kept, want, "current: {current}");
         }
     }
+
+    /// A certificate file that cannot be inspected (a symlink loop) is an error naming it,
+    /// never "no certificate" (client-go's `loadX509KeyPair` returns its `os.Stat` error).
+    #[test]
+    fn a_cert_file_that_cannot_be_inspected_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_in(dir.path());
+        let crt = dir.path().join("kubelet.crt");
+        std::os::unix::fs::symlink(&crt, &crt).unwrap();
+        match s.current() {
+            Err(StoreError::Io { path, .. }) => assert_eq!(path, crt),
+            other => panic!("{other:?}"),
+        }
+    }
 }
