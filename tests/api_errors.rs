@@ -127,11 +127,11 @@ fn api_error_predicates_agree_with_apimachinery() {
     );
 }
 
-/// A create answered with a body that is not a `Status` (a proxy's or a load balancer's page)
-/// gets the reason client-go's REST client gives it, `AlreadyExists` for a 409 among them; the
+/// Answers every code of `CODES` without a `Status` (a proxy's or a load balancer's page) to
+/// the request `answer` queues on the fake, makes a create (named when `name` is given), and
+/// compares the error's reason with client-go's for that verb (`upstream` key `field`); the
 /// library's "Unknown" stands for apimachinery's empty reason.
-#[test]
-fn a_create_answered_without_a_status_gets_client_gos_reason() {
+fn compare_generic_reasons(field: &str, name: Option<&str>, answer: impl Fn(&FakeApi, Reply)) {
     let cases: Vec<(&str, u16)> = CODES.iter().map(|c| ("", *c)).collect();
     let Some(answers) = upstream(&cases) else {
         return;
@@ -140,11 +140,9 @@ fn a_create_answered_without_a_status_gets_client_gos_reason() {
     let client = api.builder().build().unwrap();
     let mut disagreements = Vec::new();
     for ((_, code), upstream) in cases.iter().zip(&answers) {
-        api.state
-            .lock()
-            .create_replies
-            .push_back(Reply::plain(*code, "<html>bad gateway</html>"));
-        let (_key, req) = new_request(CLIENT_SIGNER, &client_usages());
+        answer(&api, Reply::plain(*code, "<html>bad gateway</html>"));
+        let (_key, mut req) = new_request(CLIENT_SIGNER, &client_usages());
+        req.name = name.map(str::to_owned);
         let reason = match client.create(&req, &Cancel::new()) {
             Err(CsrError::Api { error, .. }) => {
                 assert!(!error.is_status, "{code}: {error:?}");
@@ -152,15 +150,20 @@ fn a_create_answered_without_a_status_gets_client_gos_reason() {
             }
             other => panic!("{code}: {other:?}"),
         };
-        let expected = match upstream["genericPost"].as_str() {
+        let expected = match upstream[field].as_str() {
             Some("") => "Unknown",
             Some(r) => r,
-            None => panic!("no genericPost in {upstream}"),
+            None => panic!("no {field} in {upstream}"),
         };
         if reason != expected {
             disagreements.push(format!("{code}: {reason:?}, client-go {expected:?}"));
         }
     }
+    let state = api.state.lock();
+    assert!(
+        state.create_replies.is_empty() && state.get_replies.is_empty(),
+        "every answer was asked for"
+    );
     assert!(
         disagreements.is_empty(),
         "reasons that differ from client-go's:\n{}",
@@ -168,53 +171,25 @@ fn a_create_answered_without_a_status_gets_client_gos_reason() {
     );
 }
 
+/// A create answered without a `Status` gets the reason client-go's REST client gives a POST,
+/// `AlreadyExists` for a 409 among them.
+#[test]
+fn a_create_answered_without_a_status_gets_client_gos_reason() {
+    compare_generic_reasons("genericPost", None, |api, reply| {
+        api.state.lock().create_replies.push_back(reply);
+    });
+}
+
 /// The GET side of the same rule: a named create that finds its name taken reads the existing
 /// request, and when that read is answered without a `Status` the error carries the reason
 /// client-go gives a GET (a 409 is a `Conflict` there, not `AlreadyExists`).
 #[test]
 fn a_read_answered_without_a_status_gets_client_gos_reason() {
-    let cases: Vec<(&str, u16)> = CODES.iter().map(|c| ("", *c)).collect();
-    let Some(answers) = upstream(&cases) else {
-        return;
-    };
-    let api = FakeApi::new();
-    let client = api.builder().build().unwrap();
-    let mut disagreements = Vec::new();
-    for ((_, code), upstream) in cases.iter().zip(&answers) {
-        {
-            let mut state = api.state.lock();
-            state
-                .create_replies
-                .push_back(Reply::status(409, "AlreadyExists", "already exists"));
-            state
-                .get_replies
-                .push_back(Reply::plain(*code, "<html>bad gateway</html>"));
-        }
-        let (_key, mut req) = new_request(CLIENT_SIGNER, &client_usages());
-        req.name = Some("node-csr-taken".into());
-        let reason = match client.create(&req, &Cancel::new()) {
-            Err(CsrError::Api { error, .. }) => {
-                assert!(!error.is_status, "{code}: {error:?}");
-                error.reason
-            }
-            other => panic!("{code}: {other:?}"),
-        };
-        let expected = match upstream["genericGet"].as_str() {
-            Some("") => "Unknown",
-            Some(r) => r,
-            None => panic!("no genericGet in {upstream}"),
-        };
-        if reason != expected {
-            disagreements.push(format!("{code}: {reason:?}, client-go {expected:?}"));
-        }
-    }
-    assert!(
-        api.state.lock().get_replies.is_empty(),
-        "every create read the existing request"
-    );
-    assert!(
-        disagreements.is_empty(),
-        "reasons that differ from client-go's:\n{}",
-        disagreements.join("\n")
-    );
+    compare_generic_reasons("genericGet", Some("node-csr-taken"), |api, reply| {
+        let mut state = api.state.lock();
+        state
+            .create_replies
+            .push_back(Reply::status(409, "AlreadyExists", "already exists"));
+        state.get_replies.push_back(reply);
+    });
 }
