@@ -431,15 +431,18 @@ fn to_request(p: &httparse::Request<'_, '_>) -> Result<Request, ReadError> {
     })
 }
 
-/// Decodes `%XX` escapes in a path (not `+`, which only means a space in query strings).
+/// Decodes `%XX` escapes in a path (not `+`, which only means a space in query strings). As
+/// Go's `url.PathUnescape`, every `%` must be followed by two hex digits, nothing else (not a
+/// sign, which `u8::from_str_radix` would take).
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let digit = |at: usize| char::from(*b.get(at)?).to_digit(16);
+            let (high, low) = (digit(i + 1)?, digit(i + 2)?);
+            out.push(u8::try_from(high * 16 + low).ok()?);
             i += 3;
         } else {
             out.push(b[i]);
@@ -491,8 +494,20 @@ mod tests {
 
     #[test]
     fn paths_decode_and_queries_split() {
-        assert_eq!(percent_decode("/a%2Fb").as_deref(), Some("/a/b"));
-        assert_eq!(percent_decode("/a%zz"), None);
+        // Go's url.PathUnescape on the same inputs (run with Go 1.26): these decode, every
+        // other escape is an "invalid URL escape".
+        for (path, decoded) in [
+            ("/a%2Fb", "/a/b"),
+            ("/a%2fb", "/a/b"),
+            ("/a%E2%82%AC", "/a\u{20ac}"),
+        ] {
+            assert_eq!(percent_decode(path).as_deref(), Some(decoded), "{path}");
+        }
+        for path in [
+            "/a%zz", "/a%+1", "/a%-1", "/a% 1", "/a%1", "/a%", "/a%0G", "/a%G0", "/a%%41",
+        ] {
+            assert_eq!(percent_decode(path), None, "{path}");
+        }
         let q: Vec<(String, String)> =
             form_urlencoded::parse(b"fieldSelector=metadata.name%3Dcsr-1&watch=true")
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
