@@ -309,3 +309,46 @@ fn one_change_reaches_v1_and_v1beta1_watches_each_in_its_version() {
         assert_eq!(ev["object"]["apiVersion"], version);
     }
 }
+
+/// Panics in the authorizer for the user `panicker`; decides as the default one otherwise.
+struct PanicsFor;
+
+impl certrotate::server::Authorizer for PanicsFor {
+    fn authorize(
+        &self,
+        user: &certrotate::server::UserInfo,
+        action: &certrotate::server::Action<'_>,
+    ) -> certrotate::server::Decision {
+        assert_ne!(user.name, "panicker", "an authorizer that panics");
+        certrotate::server::DefaultAuthorizer.authorize(user, action)
+    }
+}
+
+/// A connection whose handler panics (here in a caller's authorizer) is closed at once, not
+/// left open with the client waiting, and its place among `max_connections` is freed.
+#[test]
+fn a_connection_whose_handler_panics_is_closed_and_freed() {
+    let _one = one_at_a_time();
+    let server = CsrApiServer::builder()
+        .authorizer(PanicsFor)
+        .max_connections(1)
+        .idle_timeout(Duration::from_secs(600))
+        .start()
+        .unwrap();
+    let panicker = Client::with_cert(&server, "panicker", &["system:masters"]);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(call(&panicker, CSRS).map(|a| a.code));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Err(_)) => {}
+        Ok(Ok(code)) => panic!("an answer ({code}) from a handler that panicked"),
+        Err(_) => panic!("the connection of a handler that panicked was left open"),
+    }
+    let admin = Client::admin(&server);
+    assert!(
+        within(Duration::from_secs(5), || call(&admin, CSRS)
+            .is_ok_and(|a| a.code == 200)),
+        "the connection of the handler that panicked still counts against the limit"
+    );
+}

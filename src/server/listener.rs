@@ -180,6 +180,24 @@ impl Connections {
     }
 }
 
+/// The end of a connection thread: shuts the kept clone of its socket down (the peer sees the
+/// close at once, whoever else holds the descriptor) and marks the thread for joining, which
+/// frees its place among the open connections.
+struct Finish {
+    conns: Arc<Mutex<Connections>>,
+    id: u64,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let mut c = self.conns.lock();
+        if let Some(sock) = c.open.get_mut(&self.id).and_then(|(s, _)| s.take()) {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+        c.done.push(self.id);
+    }
+}
+
 /// How many connections past [`max_connections`](super::CsrApiServerBuilder::max_connections)
 /// wait for their 429 at once; more are closed on accept.
 const REFUSE_QUEUE: usize = 64;
@@ -232,12 +250,10 @@ pub(crate) fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name(format!("csr-api-conn-{id}"))
             .spawn(move || {
+                // Made first, dropped last: the close and the bookkeeping happen however the
+                // connection ends, a panic of a handler (or of a caller's authorizer) included.
+                let _finish = Finish { conns: cs, id };
                 serve_connection(&sh, tcp, tc);
-                let mut c = cs.lock();
-                if let Some(sock) = c.open.get_mut(&id).and_then(|(s, _)| s.take()) {
-                    let _ = sock.shutdown(Shutdown::Both);
-                }
-                c.done.push(id);
             });
         match spawned {
             Ok(h) => {
