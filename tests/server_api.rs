@@ -180,6 +180,7 @@ impl Client {
             code,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
+            retry_after: None,
         }
     }
 }
@@ -874,6 +875,11 @@ fn request_faults_fire_once_each_and_are_counted() {
         let r = c.get(CSRS);
         assert_eq!(r.code, 429);
         assert_eq!(r.body["details"]["retryAfterSeconds"], 1);
+        assert_eq!(
+            r.retry_after.as_deref(),
+            Some("1"),
+            "the Retry-After header"
+        );
     }
     assert_eq!(c.get(CSRS).code, 200, "only the next two calls fail");
 

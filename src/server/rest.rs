@@ -595,11 +595,13 @@ fn resource(
             let reason = reason_for_code(code);
             let mut st = Status::failure(code, reason, format!("injected fault: {reason}"));
             if code == 429 {
-                // As the apiserver's priority-and-fairness rejections.
+                // As the apiserver's priority-and-fairness rejections: the delay in the
+                // header, and in the Status as client-go reads it.
                 st.details = Some(StatusDetails {
-                    retry_after_seconds: Some(1),
+                    retry_after_seconds: Some(RETRY_AFTER_SECONDS),
                     ..StatusDetails::default()
                 });
+                conn.add_header("Retry-After", &RETRY_AFTER_SECONDS.to_string());
             }
             send_status(conn, &st, ctx.keep)?;
             return Ok(Next::KeepAlive);

@@ -60,6 +60,8 @@ pub struct Resp {
     pub code: u16,
     pub body: Value,
     pub text: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Client {
@@ -102,9 +104,19 @@ impl Client {
     fn read(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
         let mut resp = resp.expect("request failed at the transport level");
         let code = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = resp.body_mut().read_to_string().unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-        Resp { code, body, text }
+        Resp {
+            code,
+            body,
+            text,
+            retry_after,
+        }
     }
 
     pub fn try_get(&self, path: &str) -> Result<Resp, ureq::Error> {
