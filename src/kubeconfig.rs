@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer};
 
 pub use crate::csr::ConfigError;
 use crate::csr::{KubeCsrClient, KubeCsrClientBuilder};
@@ -643,116 +643,588 @@ pub(crate) struct KubeconfigOut<'a> {
 }
 
 /// The cluster stanza of a [`KubeconfigOut`]: fields left `None` (or false) are not written.
-#[derive(Default, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Default)]
 pub(crate) struct ClusterOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) certificate_authority: Option<&'a Path>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64_out")]
     pub(crate) certificate_authority_data: Option<&'a [u8]>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) insecure_skip_tls_verify: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) proxy_url: Option<&'a str>,
     pub(crate) server: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_server_name: Option<&'a str>,
 }
 
 /// The user stanza of a [`KubeconfigOut`] (credentials: never logged): fields left `None` are
 /// not written.
-#[derive(Default, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Default)]
 pub(crate) struct UserOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) client_certificate: Option<&'a Path>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64_out")]
     pub(crate) client_certificate_data: Option<&'a [u8]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) client_key: Option<&'a Path>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "base64_out")]
     pub(crate) client_key_data: Option<&'a [u8]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<&'a str>,
 }
 
 impl KubeconfigOut<'_> {
-    /// The YAML document.
+    /// The YAML document, as client-go's `clientcmd.Write` writes the same config (the kubelet's
+    /// bootstrap writes its kubeconfig with it): every mapping's keys in alphabetical order, no
+    /// empty `preferences`, and each string written as go-yaml v2 writes it (see
+    /// [`go_yaml_scalar`]), so that client-go reads back every value as the string it is.
     ///
     /// # Errors
     /// A path that is not valid UTF-8 cannot be written.
-    pub(crate) fn to_yaml(&self) -> Result<String, serde_norway::Error> {
-        // Every mapping's keys in alphabetical order, and no empty `preferences`: the bytes
-        // client-go's `clientcmd.Write` makes of the same config (it writes JSON through a
-        // YAML map, which sorts the keys), so a file we write is the one the kubelet writes.
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            #[serde(rename = "apiVersion")]
-            api_version: &'static str,
-            clusters: [ClusterEntry<'a>; 1],
-            contexts: [ContextEntry<'a>; 1],
-            #[serde(rename = "current-context")]
-            current_context: &'a str,
-            kind: &'static str,
-            users: [UserEntry<'a>; 1],
+    pub(crate) fn to_yaml(&self) -> Result<String, String> {
+        fn path(p: &Path) -> Result<&str, String> {
+            p.to_str()
+                .ok_or_else(|| format!("the path {} is not valid UTF-8", p.display()))
         }
-        #[derive(Serialize)]
-        struct ClusterEntry<'a> {
-            cluster: &'a ClusterOut<'a>,
-            name: &'a str,
+        fn line(out: &mut String, indent: &str, key: &str, value: &str) {
+            out.push_str(indent);
+            out.push_str(key);
+            out.push_str(": ");
+            out.push_str(&go_yaml_scalar(value));
+            out.push('\n');
         }
-        #[derive(Serialize)]
-        struct ContextEntry<'a> {
-            context: ContextOut<'a>,
-            name: &'a str,
+        let (c, u) = (&self.cluster, &self.user);
+        let mut out = String::from("apiVersion: v1\nclusters:\n- cluster:\n");
+        let cluster = "    ";
+        if let Some(p) = c.certificate_authority {
+            line(&mut out, cluster, "certificate-authority", path(p)?);
         }
-        #[derive(Serialize)]
-        struct UserEntry<'a> {
-            name: &'a str,
-            user: &'a UserOut<'a>,
+        if let Some(d) = c.certificate_authority_data {
+            line(
+                &mut out,
+                cluster,
+                "certificate-authority-data",
+                &STANDARD.encode(d),
+            );
         }
-        #[derive(Serialize)]
-        struct ContextOut<'a> {
-            cluster: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            namespace: Option<&'a str>,
-            user: &'a str,
+        if c.insecure_skip_tls_verify {
+            out.push_str("    insecure-skip-tls-verify: true\n");
         }
-        serde_norway::to_string(&Doc {
-            api_version: "v1",
-            clusters: [ClusterEntry {
-                cluster: &self.cluster,
-                name: self.cluster_name,
-            }],
-            contexts: [ContextEntry {
-                context: ContextOut {
-                    cluster: self.cluster_name,
-                    namespace: self.namespace,
-                    user: self.user_name,
-                },
-                name: self.context_name,
-            }],
-            current_context: self.context_name,
-            kind: "Config",
-            users: [UserEntry {
-                name: self.user_name,
-                user: &self.user,
-            }],
-        })
+        if let Some(v) = c.proxy_url {
+            line(&mut out, cluster, "proxy-url", v);
+        }
+        line(&mut out, cluster, "server", c.server);
+        if let Some(v) = c.tls_server_name {
+            line(&mut out, cluster, "tls-server-name", v);
+        }
+        line(&mut out, "  ", "name", self.cluster_name);
+        out.push_str("contexts:\n- context:\n");
+        line(&mut out, cluster, "cluster", self.cluster_name);
+        if let Some(v) = self.namespace {
+            line(&mut out, cluster, "namespace", v);
+        }
+        line(&mut out, cluster, "user", self.user_name);
+        line(&mut out, "  ", "name", self.context_name);
+        line(&mut out, "", "current-context", self.context_name);
+        out.push_str("kind: Config\nusers:\n");
+        line(&mut out, "- ", "name", self.user_name);
+        let mut user = String::new();
+        if let Some(p) = u.client_certificate {
+            line(&mut user, cluster, "client-certificate", path(p)?);
+        }
+        if let Some(d) = u.client_certificate_data {
+            line(
+                &mut user,
+                cluster,
+                "client-certificate-data",
+                &STANDARD.encode(d),
+            );
+        }
+        if let Some(p) = u.client_key {
+            line(&mut user, cluster, "client-key", path(p)?);
+        }
+        if let Some(d) = u.client_key_data {
+            line(&mut user, cluster, "client-key-data", &STANDARD.encode(d));
+        }
+        if let Some(v) = u.token {
+            line(&mut user, cluster, "token", v);
+        }
+        if user.is_empty() {
+            out.push_str("  user: {}\n");
+        } else {
+            out.push_str("  user:\n");
+            out.push_str(&user);
+        }
+        Ok(out)
     }
 }
 
-/// `*-data` fields: base64 of the bytes, as kubectl writes them.
-fn base64_out<S: Serializer>(data: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
-    match data {
-        Some(d) => s.serialize_str(&STANDARD.encode(d)),
-        None => s.serialize_none(),
+/// A string as go-yaml v2 (under client-go's `clientcmd.Write` and its kubeconfig loading)
+/// writes it: double-quoted when, written plain, go-yaml v2 would read it as something else
+/// than a string — YAML 1.1's `y`/`yes`/`on`/`off`/`no` and the other words of its resolve
+/// table, numbers (with `_`, `0x`/`0o`/`0b`, a leading 0), base-60 numbers (`1:20`),
+/// timestamps (`2001-12-14`) — or when it holds a character that must be escaped; otherwise
+/// as serde_norway writes it, plain or single-quoted (the same choice as go-yaml's emitter for
+/// such strings). A string with a line break is double-quoted with `\n` here, where go-yaml
+/// writes a literal block: the same string either way.
+///
+/// A YAML 1.2 writer alone would leave `yes` or `1_000` plain, which client-go reads as a
+/// boolean or a number and then refuses as a string field.
+pub(crate) fn go_yaml_scalar(s: &str) -> String {
+    let escaped = s.chars().any(|c| !yaml_printable(c) || c == '\n');
+    if !escaped
+        && !go_yaml::reads_as_non_string(s)
+        && let Ok(doc) = serde_norway::to_string(s)
+        && let Some(one) = doc.strip_suffix('\n').filter(|l| !l.contains('\n'))
+    {
+        return one.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if yaml_printable(c) => out.push(c),
+            c if u32::from(c) <= 0xff => out.push_str(&format!("\\x{:02X}", u32::from(c))),
+            c if u32::from(c) <= 0xffff => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push_str(&format!("\\U{:08X}", u32::from(c))),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// YAML's printable characters (libyaml's `is_printable`), the line feed aside.
+fn yaml_printable(c: char) -> bool {
+    matches!(u32::from(c),
+        0x20..=0x7e | 0xa0..=0xd7ff | 0xe000..=0xfefe | 0xff00..=0xfffd | 0x10000..=0x10ffff)
+}
+
+/// go-yaml v2's `resolve` for a plain scalar, reduced to the question its encoder asks.
+mod go_yaml {
+    /// Whether go-yaml v2 reads `s`, written plain, as anything but a string (its `resolve`
+    /// giving another tag, or its encoder's `isBase60Float`).
+    pub(super) fn reads_as_non_string(s: &str) -> bool {
+        const WORDS: [&str; 40] = [
+            "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N",
+            "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "", "~", "null",
+            "Null", "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf",
+            "+.INF", "-.inf", "-.Inf", "-.INF", "<<",
+        ];
+        if base60_float(s) {
+            return true;
+        }
+        // The first byte hints at what the scalar may be; with no hint it is a string.
+        let hint = s.bytes().next();
+        let hinted = match hint {
+            None => true,
+            Some(b) => b"+-0123456789yYnNtTfFoO~.".contains(&b),
+        };
+        if !hinted {
+            return false;
+        }
+        if WORDS.contains(&s) {
+            return true;
+        }
+        match hint {
+            Some(b'.') => float_syntax(s) && underscores_ok(s),
+            Some(b'+' | b'-' | b'0'..=b'9') => {
+                if timestamp(s) {
+                    return true;
+                }
+                let plain: String = s.chars().filter(|c| *c != '_').collect();
+                int_base0(&plain) || yaml_style_float(&plain)
+            }
+            _ => false,
+        }
+    }
+
+    /// Go's `strconv.ParseInt(s, 0, 64)` or `ParseUint(s, 0, 64)` succeeds.
+    fn int_base0(s: &str) -> bool {
+        let (signed, body) = match s.as_bytes().first() {
+            Some(b'+' | b'-') => (true, &s[1..]),
+            _ => (false, s),
+        };
+        let negative = s.starts_with('-');
+        let lower = body.to_ascii_lowercase();
+        let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+            (16, d)
+        } else if let Some(d) = lower.strip_prefix("0o") {
+            (8, d)
+        } else if let Some(d) = lower.strip_prefix("0b") {
+            (2, d)
+        } else if lower.len() > 1 && lower.starts_with('0') {
+            (8, &lower[1..])
+        } else {
+            (10, lower.as_str())
+        };
+        if digits.is_empty() {
+            return false;
+        }
+        let mut value: u128 = 0;
+        for c in digits.chars() {
+            let Some(d) = c.to_digit(radix) else {
+                return false;
+            };
+            value = value * u128::from(radix) + u128::from(d);
+            if value > u128::from(u64::MAX) {
+                return false;
+            }
+        }
+        match (signed, negative) {
+            (_, true) => value <= 1 << 63,
+            (true, false) => value <= i64::MAX as u128,
+            (false, false) => true,
+        }
+    }
+
+    /// go-yaml v2's `yamlStyleFloat`
+    /// (`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`) and a finite value, as
+    /// `strconv.ParseFloat` gives one (an overflow is an error there).
+    fn yaml_style_float(s: &str) -> bool {
+        let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+        let (mantissa, exponent) = match body.find(['e', 'E']) {
+            Some(i) => (&body[..i], Some(&body[i + 1..])),
+            None => (body, None),
+        };
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let mantissa_ok = match mantissa.split_once('.') {
+            Some(("", frac)) => digits(frac),
+            Some((int, frac)) => digits(int) && (frac.is_empty() || digits(frac)),
+            None => digits(mantissa),
+        };
+        let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+        mantissa_ok && exponent_ok && s.parse::<f64>().is_ok_and(f64::is_finite)
+    }
+
+    /// A scalar starting with `.`: Go's `strconv.ParseFloat` takes `.5`, `.5e3`, and `_`
+    /// between digits; finite only.
+    fn float_syntax(s: &str) -> bool {
+        let plain: String = s.chars().filter(|c| *c != '_').collect();
+        yaml_style_float(&plain)
+    }
+
+    /// Go's `underscoreOK` for a decimal literal: every `_` between two digits.
+    fn underscores_ok(s: &str) -> bool {
+        let b = s.as_bytes();
+        b.iter().enumerate().all(|(i, c)| {
+            *c != b'_'
+                || (i > 0
+                    && b[i - 1].is_ascii_digit()
+                    && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        })
+    }
+
+    /// go-yaml v2's `isBase60Float`: `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`.
+    fn base60_float(s: &str) -> bool {
+        let b = s.strip_prefix(['+', '-']).unwrap_or(s).as_bytes();
+        if !b.first().is_some_and(u8::is_ascii_digit) {
+            return false;
+        }
+        let mut i = 1;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'_') {
+            i += 1;
+        }
+        let mut groups = 0;
+        while b.get(i) == Some(&b':') {
+            let d = |k: usize| b.get(k).is_some_and(u8::is_ascii_digit);
+            if b.get(i + 1).is_some_and(|c| (b'0'..=b'5').contains(c)) && d(i + 2) {
+                i += 3;
+            } else if d(i + 1) {
+                i += 2;
+            } else {
+                return false;
+            }
+            groups += 1;
+        }
+        if groups == 0 {
+            return false;
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'_') {
+                i += 1;
+            }
+        }
+        i == b.len()
+    }
+
+    /// go-yaml v2's `parseTimestamp`: a date `YYYY-M-D`, alone or with a time
+    /// (`T`/`t` and a `Z` or `±hh:mm` zone, or a space and no zone), as Go's `time.Parse`
+    /// reads its four layouts (one- or two-digit fields, a valid date and time).
+    fn timestamp(s: &str) -> bool {
+        let b = s.as_bytes();
+        if b.len() < 5 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
+            return false;
+        }
+        // Go's getnum: two digits when there are two, else one.
+        fn num(b: &[u8], i: &mut usize) -> Option<u32> {
+            let d = |k: usize| {
+                b.get(k)
+                    .filter(|c| c.is_ascii_digit())
+                    .map(|c| u32::from(c - b'0'))
+            };
+            let first = d(*i)?;
+            match d(*i + 1) {
+                Some(second) => {
+                    *i += 2;
+                    Some(first * 10 + second)
+                }
+                None => {
+                    *i += 1;
+                    Some(first)
+                }
+            }
+        }
+        let year: u32 = s[..4].parse().unwrap_or(0);
+        let mut i = 5;
+        let Some(month) = num(b, &mut i) else {
+            return false;
+        };
+        if b.get(i) != Some(&b'-') {
+            return false;
+        }
+        i += 1;
+        let Some(day) = num(b, &mut i) else {
+            return false;
+        };
+        let days = u8::try_from(month)
+            .ok()
+            .and_then(|m| time::Month::try_from(m).ok())
+            .and_then(|m| Some(u32::from(m.length(i32::try_from(year).ok()?))));
+        let Some(days) = days else {
+            return false;
+        };
+        if day < 1 || day > days {
+            return false;
+        }
+        let zoned = match b.get(i) {
+            None => return true,
+            Some(b'T' | b't') => true,
+            Some(b' ') => false,
+            Some(_) => return false,
+        };
+        i += 1;
+        let mut clock = [0u32; 3];
+        for (k, limit) in [24, 60, 60].into_iter().enumerate() {
+            if k > 0 {
+                if b.get(i) != Some(&b':') {
+                    return false;
+                }
+                i += 1;
+            }
+            match num(b, &mut i) {
+                Some(v) if v < limit => clock[k] = v,
+                _ => return false,
+            }
+        }
+        // Fractional seconds: optional, a `.` or `,` and digits.
+        if matches!(b.get(i), Some(b'.' | b',')) && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+        }
+        if !zoned {
+            return i == b.len();
+        }
+        match &b[i..] {
+            [b'Z'] => true,
+            [sign, h1, h2, b':', m1, m2] => {
+                matches!(sign, b'+' | b'-') && [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
+            }
+            _ => false,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each string as go-yaml v2 writes it, byte for byte: the expected column is what
+    /// `sigs.k8s.io/yaml.Marshal` (client-go's `clientcmd.Write`) wrote for the value with Go
+    /// 1.26 and go.yaml.in/yaml/v2 v2.4.4. Two more, with a line break or NEL, where go-yaml
+    /// writes a block or folds: double-quoted here, the same string.
+    #[test]
+    fn strings_are_written_as_go_yaml_writes_them() {
+        let go = [
+            ("", "\"\""),
+            ("yes", "\"yes\""),
+            ("Yes", "\"Yes\""),
+            ("YES", "\"YES\""),
+            ("yEs", "yEs"),
+            ("y", "\"y\""),
+            ("Y", "\"Y\""),
+            ("n", "\"n\""),
+            ("N", "\"N\""),
+            ("no", "\"no\""),
+            ("No", "\"No\""),
+            ("NO", "\"NO\""),
+            ("nO", "nO"),
+            ("on", "\"on\""),
+            ("On", "\"On\""),
+            ("ON", "\"ON\""),
+            ("oN", "oN"),
+            ("off", "\"off\""),
+            ("Off", "\"Off\""),
+            ("OFF", "\"OFF\""),
+            ("true", "\"true\""),
+            ("True", "\"True\""),
+            ("TRUE", "\"TRUE\""),
+            ("tRue", "tRue"),
+            ("false", "\"false\""),
+            ("False", "\"False\""),
+            ("FALSE", "\"FALSE\""),
+            ("null", "\"null\""),
+            ("Null", "\"Null\""),
+            ("NULL", "\"NULL\""),
+            ("nULL", "nULL"),
+            ("~", "\"~\""),
+            ("~x", "~x"),
+            (".nan", "\".nan\""),
+            (".NaN", "\".NaN\""),
+            (".NAN", "\".NAN\""),
+            (".Nan", ".Nan"),
+            (".inf", "\".inf\""),
+            (".Inf", "\".Inf\""),
+            (".INF", "\".INF\""),
+            ("+.inf", "\"+.inf\""),
+            ("-.Inf", "\"-.Inf\""),
+            ("+.INF", "\"+.INF\""),
+            ("-.iNf", "-.iNf"),
+            ("<<", "<<"),
+            ("=", "="),
+            ("12345", "\"12345\""),
+            ("0", "\"0\""),
+            ("00", "\"00\""),
+            ("08", "\"08\""),
+            ("09.5", "\"09.5\""),
+            ("0x1F", "\"0x1F\""),
+            ("0X1f", "\"0X1f\""),
+            ("0x", "0x"),
+            ("0xg", "0xg"),
+            ("0o17", "\"0o17\""),
+            ("0O17", "\"0O17\""),
+            ("0o8", "0o8"),
+            ("0b101", "\"0b101\""),
+            ("0B101", "\"0B101\""),
+            ("0b2", "0b2"),
+            ("-0b101", "\"-0b101\""),
+            ("+0b1", "\"+0b1\""),
+            ("012", "\"012\""),
+            ("1_000", "\"1_000\""),
+            ("_1", "_1"),
+            ("1__0", "\"1__0\""),
+            ("1_", "\"1_\""),
+            ("0x_1F", "\"0x_1F\""),
+            ("9223372036854775807", "\"9223372036854775807\""),
+            ("9223372036854775808", "\"9223372036854775808\""),
+            ("18446744073709551615", "\"18446744073709551615\""),
+            ("18446744073709551616", "\"18446744073709551616\""),
+            ("-9223372036854775808", "\"-9223372036854775808\""),
+            ("-9223372036854775809", "\"-9223372036854775809\""),
+            ("+18446744073709551615", "\"+18446744073709551615\""),
+            ("1e3", "\"1e3\""),
+            ("1E3", "\"1E3\""),
+            ("1e+3", "\"1e+3\""),
+            ("1e", "1e"),
+            ("1.", "\"1.\""),
+            ("1.5", "\"1.5\""),
+            ("1.5e-3", "\"1.5e-3\""),
+            (".5", "\".5\""),
+            (".5e3", "\".5e3\""),
+            (".5_0", "\".5_0\""),
+            ("._5", "._5"),
+            (".", "."),
+            (".e5", ".e5"),
+            ("1e400", "1e400"),
+            (".5e999", ".5e999"),
+            ("1e-400", "\"1e-400\""),
+            ("+1", "\"+1\""),
+            ("-1", "\"-1\""),
+            ("+", "+"),
+            ("-", "'-'"),
+            ("+.5", "\"+.5\""),
+            ("-1.5e3", "\"-1.5e3\""),
+            ("1.2.3", "1.2.3"),
+            ("1_0.5", "\"1_0.5\""),
+            ("0x1p-2", "0x1p-2"),
+            ("inf", "inf"),
+            ("Infinity", "Infinity"),
+            ("NaN", "NaN"),
+            ("1:20", "\"1:20\""),
+            ("0:0", "\"0:0\""),
+            ("1_0:2", "\"1_0:2\""),
+            ("+1:59", "\"+1:59\""),
+            ("1:60", "1:60"),
+            ("1:7", "\"1:7\""),
+            ("1:78", "1:78"),
+            ("1:20.5", "\"1:20.5\""),
+            ("1:20.5_5", "\"1:20.5_5\""),
+            ("1:", "'1:'"),
+            (":1", ":1"),
+            ("12:30:45", "\"12:30:45\""),
+            ("2001-12-14", "\"2001-12-14\""),
+            (
+                "2001-12-14t21:59:43.10-05:00",
+                "\"2001-12-14t21:59:43.10-05:00\"",
+            ),
+            ("2001-12-14T21:59:43.10Z", "\"2001-12-14T21:59:43.10Z\""),
+            ("2001-12-14 21:59:43.10", "\"2001-12-14 21:59:43.10\""),
+            ("2001-12-14 21:59:43", "\"2001-12-14 21:59:43\""),
+            ("2001-1-2", "\"2001-1-2\""),
+            ("2001-02-30", "2001-02-30"),
+            ("2001-13-01", "2001-13-01"),
+            ("2001-12-14T25:00:00Z", "2001-12-14T25:00:00Z"),
+            ("2001-12-14 1:2:3", "\"2001-12-14 1:2:3\""),
+            ("2001-12-14 1:2:3,5", "\"2001-12-14 1:2:3,5\""),
+            ("2001-12-14T1:2:3+0500", "2001-12-14T1:2:3+0500"),
+            ("2001-12-14T1:2:3+05:00", "\"2001-12-14T1:2:3+05:00\""),
+            ("2001-12-14x", "2001-12-14x"),
+            ("20011-12-14", "20011-12-14"),
+            ("201-12-14", "201-12-14"),
+            ("2001-12", "2001-12"),
+            ("2001-12-14 21:59", "2001-12-14 21:59"),
+            ("2001-12-14T21:59:43", "2001-12-14T21:59:43"),
+            ("2004-02-29", "\"2004-02-29\""),
+            ("2001-02-29", "2001-02-29"),
+            ("2001-12-14 21:59:43.", "2001-12-14 21:59:43."),
+            ("2001-12-14 21:59:60", "2001-12-14 21:59:60"),
+            ("abc", "abc"),
+            ("https://127.0.0.1:6443", "https://127.0.0.1:6443"),
+            (
+                "/var/lib/kubelet/pki/kubelet-client-current.pem",
+                "/var/lib/kubelet/pki/kubelet-client-current.pem",
+            ),
+            ("LS0tLS1CRUdJTg==", "LS0tLS1CRUdJTg=="),
+            ("abcdef.0123456789abcdef", "abcdef.0123456789abcdef"),
+            ("123456.0123456789012345", "\"123456.0123456789012345\""),
+            ("a b", "a b"),
+            ("tab\tx", "\"tab\\tx\""),
+            ("x\u{1}y", "\"x\\x01y\""),
+            ("bell\u{7}", "\"bell\\a\""),
+            ("é", "é"),
+            ("\u{a0}x", "\u{a0}x"),
+        ];
+        let mut differ = Vec::new();
+        for (value, written) in go {
+            let ours = go_yaml_scalar(value);
+            if ours != written {
+                differ.push(format!("{value:?}: {ours} (go-yaml {written})"));
+            }
+            let doc: std::collections::BTreeMap<String, String> =
+                serde_norway::from_str(&format!("k: {ours}\n")).unwrap();
+            assert_eq!(doc["k"], value, "read back");
+        }
+        assert!(differ.is_empty(), "{}", differ.join("\n"));
+        assert_eq!(go_yaml_scalar("line\nbreak"), "\"line\\nbreak\"");
+        assert_eq!(go_yaml_scalar("a\u{85}b"), "\"a\\Nb\"");
+    }
 
     /// What the writer writes, the reader reads back: every field of each stanza, and the
     /// current context joining them.
@@ -779,6 +1251,11 @@ mod tests {
             namespace: Some("default"),
         };
         let yaml = files.to_yaml().unwrap();
+        // The bytes client-go's clientcmd.Write (v0.37.2) made of the same config.
+        assert_eq!(
+            yaml,
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority: /etc/ca.crt\n    insecure-skip-tls-verify: true\n    proxy-url: http://proxy:3128\n    server: https://10.0.0.1:6443\n    tls-server-name: api.internal\n  name: c\ncontexts:\n- context:\n    cluster: c\n    namespace: default\n    user: u\n  name: ctx\ncurrent-context: ctx\nkind: Config\nusers:\n- name: u\n  user:\n    client-certificate: /var/lib/pair.pem\n    client-key: /var/lib/pair.pem\n"
+        );
         let read = Kubeconfig::parse(yaml.as_bytes(), base, Path::new("written")).unwrap();
         let s = read.select(None).unwrap();
         assert_eq!((s.cluster_name, s.user_name), ("c", "u"));
@@ -815,6 +1292,10 @@ mod tests {
             namespace: None,
         };
         let yaml = inline.to_yaml().unwrap();
+        assert_eq!(
+            yaml,
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0EgUEVN\n    server: https://127.0.0.1:1\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: ctx\ncurrent-context: ctx\nkind: Config\nusers:\n- name: u\n  user:\n    client-certificate-data: Q0VSVCBQRU0=\n    client-key-data: S0VZIFBFTQ==\n    token: abcdef.0123456789abcdef\n"
+        );
         let read = Kubeconfig::parse(yaml.as_bytes(), base, Path::new("written")).unwrap();
         let s = read.select(None).unwrap();
         assert_eq!(
@@ -837,6 +1318,22 @@ mod tests {
         ] {
             assert!(!yaml.contains(absent), "{absent} written: {yaml}");
         }
+
+        let bare = KubeconfigOut {
+            cluster_name: "c",
+            cluster: ClusterOut {
+                server: "https://127.0.0.1:1",
+                ..ClusterOut::default()
+            },
+            user_name: "u",
+            user: UserOut::default(),
+            context_name: "ctx",
+            namespace: None,
+        };
+        assert_eq!(
+            bare.to_yaml().unwrap(),
+            "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:1\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: ctx\ncurrent-context: ctx\nkind: Config\nusers:\n- name: u\n  user: {}\n"
+        );
     }
 
     #[test]

@@ -42,27 +42,37 @@
 //!
 //! # The written kubeconfig
 //! YAML, mode 0600 whatever the umask, written to a temporary file in the same directory and
-//! renamed over the old one (the directory is created 0755 when missing):
+//! renamed over the old one (the directory is created 0755 when missing). The bytes are those
+//! the kubelet writes (client-go's `clientcmd.Write`: keys in alphabetical order, each string
+//! quoted as go-yaml v2 quotes it; `tests/kubelet_peer.rs` compares the two files):
 //!
 //! ```yaml
 //! apiVersion: v1
-//! kind: Config
 //! clusters:
-//! - name: default-cluster
-//!   cluster: {server: …, certificate-authority-data: … (or certificate-authority: …)}
+//! - cluster:
+//!     certificate-authority-data: …   # or certificate-authority: <absolute path>
+//!     server: https://…
+//!   name: default-cluster
+//! contexts:
+//! - context:
+//!     cluster: default-cluster
+//!     namespace: default
+//!     user: default-auth
+//!   name: default-context
+//! current-context: default-context
+//! kind: Config
 //! users:
 //! - name: default-auth
-//!   user: {client-certificate: <cert_dir>/kubelet-client-current.pem, client-key: (same)}
-//! contexts:
-//! - name: default-context
-//!   context: {cluster: default-cluster, user: default-auth, namespace: default}
-//! current-context: default-context
+//!   user:
+//!     client-certificate: <cert_dir>/kubelet-client-current.pem
+//!     client-key: <cert_dir>/kubelet-client-current.pem
 //! ```
 //!
 //! The cluster stanza copies the bootstrap kubeconfig's server, its effective CA (inline data
 //! when the bootstrap kubeconfig has it, since data wins over a file, else the file's absolute
 //! path) and `insecure-skip-tls-verify`, as the kubelet does, and also `tls-server-name` and
-//! `proxy-url`, which the kubelet drops.
+//! `proxy-url`, which the kubelet drops (with either in the bootstrap kubeconfig, the file has
+//! that line more than the kubelet's).
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io::{ErrorKind, Write};

@@ -1,5 +1,6 @@
-//! Kubeconfig files for the server: YAML in the layout kubectl writes (`clusters`, `users`,
-//! `contexts`, `current-context`), with the CA and credentials inline as `*-data` fields.
+//! Kubeconfig files for the server: YAML as client-go's `clientcmd.Write` writes it (keys in
+//! alphabetical order: `apiVersion`, `clusters`, `contexts`, `current-context`, `kind`,
+//! `users`), with the CA and credentials inline as `*-data` fields.
 
 use super::auth::Identity;
 use super::{CsrApiServer, ServerError};
