@@ -1346,3 +1346,34 @@ except ApiException as e:
     assert_eq!(v["status"], 404);
     assert!(env.server.csr("py-deleted").is_none());
 }
+
+/// Kubeconfigs whose values YAML 1.1 reads as something else than a string (`yes`, `on`,
+/// `1_000`, `0x1F`, `1:20`, `2001-12-14`): kubectl (client-go's loader, go-yaml v2) reads each
+/// token back as the string it is and authenticates with it.
+#[test]
+fn kubectl_reads_tokens_that_yaml_1_1_would_take_for_other_types() {
+    let bin = kubectl_or_skip!();
+    let env = Env::new();
+    for (i, token) in ["yes", "on", "1_000", "0x1F", "1:20", "2001-12-14"]
+        .into_iter()
+        .enumerate()
+    {
+        let user = format!("token-user-{i}");
+        env.server.add_token(
+            token,
+            certrotate::server::UserInfo::new(&user, &["system:masters"]),
+        );
+        let kubeconfig = env.kubeconfig(&Identity::token(token), &format!("token-{i}.kubeconfig"));
+        let view = env
+            .kubectl_as(
+                &bin,
+                &kubeconfig,
+                &["config", "view", "--raw", "-o", "json"],
+            )
+            .ok()
+            .json();
+        assert_eq!(view["users"][0]["user"]["token"], token, "{token}");
+        env.kubectl_as(&bin, &kubeconfig, &["get", "certificatesigningrequests"])
+            .ok();
+    }
+}
