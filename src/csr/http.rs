@@ -104,7 +104,7 @@ impl<In: Transport> Connector<In> for RustlsConnector {
 ///
 /// ureq's `DefaultResolver` runs every lookup on a thread of its own whenever a timeout is
 /// set (ours always is), even for `https://10.0.0.1:6443`, where `ToSocketAddrs` parses the
-/// address and asks no one: a thread spawned and joined per connection for nothing. Go's
+/// address and asks no one: a thread spawned and waited for per connection, for nothing. Go's
 /// `net.Dialer` does not look an IP literal up either. The answer is the default resolver's
 /// (the address, filtered by the agent's IP family); names go to the default resolver.
 #[derive(Debug, Default)]
@@ -386,6 +386,21 @@ mod tests {
                 Err(()) => assert!(ours.is_err(), "{uri} {family:?}: {ours:?}"),
             }
         }
+        // An IP address needs no time at all: answered even when the connection's time is up
+        // (ureq's resolver would run its thread and time out waiting for it).
+        let config = Config::builder().build();
+        let spent = NextTimeout {
+            after: Timeout::from(std::time::Duration::ZERO),
+            ..NextTimeout::default()
+        };
+        let uri: Uri = "https://10.0.0.1:6443".parse().unwrap();
+        let addrs = LiteralResolver::default()
+            .resolve(&uri, &config, spent)
+            .expect("an IP address resolves without a lookup");
+        assert_eq!(
+            addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["10.0.0.1:6443"]
+        );
         // A name is the default resolver's to look up.
         let name = resolve(
             &LiteralResolver::default(),
