@@ -92,8 +92,9 @@ pub struct PrivateKey {
     /// The signing key pair, made by the first [`PrivateKey::signer`] (or kept from
     /// [`PrivateKey::generate`]) and shared by later ones and by clones: loading a key into
     /// ring checks it with a scalar multiplication, worth doing once per key, not per signature.
-    /// Asserted unwind-safe: the pair is never changed after it is made (rcgen's remote-key
-    /// variant, whose trait object is not unwind-safe, is never used here).
+    /// Asserted unwind-safe: rcgen's pair is not (its RSA variant holds a `&dyn RsaEncoding`),
+    /// but it is never changed after it is made (signing takes `&self`; ring's pairs have no
+    /// interior mutability), so a panic cannot leave it half-changed.
     pair: std::sync::OnceLock<Arc<AssertUnwindSafe<rcgen::KeyPair>>>,
 }
 
@@ -332,7 +333,11 @@ impl PrivateKey {
                 }
             };
         let pair = match self.pair.get() {
-            Some(pair) => pair.clone(),
+            Some(pair) => {
+                // Made for this key's algorithm, which never changes: the same choice as below.
+                debug_assert!(std::ptr::eq(pair.algorithm(), alg));
+                pair.clone()
+            }
             None => {
                 let der = rustls::pki_types::PrivatePkcs8KeyDer::from(self.pkcs8.as_slice());
                 let pair =
@@ -546,6 +551,26 @@ mod tests {
     /// A key is loaded into ring once: signers of a key and of its clones share one pair, which
     /// for a generated key is the one generated with it; a key read from PEM gets its pair at
     /// its first signer. Every pair signs so that the key's public half verifies.
+    #[test]
+    fn generated_keys_keep_a_pair_of_the_signing_algorithm() {
+        for alg in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::Ed25519,
+        ] {
+            let key = PrivateKey::generate(alg).unwrap();
+            let kept = key.pair.get().expect("generate keeps its pair").clone();
+            // In a debug build `signer` also checks the kept pair's algorithm.
+            let signer = key.signer().unwrap();
+            assert!(Arc::ptr_eq(&signer.pair, &kept), "{alg}");
+            let fresh = PrivateKey::from_pem(key.to_pem().as_bytes()).unwrap();
+            assert!(
+                std::ptr::eq(kept.algorithm(), fresh.signer().unwrap().pair.algorithm()),
+                "{alg}: the kept pair signs as a key read from PEM does"
+            );
+        }
+    }
+
     #[test]
     fn signers_share_one_pair_per_key() {
         use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};

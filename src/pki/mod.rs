@@ -564,6 +564,32 @@ pub fn fmt_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// A pair read from PEM has no rustls signing key until one is asked for; the first call
+    /// makes it, later calls and clones made after it share it.
+    #[test]
+    fn the_rustls_signing_key_is_made_on_demand_and_shared() {
+        let ca = CertificateAuthority::for_tests("ca").unwrap();
+        let now = SystemTime::now();
+        let issued = ca
+            .issue(
+                &crate::CsrTemplate::new("node"),
+                &PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap(),
+                &[
+                    crate::KeyUsage::DigitalSignature,
+                    crate::KeyUsage::ClientAuth,
+                ],
+                now,
+                now + std::time::Duration::from_secs(3600),
+            )
+            .unwrap();
+        let cert = Certificate::from_pem(issued.cert_pem().as_bytes(), issued.key_pem().as_bytes())
+            .unwrap();
+        assert!(cert.certified_key.get().is_none(), "made when built");
+        let first = cert.certified_key().expect("a P-256 key signs").clone();
+        assert!(Arc::ptr_eq(cert.certified_key().unwrap(), &first));
+        assert!(Arc::ptr_eq(cert.clone().certified_key().unwrap(), &first));
+    }
+
     #[test]
     fn time_formatting() {
         assert_eq!(fmt_time(UNIX_EPOCH), "1970-01-01T00:00:00Z");
