@@ -40,11 +40,25 @@ struct Slot {
     wake: Condvar,
 }
 
-/// One registered watch: its flag, raised when its socket has something to read.
+/// Registered watches by id. Lock discipline: held only to insert, remove, look up or
+/// notify; the state's lock may be held when it is taken, never the other way round.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+type Registry = Arc<Mutex<std::collections::HashMap<u64, Arc<Slot>>>>;
+
+/// One registered watch: its flag, raised when its socket has something to read. Dropping it
+/// forgets the watch, however the watch ended (a panic in it included).
 pub(crate) struct PeerFlag {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     id: u64,
     slot: Arc<Slot>,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    registry: Registry,
+}
+
+impl Drop for PeerFlag {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
 }
 
 impl PeerFlag {
@@ -97,8 +111,9 @@ impl Peers {
     pub fn unregister(&self, sock: &TcpStream, flag: PeerFlag) {
         #[cfg(target_os = "linux")]
         if let Some(e) = &self.imp {
-            e.unregister(sock, &flag);
+            e.unregister(sock);
         }
+        drop(flag);
     }
 
     /// Wakes every registered watch (after a change of the state).
@@ -138,7 +153,6 @@ impl Peers {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::collections::HashMap;
     use std::net::TcpStream;
     use std::os::fd::OwnedFd;
     use std::sync::Arc;
@@ -148,7 +162,7 @@ mod linux {
     use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
     use rustix::event::{EventfdFlags, eventfd};
 
-    use super::{PeerFlag, Slot};
+    use super::{PeerFlag, Registry, Slot};
     use crate::server::state::State;
 
     /// The event id of the wake-up `eventfd`.
@@ -158,9 +172,7 @@ mod linux {
         epoll: OwnedFd,
         wake: OwnedFd,
         next_id: AtomicU64,
-        /// Registered watches by id. Lock discipline: held only to insert, remove, look up or
-        /// notify; the state's lock may be held when it is taken, never the other way round.
-        flags: Mutex<HashMap<u64, Arc<Slot>>>,
+        pub(super) flags: Registry,
         stopping: AtomicBool,
     }
 
@@ -177,7 +189,7 @@ mod linux {
                 epoll,
                 wake,
                 next_id: AtomicU64::new(0),
-                flags: Mutex::new(HashMap::new()),
+                flags: Registry::default(),
                 stopping: AtomicBool::new(false),
             })
         }
@@ -198,16 +210,20 @@ mod linux {
                 self.flags.lock().remove(&id);
                 return None;
             }
-            Some(PeerFlag { id, slot })
+            Some(PeerFlag {
+                id,
+                slot,
+                registry: self.flags.clone(),
+            })
         }
 
         pub(super) fn rearm(&self, sock: &TcpStream, flag: &PeerFlag) {
             let _ = epoll::modify(&self.epoll, sock, EventData::new_u64(flag.id), interest());
         }
 
-        pub(super) fn unregister(&self, sock: &TcpStream, flag: &PeerFlag) {
+        /// Stops watching the socket; the flag, when dropped, leaves the registry.
+        pub(super) fn unregister(&self, sock: &TcpStream) {
             let _ = epoll::delete(&self.epoll, sock);
-            self.flags.lock().remove(&flag.id);
         }
 
         pub(super) fn run(&self, state: &Mutex<State>) {
@@ -314,6 +330,25 @@ mod tests {
             handled,
             thread,
         }
+    }
+
+    /// A watch leaves the registry however it ends: unregistered, or its flag dropped without
+    /// that (a watch whose handler panicked).
+    #[test]
+    fn a_watch_leaves_the_registry_however_it_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let sock = listener.accept().unwrap().0;
+        let peers = Peers::new();
+        let registered = |peers: &Peers| peers.imp.as_ref().map(|e| e.flags.lock().len());
+        let flag = peers.register(&sock).expect("epoll registers the socket");
+        assert_eq!(registered(&peers), Some(1));
+        peers.unregister(&sock, flag);
+        assert_eq!(registered(&peers), Some(0));
+        let flag = peers.register(&sock).expect("epoll registers the socket");
+        assert_eq!(registered(&peers), Some(1));
+        drop(flag);
+        assert_eq!(registered(&peers), Some(0));
     }
 
     /// Bytes on one watch's socket wake that watch only; a change of the state wakes them all.
