@@ -572,11 +572,11 @@ mod tests {
         let now = SystemTime::now();
         let issued = ca
             .issue(
-                &crate::CsrTemplate::new("node"),
+                &crate::template::CsrTemplate::new("node"),
                 &PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap(),
                 &[
-                    crate::KeyUsage::DigitalSignature,
-                    crate::KeyUsage::ClientAuth,
+                    crate::usages::KeyUsage::DigitalSignature,
+                    crate::usages::KeyUsage::ClientAuth,
                 ],
                 now,
                 now + std::time::Duration::from_secs(3600),
