@@ -686,14 +686,15 @@ impl KubeconfigOut<'_> {
         }
         let (c, u) = (&self.cluster, &self.user);
         let mut out = String::from("apiVersion: v1\nclusters:\n- cluster:\n");
-        let cluster = "    ";
+        // The indent of a stanza's fields.
+        let field = "    ";
         if let Some(p) = c.certificate_authority {
-            line(&mut out, cluster, "certificate-authority", path(p)?);
+            line(&mut out, field, "certificate-authority", path(p)?);
         }
         if let Some(d) = c.certificate_authority_data {
             line(
                 &mut out,
-                cluster,
+                field,
                 "certificate-authority-data",
                 &STANDARD.encode(d),
             );
@@ -702,43 +703,43 @@ impl KubeconfigOut<'_> {
             out.push_str("    insecure-skip-tls-verify: true\n");
         }
         if let Some(v) = c.proxy_url {
-            line(&mut out, cluster, "proxy-url", v);
+            line(&mut out, field, "proxy-url", v);
         }
-        line(&mut out, cluster, "server", c.server);
+        line(&mut out, field, "server", c.server);
         if let Some(v) = c.tls_server_name {
-            line(&mut out, cluster, "tls-server-name", v);
+            line(&mut out, field, "tls-server-name", v);
         }
         line(&mut out, "  ", "name", self.cluster_name);
         out.push_str("contexts:\n- context:\n");
-        line(&mut out, cluster, "cluster", self.cluster_name);
+        line(&mut out, field, "cluster", self.cluster_name);
         if let Some(v) = self.namespace {
-            line(&mut out, cluster, "namespace", v);
+            line(&mut out, field, "namespace", v);
         }
-        line(&mut out, cluster, "user", self.user_name);
+        line(&mut out, field, "user", self.user_name);
         line(&mut out, "  ", "name", self.context_name);
         line(&mut out, "", "current-context", self.context_name);
         out.push_str("kind: Config\nusers:\n");
         line(&mut out, "- ", "name", self.user_name);
         let mut user = String::new();
         if let Some(p) = u.client_certificate {
-            line(&mut user, cluster, "client-certificate", path(p)?);
+            line(&mut user, field, "client-certificate", path(p)?);
         }
         if let Some(d) = u.client_certificate_data {
             line(
                 &mut user,
-                cluster,
+                field,
                 "client-certificate-data",
                 &STANDARD.encode(d),
             );
         }
         if let Some(p) = u.client_key {
-            line(&mut user, cluster, "client-key", path(p)?);
+            line(&mut user, field, "client-key", path(p)?);
         }
         if let Some(d) = u.client_key_data {
-            line(&mut user, cluster, "client-key-data", &STANDARD.encode(d));
+            line(&mut user, field, "client-key-data", &STANDARD.encode(d));
         }
         if let Some(v) = u.token {
-            line(&mut user, cluster, "token", v);
+            line(&mut user, field, "token", v);
         }
         if user.is_empty() {
             out.push_str("  user: {}\n");
