@@ -673,81 +673,67 @@ impl KubeconfigOut<'_> {
     /// # Errors
     /// A path that is not valid UTF-8 cannot be written.
     pub(crate) fn to_yaml(&self) -> Result<String, String> {
-        fn path(p: &Path) -> Result<&str, String> {
-            p.to_str()
-                .ok_or_else(|| format!("the path {} is not valid UTF-8", p.display()))
-        }
-        fn line(out: &mut String, indent: &str, key: &str, value: &str) {
-            out.push_str(indent);
-            out.push_str(key);
-            out.push_str(": ");
-            out.push_str(&go_yaml_scalar(value));
-            out.push('\n');
-        }
+        let path = |p: Option<&Path>| -> Result<Option<String>, String> {
+            p.map(|p| {
+                p.to_str()
+                    .map(go_yaml_scalar)
+                    .ok_or_else(|| format!("the path {} is not valid UTF-8", p.display()))
+            })
+            .transpose()
+        };
+        let data = |d: Option<&[u8]>| d.map(|d| go_yaml_scalar(&STANDARD.encode(d)));
+        let text = |v: Option<&str>| v.map(go_yaml_scalar);
         let (c, u) = (&self.cluster, &self.user);
-        let mut out = String::from("apiVersion: v1\nclusters:\n- cluster:\n");
-        // The indent of a stanza's fields.
-        let field = "    ";
-        if let Some(p) = c.certificate_authority {
-            line(&mut out, field, "certificate-authority", path(p)?);
-        }
-        if let Some(d) = c.certificate_authority_data {
-            line(
-                &mut out,
-                field,
+        // Each stanza's fields in order, already written as values; `None` is left out.
+        let cluster = [
+            ("certificate-authority", path(c.certificate_authority)?),
+            (
                 "certificate-authority-data",
-                &STANDARD.encode(d),
-            );
-        }
-        if c.insecure_skip_tls_verify {
-            out.push_str("    insecure-skip-tls-verify: true\n");
-        }
-        if let Some(v) = c.proxy_url {
-            line(&mut out, field, "proxy-url", v);
-        }
-        line(&mut out, field, "server", c.server);
-        if let Some(v) = c.tls_server_name {
-            line(&mut out, field, "tls-server-name", v);
-        }
-        line(&mut out, "  ", "name", self.cluster_name);
-        out.push_str("contexts:\n- context:\n");
-        line(&mut out, field, "cluster", self.cluster_name);
-        if let Some(v) = self.namespace {
-            line(&mut out, field, "namespace", v);
-        }
-        line(&mut out, field, "user", self.user_name);
-        line(&mut out, "  ", "name", self.context_name);
-        line(&mut out, "", "current-context", self.context_name);
-        out.push_str("kind: Config\nusers:\n");
-        line(&mut out, "- ", "name", self.user_name);
-        let mut user = String::new();
-        if let Some(p) = u.client_certificate {
-            line(&mut user, field, "client-certificate", path(p)?);
-        }
-        if let Some(d) = u.client_certificate_data {
-            line(
-                &mut user,
-                field,
-                "client-certificate-data",
-                &STANDARD.encode(d),
-            );
-        }
-        if let Some(p) = u.client_key {
-            line(&mut user, field, "client-key", path(p)?);
-        }
-        if let Some(d) = u.client_key_data {
-            line(&mut user, field, "client-key-data", &STANDARD.encode(d));
-        }
-        if let Some(v) = u.token {
-            line(&mut user, field, "token", v);
-        }
-        if user.is_empty() {
-            out.push_str("  user: {}\n");
-        } else {
-            out.push_str("  user:\n");
-            out.push_str(&user);
-        }
-        Ok(out)
+                data(c.certificate_authority_data),
+            ),
+            (
+                "insecure-skip-tls-verify",
+                c.insecure_skip_tls_verify.then(|| "true".to_owned()),
+            ),
+            ("proxy-url", text(c.proxy_url)),
+            ("server", text(Some(c.server))),
+            ("tls-server-name", text(c.tls_server_name)),
+        ];
+        let context = [
+            ("cluster", text(Some(self.cluster_name))),
+            ("namespace", text(self.namespace)),
+            ("user", text(Some(self.user_name))),
+        ];
+        let user = [
+            ("client-certificate", path(u.client_certificate)?),
+            ("client-certificate-data", data(u.client_certificate_data)),
+            ("client-key", path(u.client_key)?),
+            ("client-key-data", data(u.client_key_data)),
+            ("token", text(u.token)),
+        ];
+        // `<key>:` and the stanza's fields below it, or `<key>: {}` when it has none.
+        let stanza = |key: &str, fields: &[(&str, Option<String>)]| {
+            let body: String = fields
+                .iter()
+                .filter_map(|(k, v)| Some(format!("    {k}: {}\n", v.as_ref()?)))
+                .collect();
+            if body.is_empty() {
+                format!("{key}: {{}}\n")
+            } else {
+                format!("{key}:\n{body}")
+            }
+        };
+        Ok(format!(
+            "apiVersion: v1\nclusters:\n- {}  name: {}\ncontexts:\n- {}  name: {}\n\
+             current-context: {}\nkind: Config\nusers:\n- name: {}\n  {}",
+            stanza("cluster", &cluster),
+            go_yaml_scalar(self.cluster_name),
+            stanza("context", &context),
+            go_yaml_scalar(self.context_name),
+            go_yaml_scalar(self.context_name),
+            go_yaml_scalar(self.user_name),
+            stanza("user", &user),
+        ))
     }
 }
 
